@@ -1,0 +1,1 @@
+"""Experiments: configs and entry points of implicit_fields."""

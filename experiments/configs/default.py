@@ -1,0 +1,79 @@
+"""Shared defaults: the original point-cloud Occupancy Network (onet_pointcloud).
+
+Every other config imports this one and overrides only what differs. Every key
+a config may set is defined here; `experiments.main` rejects keys it does not
+know.
+
+  python -m experiments.main --config experiments/configs/default.py --workdir runs/onet
+"""
+
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # The one seed: model init, data order and sampling derive from it.
+
+    config.data = data = ml_collections.ConfigDict()
+    data.path = "data/builtin"  # Dataset root in the Occupancy Networks layout.
+    data.builtin = True  # Generate the built-in procedural dataset at `path` if it is missing.
+    data.builtin_objects_per_category = 150  # Objects per category when generating.
+    data.builtin_categories = ()  # Category names/ids to generate; () means all.
+    data.builtin_num_points = 100_000  # Occupancy points per object (points.npz).
+    data.builtin_num_surface_points = 100_000  # Surface points per object (pointcloud.npz).
+    data.categories = ()  # Category ids to train/evaluate on; () means all in metadata.yaml.
+    data.train_split = "train"
+    data.val_split = "val"
+    data.test_split = "test"
+    data.points_subsample = 2048  # Query points per object and step (original: 2048).
+    data.points_jitter = 1e-4  # N(0, 1) * jitter added to query points (original, float16 data).
+    data.pointcloud_n = 300  # Input points per object (original: 300).
+    data.pointcloud_noise = 0.005  # Std of the input noise (original: 0.005).
+    data.cache = True  # Keep loaded objects in memory.
+    data.prefetch = 2  # Batches prepared ahead on a background thread.
+
+    config.model = model = ml_collections.ConfigDict()
+    model.encoder = "pointnet_resnet"  # 'pointnet_resnet' (ResnetPointnet).
+    model.decoder = "cbatchnorm"  # 'cbatchnorm' (DecoderCBatchNorm) or 'simple'.
+    model.c_dim = 512  # Code size (original pointcloud config: 512).
+    model.encoder_hidden = 512  # ResnetPointnet width (original: 512).
+    model.decoder_hidden = 256  # Decoder width (original: 256).
+    model.decoder_blocks = 5  # Decoder ResNet blocks (original: 5).
+
+    config.optim = optim = ml_collections.ConfigDict()
+    optim.optimizer = "adam"
+    optim.learning_rate = 1e-4  # Original: Adam 1e-4, constant.
+    optim.grad_clip_norm = 0.0  # 0 disables clipping (the original does not clip).
+
+    config.train = train = ml_collections.ConfigDict()
+    train.batch_size = 64  # Objects per step, split over all local devices (original: 64).
+    train.num_steps = 300_000  # Total optimiser steps.
+    train.log_every = 50  # Steps between metric logs.
+    train.eval_every = 2000  # Steps between validation IoU (the best model is kept).
+    train.checkpoint_every = 1000  # Steps between checkpoints.
+    train.max_to_keep = 2  # Recent checkpoints kept.
+    train.val_objects = 0  # Validation objects used during training; 0 means all.
+    train.val_points = 100_000  # Query points per validation object for IoU.
+    train.eval_batch_size = 8  # Objects per validation call.
+    train.threshold = 0.2  # Occupancy probability threshold (original test.threshold).
+    train.tensorboard = True  # Also write TensorBoard event files.
+    train.progress = True  # Show a progress bar.
+
+    config.generate = gen = ml_collections.ConfigDict()
+    gen.split = "val"  # Which split to mesh.
+    gen.method = "dense"  # 'dense' grid + marching cubes.
+    gen.resolution = 128  # Cells per side of the final grid (original: 32 * 2^2).
+    gen.padding = 0.1  # Box padding (box side 1 + padding).
+    gen.batch_points = 100_000  # Points per network call.
+    gen.max_objects = 0  # Objects to mesh; 0 means the whole split.
+    gen.checkpoint = "best"  # 'best' (highest val IoU) or 'latest'.
+    gen.num_pictures = 4  # Objects shown in the comparison picture.
+
+    config.eval = ev = ml_collections.ConfigDict()
+    ev.n_samples = 100_000  # Points sampled on each predicted mesh (original: 100k).
+    ev.fscore_threshold = 0.01  # F-score distance (ConvONet's F@1%).
+
+    config.debug = debug = ml_collections.ConfigDict()
+    debug.disable_jit = False  # Run everything op by op (jax.disable_jit).
+    debug.nans = False  # jax_debug_nans.
+    return config

@@ -1,0 +1,164 @@
+"""Reading a dataset in the Occupancy Networks layout and sampling training items.
+
+The layout is the original one (`DATASET/<category>/<model>/points.npz`,
+`pointcloud.npz`, `DATASET/<category>/<split>.lst`, `DATASET/metadata.yaml`),
+so the built-in procedural data and the preprocessed ShapeNet of the original
+code load through the same class. Everything here is numpy; JAX only sees
+finished batches.
+"""
+
+import dataclasses
+import os
+import threading
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from implicit_fields.data import onet_format
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+    """One object of a split: its category id and model id."""
+
+    category: str
+    model: str
+
+
+class ShapesDataset:
+    """The objects of one split, with lazily loaded (and optionally cached) arrays.
+
+    Args:
+      path: dataset root (holds one folder per category and, usually,
+        `metadata.yaml`).
+      split: 'train', 'val' or 'test' (reads `<category>/<split>.lst`).
+      categories: category ids to use; None means all of `metadata.yaml`, or
+        every sub-folder when there is no metadata file.
+      cache: keep loaded arrays in memory (fast; about 1.2 MB per object).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        split: str,
+        categories: Optional[Sequence[str]] = None,
+        cache: bool = True,
+    ):
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"dataset folder {path!r} does not exist")
+        self.path = path
+        self.split = split
+        metadata_file = os.path.join(path, "metadata.yaml")
+        if os.path.exists(metadata_file):
+            self.metadata = onet_format.read_metadata(path)
+        else:
+            self.metadata = {
+                d: {"id": d, "name": d}
+                for d in sorted(os.listdir(path))
+                if os.path.isdir(os.path.join(path, d))
+            }
+        if categories:
+            missing = [c for c in categories if c not in self.metadata]
+            if missing:
+                raise ValueError(
+                    f"categories {missing} are not in dataset {path!r} "
+                    f"(it has {sorted(self.metadata)})"
+                )
+            self.categories = list(categories)
+        else:
+            self.categories = sorted(self.metadata)
+        if not self.categories:
+            raise ValueError(f"dataset {path!r} has no categories")
+        self.items: List[ModelRef] = []
+        for category in self.categories:
+            for model in onet_format.read_split(os.path.join(path, category), split):
+                self.items.append(ModelRef(category, model))
+        self.cache = cache
+        self._cache: Dict[int, Dict[str, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def category_name(self, category: str) -> str:
+        """Human-readable name of a category id ('03001627' -> 'chair')."""
+        return str(self.metadata.get(category, {}).get("name", category))
+
+    def model_dir(self, index: int) -> str:
+        item = self.items[index]
+        return os.path.join(self.path, item.category, item.model)
+
+    def load(self, index: int) -> Dict[str, np.ndarray]:
+        """Loads one object's arrays.
+
+        Returns:
+          dict with 'points' float32 [N, 3] and 'occupancies' bool [N] (from
+          points.npz), 'surface_points' and 'surface_normals' float32 [M, 3]
+          (from pointcloud.npz), 'loc' [3] and 'scale' [] .
+        """
+        with self._lock:
+            if index in self._cache:
+                return self._cache[index]
+        model_dir = self.model_dir(index)
+        pts = onet_format.load_points_npz(os.path.join(model_dir, "points.npz"))
+        pcl = onet_format.load_pointcloud_npz(os.path.join(model_dir, "pointcloud.npz"))
+        data = {
+            "points": pts["points"],
+            "occupancies": pts["occupancies"],
+            "surface_points": pcl["points"],
+            "surface_normals": pcl["normals"],
+            "loc": np.asarray(pts["loc"], np.float32),
+            "scale": np.asarray(pts["scale"], np.float32),
+        }
+        if self.cache:
+            with self._lock:
+                self._cache[index] = data
+        return data
+
+
+def sample_item(
+    data: Dict[str, np.ndarray],
+    rng: np.random.Generator,
+    num_points: int,
+    num_inputs: int,
+    input_noise: float,
+    points_jitter: float = 1e-4,
+) -> Dict[str, np.ndarray]:
+    """The original's per-object training sample.
+
+    `num_points` query points drawn with replacement from points.npz (plus
+    `points_jitter` * N(0,1), as the original does for float16 files) with their
+    occupancies, and `num_inputs` input points drawn from the surface point
+    cloud with N(0, input_noise^2) noise.
+
+    Returns:
+      dict 'points' float32 [num_points, 3], 'occupancies' float32
+      [num_points], 'inputs' float32 [num_inputs, 3].
+    """
+    n = data["points"].shape[0]
+    idx = rng.integers(0, n, size=num_points)
+    points = data["points"][idx].astype(np.float32)
+    if points_jitter:
+        points = points + points_jitter * rng.standard_normal(points.shape).astype(np.float32)
+    occ = data["occupancies"][idx].astype(np.float32)
+    m = data["surface_points"].shape[0]
+    jdx = rng.integers(0, m, size=num_inputs)
+    inputs = data["surface_points"][jdx].astype(np.float32)
+    if input_noise:
+        inputs = inputs + input_noise * rng.standard_normal(inputs.shape).astype(np.float32)
+    return {"points": points, "occupancies": occ, "inputs": inputs}
+
+
+def eval_inputs(data: Dict[str, np.ndarray], index: int, num_inputs: int, input_noise: float, seed: int = 0):
+    """The input point cloud of one evaluation object, deterministic in (seed, index).
+
+    Returns:
+      float32 [num_inputs, 3].
+    """
+    rng = np.random.default_rng([seed, 7919, index])
+    m = data["surface_points"].shape[0]
+    jdx = rng.integers(0, m, size=num_inputs)
+    inputs = data["surface_points"][jdx].astype(np.float32)
+    if input_noise:
+        inputs = inputs + input_noise * rng.standard_normal(inputs.shape).astype(np.float32)
+    return inputs

@@ -1,0 +1,111 @@
+"""Batching, seeded shuffling and host-to-device prefetch.
+
+The batch of training step `s` is a pure function of (seed, s): the epoch
+permutation comes from (seed, epoch) and every object's sample from
+(seed, s, slot). A run restarted from a checkpoint at step s therefore sees
+exactly the batches an unbroken run would have seen.
+"""
+
+import queue
+import threading
+from typing import Callable, Dict, Iterator, Optional
+
+import jax
+import numpy as np
+
+from implicit_fields.data import datasets
+
+
+def batch_indices(step: int, batch_size: int, num_items: int, seed: int) -> np.ndarray:
+    """Dataset indices of the batch at `step`: epochs of seeded permutations.
+
+    Returns:
+      int64 [batch_size].
+    """
+    if num_items <= 0:
+        raise ValueError("cannot draw batches from an empty dataset")
+    positions = step * batch_size + np.arange(batch_size)
+    epochs = positions // num_items
+    out = np.empty(batch_size, np.int64)
+    for epoch in np.unique(epochs):
+        perm = np.random.default_rng([seed, int(epoch)]).permutation(num_items)
+        sel = epochs == epoch
+        out[sel] = perm[positions[sel] % num_items]
+    return out
+
+
+def make_train_batch(
+    dataset: datasets.ShapesDataset,
+    step: int,
+    batch_size: int,
+    seed: int,
+    num_points: int,
+    num_inputs: int,
+    input_noise: float,
+    points_jitter: float = 1e-4,
+) -> Dict[str, np.ndarray]:
+    """The training batch of `step`.
+
+    Returns:
+      dict 'points' [B, T, 3], 'occupancies' [B, T], 'inputs' [B, n, 3], float32.
+    """
+    indices = batch_indices(step, batch_size, len(dataset), seed)
+    samples = []
+    for slot, index in enumerate(indices):
+        rng = np.random.default_rng([seed, step, slot])
+        samples.append(
+            datasets.sample_item(
+                dataset.load(int(index)), rng, num_points, num_inputs, input_noise, points_jitter
+            )
+        )
+    return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+def prefetch(
+    batch_fn: Callable[[int], Dict[str, np.ndarray]],
+    start_step: int,
+    num_steps: int,
+    sharding: Optional[jax.sharding.Sharding] = None,
+    buffer_size: int = 2,
+) -> Iterator[Dict[str, jax.Array]]:
+    """Yields `batch_fn(step)` for steps [start_step, num_steps), prepared ahead.
+
+    A background thread builds the numpy batches and transfers them to the
+    devices (`jax.device_put` with `sharding`), keeping up to `buffer_size`
+    ready so that the accelerator is not starved by the host. An exception in the
+    thread is re-raised in the consumer.
+    """
+    q: "queue.Queue" = queue.Queue(maxsize=max(buffer_size, 1))
+    stop = threading.Event()
+    done = object()
+
+    def worker():
+        try:
+            for step in range(start_step, num_steps):
+                if stop.is_set():
+                    return
+                batch = batch_fn(step)
+                batch = jax.device_put(batch, sharding) if sharding is not None else batch
+                while not stop.is_set():
+                    try:
+                        q.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+            q.put(e)
+            return
+        q.put(done)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

@@ -1,0 +1,262 @@
+"""The training loop: `train_and_evaluate(config, workdir)`.
+
+Restores the latest checkpoint in `workdir` if there is one (so a killed job
+resumes by running the same command again, and reaches the same parameters as
+an unbroken run), trains with the data-parallel jitted step, logs metrics to
+JSON lines and TensorBoard, measures validation IoU every `eval_every` steps
+and keeps the best model in `workdir/best`.
+"""
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Callable, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from implicit_fields import checkpointing, losses, models, summary, train_utils
+from implicit_fields.data import datasets, pipeline
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_dataset(data_config, progress: bool = True) -> str:
+    """Returns the dataset path, generating the built-in dataset there if it is missing."""
+    path = data_config.path
+    if os.path.exists(os.path.join(path, "metadata.yaml")):
+        return path
+    if not data_config.builtin:
+        if not os.path.isdir(path):
+            raise FileNotFoundError(
+                f"dataset {path!r} does not exist (set data.builtin=True to generate the built-in one)"
+            )
+        return path
+    from implicit_fields.data import builtin
+
+    logger.info("generating the built-in dataset at %s", path)
+    builtin.generate_dataset(
+        path,
+        categories=list(data_config.builtin_categories) or None,
+        objects_per_category=data_config.builtin_objects_per_category,
+        seed=0,
+        num_points=data_config.builtin_num_points,
+        num_surface_points=data_config.builtin_num_surface_points,
+        progress=progress,
+    )
+    return path
+
+
+def load_split(config, split: str) -> datasets.ShapesDataset:
+    return datasets.ShapesDataset(
+        config.data.path, split, categories=list(config.data.categories) or None, cache=config.data.cache
+    )
+
+
+def create_state(config, mesh):
+    """Model and freshly initialised, replicated train state."""
+    model = models.create_model(config.model)
+    init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
+    state = train_utils.create_train_state(init_rng, model, config)
+    repl, _ = train_utils.shardings(mesh)
+    return model, jax.device_put(state, repl)
+
+
+def restore_for_inference(config, workdir: str, which: str = "best"):
+    """The model and the state of `workdir`'s best (or latest) checkpoint.
+
+    Falls back to the latest checkpoint when no best model was saved.
+
+    Raises:
+      FileNotFoundError: when `workdir` holds no checkpoint.
+    """
+    mesh = train_utils.create_mesh()
+    model, state = create_state(config, mesh)
+    candidates = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
+    for sub in candidates:
+        directory = os.path.join(workdir, sub)
+        if os.path.isdir(directory):
+            ckpt = checkpointing.Checkpointer(directory)
+            if ckpt.latest_step() is not None:
+                state, meta = ckpt.restore(state)
+                ckpt.close()
+                return model, state, meta
+            ckpt.close()
+    raise FileNotFoundError(f"no checkpoint in {workdir!r} (looked in {candidates}); train first")
+
+
+def _val_batches(config, val_ds: datasets.ShapesDataset, num_devices: int):
+    """Fixed validation batches: deterministic query points and inputs per object."""
+    count = len(val_ds) if not config.train.val_objects else min(config.train.val_objects, len(val_ds))
+    if count == 0:
+        return [], 0
+    eb = config.train.eval_batch_size
+    eb = max(num_devices, (eb // num_devices) * num_devices)
+    objects = []
+    for i in range(count):
+        data = val_ds.load(i)
+        rng = np.random.default_rng([config.seed, 104729, i])
+        n = data["points"].shape[0]
+        idx = rng.choice(n, size=min(config.train.val_points, n), replace=False)
+        idx = np.resize(idx, config.train.val_points)
+        objects.append(
+            {
+                "points": data["points"][idx].astype(np.float32),
+                "occupancies": data["occupancies"][idx].astype(np.float32),
+                "inputs": datasets.eval_inputs(
+                    data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed
+                ),
+            }
+        )
+    batches = []
+    for start in range(0, count, eb):
+        chunk = objects[start : start + eb]
+        valid = len(chunk)
+        chunk = chunk + [chunk[-1]] * (eb - valid)
+        batch = {k: np.stack([o[k] for o in chunk]) for k in chunk[0]}
+        batches.append((batch, valid))
+    return batches, count
+
+
+def evaluate_iou(eval_step, state, val_batches, sharding) -> Dict[str, float]:
+    """Mean validation IoU and loss over the fixed validation batches."""
+    ious, lossv = [], []
+    for batch, valid in val_batches:
+        out = jax.device_get(eval_step(state, jax.device_put(batch, sharding)))
+        ious.append(out["iou"][:valid])
+        lossv.append(out["loss"][:valid])
+    return {"iou": float(np.mean(np.concatenate(ious))), "loss": float(np.mean(np.concatenate(lossv)))}
+
+
+def train_and_evaluate(
+    config,
+    workdir: str,
+    on_step: Optional[Callable[[int], None]] = None,
+):
+    """Trains (or resumes training of) an Occupancy Network in `workdir`.
+
+    Args:
+      config: the ConfigDict (see experiments/configs/default.py).
+      workdir: output folder: config.json, checkpoints/, best/, metrics.jsonl,
+        tensorboard/.
+      on_step: optional callback called with the step number after each step
+        (and after that step's checkpoint, if any).
+
+    Returns:
+      The final train state.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    if config.debug.nans:
+        jax.config.update("jax_debug_nans", True)
+
+    ensure_dataset(config.data, progress=config.train.progress)
+    train_ds = load_split(config, config.data.train_split)
+    val_ds = load_split(config, config.data.val_split)
+    if len(train_ds) == 0:
+        raise ValueError(f"the {config.data.train_split!r} split of {config.data.path!r} is empty")
+
+    mesh = train_utils.create_mesh()
+    num_devices = mesh.devices.size
+    if config.train.batch_size % num_devices:
+        raise ValueError(
+            f"train.batch_size={config.train.batch_size} must be a multiple of the "
+            f"{num_devices} devices the batch is split over"
+        )
+    repl, data_sharding = train_utils.shardings(mesh)
+    _, state = create_state(config, mesh)
+
+    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), config.train.max_to_keep)
+    best_ckpt = checkpointing.Checkpointer(os.path.join(workdir, "best"), max_to_keep=1)
+    state, meta = ckpt.restore(state)
+    start_step = int(jax.device_get(state.step))
+    best_iou = -1.0
+    if best_ckpt.latest_step() is not None:
+        _, best_meta = best_ckpt.restore(state)
+        best_iou = float(best_meta.get("val_iou", -1.0))
+    if start_step:
+        logger.info("resumed from step %d (best val IoU %.4f)", start_step, best_iou)
+
+    train_step = train_utils.create_train_step(mesh)
+    threshold_logit = losses.probability_to_logit(config.train.threshold)
+    eval_step = train_utils.create_eval_step(mesh, threshold_logit)
+    val_batches, num_val = _val_batches(config, val_ds, num_devices)
+
+    def batch_fn(step):
+        return pipeline.make_train_batch(
+            train_ds,
+            step,
+            config.train.batch_size,
+            config.seed,
+            config.data.points_subsample,
+            config.data.pointcloud_n,
+            config.data.pointcloud_noise,
+            config.data.points_jitter,
+        )
+
+    writer = summary.SummaryWriter(workdir, tensorboard=config.train.tensorboard)
+    num_steps = config.train.num_steps
+    points_per_step = config.train.batch_size * config.data.points_subsample
+    bar = tqdm.tqdm(
+        total=num_steps,
+        initial=start_step,
+        desc="train",
+        unit="step",
+        disable=not config.train.progress,
+        dynamic_ncols=True,
+    )
+    t_last, step_last = time.perf_counter(), start_step
+    pending = []
+    try:
+        batches = pipeline.prefetch(batch_fn, start_step, num_steps, data_sharding, config.data.prefetch)
+        for step, batch in zip(range(start_step + 1, num_steps + 1), batches):
+            state, metrics = train_step(state, batch)
+            pending.append(metrics)
+            bar.update(1)
+            last = step == num_steps
+            if step % config.train.log_every == 0 or last:
+                host = jax.device_get(pending)
+                pending = []
+                loss = float(np.mean([m["loss"] for m in host]))
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite training loss {loss} at step {step}; the last good "
+                        f"checkpoint is in {ckpt.directory}"
+                    )
+                now = time.perf_counter()
+                rate = (step - step_last) * points_per_step / max(now - t_last, 1e-9)
+                t_last, step_last = now, step
+                scalars = {
+                    "train/loss": loss,
+                    "train/accuracy": float(np.mean([m["accuracy"] for m in host])),
+                    "train/grad_norm": float(np.mean([m["grad_norm"] for m in host])),
+                    "train/points_per_second": rate,
+                }
+                writer.write_scalars(step, scalars)
+                bar.set_postfix(loss=f"{loss:.1f}", pts_s=f"{rate:,.0f}", refresh=False)
+            if num_val and (step % config.train.eval_every == 0 or last):
+                val = evaluate_iou(eval_step, state, val_batches, data_sharding)
+                writer.write_scalars(step, {"eval/iou": val["iou"], "eval/loss": val["loss"]})
+                bar.write(f"step {step}: val IoU {val['iou']:.4f} (best {max(best_iou, val['iou']):.4f})")
+                if val["iou"] > best_iou:
+                    best_iou = val["iou"]
+                    best_ckpt.save(state, {"val_iou": best_iou}, wait=True)
+            if step % config.train.checkpoint_every == 0 or last:
+                ckpt.save(state, {"best_val_iou": best_iou})
+            if on_step is not None:
+                on_step(step)
+    finally:
+        bar.close()
+        ckpt.wait()
+        best_ckpt.wait()
+        ckpt.close()
+        best_ckpt.close()
+        writer.close()
+    with open(os.path.join(workdir, "train_summary.json"), "w") as f:
+        json.dump({"step": int(jax.device_get(state.step)), "best_val_iou": best_iou, "num_val": num_val}, f)
+    return state
