@@ -1,0 +1,371 @@
+"""The Occupancy Networks on-disk format: writing and validated reading.
+
+Layout (as in ``data/ShapeNet`` of the original code)::
+
+    DATASET/metadata.yaml                 {synset: {id: synset, name: name}}
+    DATASET/<synset>/{train,val,test}.lst  one model id a line
+    DATASET/<synset>/<model_id>/points.npz      points (N,3) float16, occupancies
+                                                 np.packbits(bool) uint8, loc (3,), scale
+    DATASET/<synset>/<model_id>/pointcloud.npz  points, normals (N,3) float16, loc, scale
+
+Readers validate everything and raise :class:`DataFormatError` with the file path and the
+problem in the message. Loading never adds jitter (the original loader's 1e-4 noise
+belongs to the point sampler).
+"""
+
+import io
+import os
+import zipfile
+
+import numpy as np
+import yaml
+
+__all__ = [
+    "DataFormatError",
+    "POINTS_FILE",
+    "POINTCLOUD_FILE",
+    "METADATA_FILE",
+    "SPLITS",
+    "write_points_npz",
+    "load_points_npz",
+    "write_pointcloud_npz",
+    "load_pointcloud_npz",
+    "read_split",
+    "write_split",
+    "read_metadata",
+    "write_metadata",
+]
+
+POINTS_FILE = "points.npz"
+POINTCLOUD_FILE = "pointcloud.npz"
+METADATA_FILE = "metadata.yaml"
+SPLITS = ("train", "val", "test")
+
+
+class DataFormatError(ValueError):
+    """A dataset file is missing or malformed; the message names the file and the problem."""
+
+
+# --------------------------------------------------------------------------------------
+# Helpers.
+# --------------------------------------------------------------------------------------
+
+
+def _fail(path, problem):
+    raise DataFormatError(f"{os.fspath(path)}: {problem}")
+
+
+def _check_points(path, name, array):
+    a = np.asarray(array)
+    if a.ndim != 2 or a.shape[1] != 3:
+        _fail(path, f"'{name}' must have shape (N, 3), got {a.shape} ({a.dtype})")
+    if a.shape[0] == 0:
+        _fail(path, f"'{name}' is empty (shape {a.shape})")
+    if not np.issubdtype(a.dtype, np.floating):
+        _fail(path, f"'{name}' must be floating point, got dtype {a.dtype}")
+    finite = np.isfinite(a)
+    if not finite.all():
+        bad = int((~finite.all(axis=1)).sum())
+        _fail(path, f"'{name}' contains NaN/inf values ({bad} of {a.shape[0]} rows)")
+    return a
+
+
+def _check_loc_scale(path, loc, scale):
+    loc = np.asarray(loc)
+    scale = np.asarray(scale)
+    if loc.shape != (3,) or not np.issubdtype(loc.dtype, np.number):
+        _fail(path, f"'loc' must be a numeric (3,) array, got shape {loc.shape} ({loc.dtype})")
+    if scale.size != 1 or scale.ndim > 1 or not np.issubdtype(scale.dtype, np.number):
+        _fail(path, f"'scale' must be a numeric scalar, got shape {scale.shape} ({scale.dtype})")
+    if not np.all(np.isfinite(loc)):
+        _fail(path, f"'loc' contains NaN/inf values: {loc.tolist()}")
+    s = float(scale.reshape(()))
+    if not (np.isfinite(s) and s > 0.0):
+        _fail(path, f"'scale' must be finite and > 0, got {s}")
+    return loc.astype(np.float64), s
+
+
+def _to_float16(path, name, array):
+    a = np.asarray(array, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        h = a.astype(np.float16)
+    if not np.all(np.isfinite(h)):
+        _fail(path, f"'{name}' overflows float16 (|value| > 65504)")
+    return h
+
+
+def _write_npz(path, **arrays):
+    """np.savez to exactly ``path`` (np.savez would append '.npz' to other names)."""
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _load_npz(path, required):
+    """Open an npz, check its keys and read them all.
+
+    Returns:
+        dict key -> ndarray for the ``required`` keys.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        _fail(path, "file not found")
+    if not os.path.isfile(path):
+        _fail(path, "not a regular file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        _fail(path, f"not a valid npz file ({type(e).__name__}: {e})")
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        _fail(path, f"not a valid npz file (it holds a single {type(data).__name__}, not a zip)")
+    with data:
+        found = sorted(data.files)
+        missing = [k for k in required if k not in found]
+        if missing:
+            _fail(path, f"missing key(s) {missing}; keys found: {found}")
+        out = {}
+        for k in required:
+            try:
+                out[k] = data[k]
+            except Exception as e:  # Truncated or corrupt member: zipfile/zlib/ValueError.
+                _fail(path, f"cannot read key '{k}' (corrupt or truncated: {type(e).__name__}: {e})")
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# points.npz and pointcloud.npz.
+# --------------------------------------------------------------------------------------
+
+
+def write_points_npz(path, points, occupancies, loc, scale):
+    """Write ``points.npz`` exactly as the original ``sample_mesh.py --packbits --float16``.
+
+    Args:
+        path: file path (written as given, no suffix added).
+        points: (N, 3) float, stored as float16.
+        occupancies: (N,) bool (or 0/1), stored as ``np.packbits`` uint8 (ceil(N / 8),).
+        loc: (3,) float, stored as float64.
+        scale: float > 0, stored as a float64 scalar.
+    """
+    pts = _check_points(path, "points", points)
+    occ = np.asarray(occupancies)
+    if occ.shape != (pts.shape[0],):
+        _fail(path, f"'occupancies' must have shape ({pts.shape[0]},), got {occ.shape}")
+    if occ.dtype != np.bool_:
+        if not np.all((occ == 0) | (occ == 1)):
+            _fail(path, "'occupancies' must be boolean (0/1)")
+        occ = occ.astype(bool)
+    loc, scale = _check_loc_scale(path, loc, scale)
+    _write_npz(
+        path,
+        points=_to_float16(path, "points", pts),
+        occupancies=np.packbits(occ),
+        loc=loc,
+        scale=np.float64(scale),
+    )
+
+
+def load_points_npz(path):
+    """Read and validate a ``points.npz``.
+
+    Occupancies may be packed (uint8, ``np.packbits``) as in the released data, or a plain
+    (N,) bool array (the original script without ``--packbits``).
+
+    Args:
+        path: file path.
+
+    Returns:
+        dict with ``points`` (N, 3) float32, ``occupancies`` (N,) bool, ``loc`` (3,)
+        float64 and ``scale`` float.
+
+    Raises:
+        DataFormatError: naming ``path`` and the problem.
+    """
+    d = _load_npz(path, ("points", "occupancies", "loc", "scale"))
+    pts = _check_points(path, "points", d["points"])
+    n = pts.shape[0]
+    occ = d["occupancies"]
+    if occ.dtype == np.bool_:
+        if occ.shape != (n,):
+            _fail(path, f"boolean 'occupancies' must have shape ({n},), got {occ.shape}")
+    elif occ.dtype == np.uint8:
+        if occ.ndim != 1:
+            _fail(path, f"packed 'occupancies' must be 1-D uint8, got shape {occ.shape}")
+        need = (n + 7) // 8
+        if occ.size < need:
+            _fail(
+                path,
+                f"packed 'occupancies' too short: {occ.size} bytes for {n} points "
+                f"(need {need})",
+            )
+        occ = np.unpackbits(occ)[:n].astype(bool)
+    else:
+        _fail(path, f"'occupancies' must be packbits uint8 or bool, got dtype {occ.dtype}")
+    loc, scale = _check_loc_scale(path, d["loc"], d["scale"])
+    return {"points": pts.astype(np.float32), "occupancies": occ, "loc": loc, "scale": scale}
+
+
+def write_pointcloud_npz(path, points, normals, loc, scale):
+    """Write ``pointcloud.npz`` (float16 points and normals, as the original).
+
+    Args:
+        path: file path (written as given).
+        points: (N, 3) float surface points.
+        normals: (N, 3) float normals.
+        loc: (3,) float.
+        scale: float > 0.
+    """
+    pts = _check_points(path, "points", points)
+    nrm = _check_points(path, "normals", normals)
+    if nrm.shape != pts.shape:
+        _fail(path, f"'normals' shape {nrm.shape} does not match 'points' shape {pts.shape}")
+    loc, scale = _check_loc_scale(path, loc, scale)
+    _write_npz(
+        path,
+        points=_to_float16(path, "points", pts),
+        normals=_to_float16(path, "normals", nrm),
+        loc=loc,
+        scale=np.float64(scale),
+    )
+
+
+def load_pointcloud_npz(path):
+    """Read and validate a ``pointcloud.npz``.
+
+    Args:
+        path: file path.
+
+    Returns:
+        dict with ``points`` (N, 3) float32, ``normals`` (N, 3) float32 (as stored, not
+        renormalised), ``loc`` (3,) float64 and ``scale`` float.
+
+    Raises:
+        DataFormatError: naming ``path`` and the problem.
+    """
+    d = _load_npz(path, ("points", "normals", "loc", "scale"))
+    pts = _check_points(path, "points", d["points"])
+    nrm = _check_points(path, "normals", d["normals"])
+    if nrm.shape != pts.shape:
+        _fail(path, f"'normals' shape {nrm.shape} does not match 'points' shape {pts.shape}")
+    loc, scale = _check_loc_scale(path, d["loc"], d["scale"])
+    return {
+        "points": pts.astype(np.float32),
+        "normals": nrm.astype(np.float32),
+        "loc": loc,
+        "scale": scale,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Split lists and metadata.
+# --------------------------------------------------------------------------------------
+
+
+def _split_path(category_dir, split):
+    if not isinstance(split, str) or not split or os.sep in split or "/" in split:
+        raise ValueError(f"invalid split name {split!r}")
+    return os.path.join(os.fspath(category_dir), f"{split}.lst")
+
+
+def read_split(category_dir, split):
+    """Model ids of a split, from ``<category_dir>/<split>.lst``.
+
+    Args:
+        category_dir: path of a category folder.
+        split: str, e.g. ``"train"``, ``"val"`` or ``"test"``.
+
+    Returns:
+        list[str] of model ids in file order (blank lines ignored).
+
+    Raises:
+        DataFormatError: the file is missing, unreadable, empty or has malformed ids.
+    """
+    path = _split_path(category_dir, split)
+    if not os.path.isfile(path):
+        _fail(path, f"split file not found (split {split!r})")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(path, f"cannot read split file ({type(e).__name__}: {e})")
+    ids = [line.strip() for line in lines if line.strip()]
+    if not ids:
+        _fail(path, f"split file is empty (split {split!r} has no model ids)")
+    for i, model_id in enumerate(ids):
+        if any(c.isspace() for c in model_id) or "/" in model_id or "\\" in model_id:
+            _fail(path, f"malformed model id {model_id!r} (entry {i + 1})")
+    return ids
+
+
+def write_split(category_dir, split, model_ids):
+    """Write ``<category_dir>/<split>.lst`` (one id a line), atomically.
+
+    Args:
+        category_dir: path of an existing category folder.
+        split: str split name.
+        model_ids: iterable of str ids (an empty list writes an empty file, which
+            :func:`read_split` rejects).
+    """
+    path = _split_path(category_dir, split)
+    ids = [str(m) for m in model_ids]
+    for model_id in ids:
+        if not model_id or any(c.isspace() for c in model_id) or "/" in model_id:
+            raise ValueError(f"{path}: malformed model id {model_id!r}")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(f"{m}\n" for m in ids))
+    os.replace(tmp, path)
+
+
+def read_metadata(dataset_dir):
+    """Read ``<dataset_dir>/metadata.yaml``.
+
+    All scalars are read as strings, so synset ids such as ``03001627`` never turn into
+    (octal) integers.
+
+    Args:
+        dataset_dir: path of the dataset root.
+
+    Returns:
+        dict ``{synset_id: {"id": synset_id, "name": name}}`` in file order.
+
+    Raises:
+        DataFormatError: the file is missing, not YAML, or not of that form.
+    """
+    path = os.path.join(os.fspath(dataset_dir), METADATA_FILE)
+    if not os.path.isfile(path):
+        _fail(path, "metadata file not found")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = yaml.load(f, Loader=yaml.BaseLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        _fail(path, f"malformed metadata.yaml ({type(e).__name__}: {e})")
+    if not isinstance(data, dict) or not data:
+        kind = "empty" if not data else f"a {type(data).__name__}"
+        _fail(path, f"malformed metadata.yaml: expected a non-empty mapping, got {kind}")
+    out = {}
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            _fail(path, f"malformed metadata.yaml: entry {key!r} must be a mapping with 'name'")
+        if "name" not in value or not isinstance(value["name"], str) or not value["name"]:
+            _fail(path, f"malformed metadata.yaml: entry {key!r} has no 'name'")
+        if "id" in value and value["id"] != key:
+            _fail(path, f"malformed metadata.yaml: entry {key!r} has id {value['id']!r}")
+        out[key] = {"id": key, "name": value["name"]}
+    return out
+
+
+def write_metadata(dataset_dir, categories):
+    """Write ``<dataset_dir>/metadata.yaml`` in the original form, atomically.
+
+    Args:
+        dataset_dir: path of an existing dataset root.
+        categories: dict ``{synset_id: name}``.
+    """
+    data = {str(k): {"id": str(k), "name": str(v)} for k, v in categories.items()}
+    path = os.path.join(os.fspath(dataset_dir), METADATA_FILE)
+    buf = io.StringIO()
+    yaml.safe_dump(data, buf, default_flow_style=False, sort_keys=False)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, path)
