@@ -70,7 +70,7 @@ def test_resume_after_a_kill_matches_an_unbroken_run(tiny_config, tmp_path):
 SHARDED_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    import jax, numpy as np
+    import jax, numpy as np, optax
     sys.path.insert(0, {repo!r})
     from experiments.configs import tiny
     from implicit_fields import models, train_utils
@@ -84,22 +84,29 @@ SHARDED_SCRIPT = textwrap.dedent(
         "inputs": rng.normal(size=(8, 32, 3)).astype(np.float32) * 0.3,
     }} for _ in range(3)]
     out = {{}}
-    for name, devices in (("one", jax.devices()[:1]), ("eight", jax.devices())):
-        mesh = train_utils.create_mesh(devices)
-        repl, data = train_utils.shardings(mesh)
-        state = jax.device_put(train_utils.create_train_state(jax.random.key(0), model, config), repl)
-        step = train_utils.create_train_step(mesh)
-        losses = []
-        for b in batches:
-            b = jax.device_put(b, data)
-            if name == "eight":
-                assert len(b["points"].sharding.device_set) == 8
-            state, m = step(state, b)
-            losses.append(float(m["loss"]))
-        flat = jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]
-        leaves = {{jax.tree_util.keystr(k): np.asarray(x).tolist() for k, x in flat}}
-        stats = [np.asarray(x).tolist() for x in jax.tree.leaves(jax.device_get(state.batch_stats))]
-        out[name] = {{"losses": losses, "params": leaves, "stats": stats}}
+    for opt in ("adam", "sgd"):
+        for name, devices in (("one", jax.devices()[:1]), ("eight", jax.devices())):
+            mesh = train_utils.create_mesh(devices)
+            repl, data = train_utils.shardings(mesh)
+            state = train_utils.create_train_state(jax.random.key(0), model, config)
+            if opt == "sgd":
+                state = train_utils.TrainState.create(
+                    apply_fn=state.apply_fn, params=state.params, batch_stats=state.batch_stats,
+                    tx=optax.sgd(0.05))
+            state = jax.device_put(state, repl)
+            step = train_utils.create_train_step(mesh)
+            losses = []
+            for b in batches:
+                b = jax.device_put(b, data)
+                if name == "eight":
+                    assert len(b["points"].sharding.device_set) == 8
+                state, m = step(state, b)
+                losses.append(float(m["loss"]))
+            flat = jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]
+            params = {{jax.tree_util.keystr(k): np.asarray(x).tolist() for k, x in flat}}
+            flat = jax.tree_util.tree_flatten_with_path(jax.device_get(state.batch_stats))[0]
+            stats = {{jax.tree_util.keystr(k): np.asarray(x).tolist() for k, x in flat}}
+            out[opt + "_" + name] = {{"losses": losses, "params": params, "stats": stats}}
     print("RESULT" + json.dumps(out))
     """
 )
@@ -113,6 +120,7 @@ def _cancelled_by_batch_norm(name):
 
 
 def test_sharded_step_on_8_devices_matches_one_device():
+    """The batch split over 8 simulated devices gives the one-device loss, parameters and stats."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     proc = subprocess.run(
         [sys.executable, "-c", SHARDED_SCRIPT.format(repo=REPO)],
@@ -123,17 +131,23 @@ def test_sharded_step_on_8_devices_matches_one_device():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
-    np.testing.assert_allclose(out["one"]["losses"], out["eight"]["losses"], rtol=1e-5)
-    one, eight = out["one"]["params"], out["eight"]["params"]
-    assert one.keys() == eight.keys()
-    for name in one:
-        a, b = np.asarray(one[name]), np.asarray(eight[name])
-        if _cancelled_by_batch_norm(name):
-            # These biases feed a batch norm, so their true gradient is exactly zero and
-            # Adam turns float rounding noise into steps of at most ~lr: the two runs may
-            # differ there by up to lr * steps, and the function does not depend on them.
-            assert np.abs(a - b).max() <= 3 * 1e-3 * 1.01, name
-        else:
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=name)
-    for a, b in zip(out["one"]["stats"], out["eight"]["stats"]):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    for opt in ("adam", "sgd"):
+        one, eight = out[opt + "_one"], out[opt + "_eight"]
+        np.testing.assert_allclose(one["losses"], eight["losses"], rtol=1e-5)
+        assert one["params"].keys() == eight["params"].keys()
+        for name in one["params"]:
+            a, b = np.asarray(one["params"][name]), np.asarray(eight["params"][name])
+            if opt == "adam" and _cancelled_by_batch_norm(name):
+                # These biases feed a batch norm, so their true gradient is exactly zero
+                # and Adam turns float rounding noise into steps of up to
+                # lr * (1 - b1) / sqrt(1 - b2) (about 3.2 lr) in either run; the function
+                # does not depend on them. SGD below checks them exactly.
+                assert np.abs(a - b).max() <= 2 * 3.2 * 1e-3 * 3, name
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=f"{opt} {name}")
+        if opt == "sgd":
+            for name in one["stats"]:
+                np.testing.assert_allclose(
+                    np.asarray(one["stats"][name]), np.asarray(eight["stats"][name]),
+                    rtol=1e-4, atol=1e-6, err_msg=name,
+                )
