@@ -32,10 +32,10 @@ def test_cbn_decoder_zero_init_blocks_are_identity_and_ignore_the_code(key):
     params = variables["params"]
     # Zero-initialised weights of the original.
     for i in range(3):
-        np.testing.assert_array_equal(params[f"block{i}"]["fc_1"]["Dense_0"]["kernel"], 0.0)
+        np.testing.assert_array_equal(params[f"block{i}"]["fc_1"]["kernel"], 0.0)
         for bn in ("bn_0", "bn_1"):
-            g = params[f"block{i}"][bn]["conv_gamma"]["Dense_0"]
-            b = params[f"block{i}"][bn]["conv_beta"]["Dense_0"]
+            g = params[f"block{i}"][bn]["conv_gamma"]
+            b = params[f"block{i}"][bn]["conv_beta"]
             np.testing.assert_array_equal(g["kernel"], 0.0)
             np.testing.assert_array_equal(g["bias"], 1.0)
             np.testing.assert_array_equal(b["kernel"], 0.0)
@@ -44,10 +44,10 @@ def test_cbn_decoder_zero_init_blocks_are_identity_and_ignore_the_code(key):
     out2, _ = dec.apply(variables, p, c2, train=True, mutable=["batch_stats"])
     np.testing.assert_allclose(out1, out2, atol=1e-6)
     # With identity blocks and gamma=1, beta=0 the decoder is fc_out(relu(BN(fc_p(p)))).
-    w = params["fc_p"]["Dense_0"]
+    w = params["fc_p"]
     net = np.asarray(p) @ np.asarray(w["kernel"]) + np.asarray(w["bias"])
     net = (net - net.mean(axis=(0, 1))) / np.sqrt(net.var(axis=(0, 1)) + 1e-5)
-    wo = params["fc_out"]["Dense_0"]
+    wo = params["fc_out"]
     expected = (np.maximum(net, 0) @ np.asarray(wo["kernel"]) + np.asarray(wo["bias"]))[..., 0]
     np.testing.assert_allclose(out1, expected, rtol=1e-4, atol=1e-4)
 

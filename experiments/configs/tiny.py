@@ -5,7 +5,7 @@ from experiments.configs import default
 
 def get_config():
     config = default.get_config()
-    config.data.builtin_objects_per_category = 3
+    config.data.builtin_objects_per_category = 4
     config.data.builtin_categories = ("chair", "mug")
     config.data.builtin_num_points = 4096
     config.data.builtin_num_surface_points = 4096
