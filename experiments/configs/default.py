@@ -43,6 +43,8 @@ def get_config():
     config.optim = optim = ml_collections.ConfigDict()
     optim.optimizer = "adam"
     optim.learning_rate = 1e-4  # Original: Adam 1e-4, constant.
+    optim.schedule = "constant"  # 'constant' (original) or 'cosine' decay over train.num_steps.
+    optim.final_lr_fraction = 0.0  # With 'cosine': the final learning rate as a fraction.
     optim.grad_clip_norm = 0.0  # 0 disables clipping (the original does not clip).
 
     config.train = train = ml_collections.ConfigDict()

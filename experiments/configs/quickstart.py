@@ -1,8 +1,11 @@
 """A short CPU run of the point-cloud Occupancy Network on the built-in data.
 
-The README's first command. A narrower network than the original, a larger
-learning rate and fewer, smaller steps, so that training, meshing and
-evaluation finish in minutes on two CPU cores.
+The README's first command. A narrower network than the original (widths 128
+instead of 256/512), a larger, cosine-decayed learning rate (1e-3 instead of a
+constant 1e-4), 8 objects x 1024 query points per step instead of 64 x 2048,
+and 2,500 steps instead of hundreds of thousands, so that data generation,
+training, meshing and evaluation finish in about 12 minutes on two CPU cores.
+The metrics it reaches are those of a very short run, far from converged.
 
   python -m experiments.main --config experiments/configs/quickstart.py --workdir runs/quickstart
 """
@@ -19,9 +22,10 @@ def get_config():
     config.model.encoder_hidden = 128
     config.model.decoder_hidden = 128
     config.optim.learning_rate = 1e-3
-    config.train.batch_size = 32
-    config.train.num_steps = 1500
-    config.train.log_every = 25
+    config.optim.schedule = "cosine"
+    config.train.batch_size = 8
+    config.train.num_steps = 2500
+    config.train.log_every = 50
     config.train.eval_every = 250
     config.train.checkpoint_every = 250
     config.train.val_objects = 24
