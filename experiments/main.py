@@ -23,6 +23,9 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (get_config()).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs, meshes and metrics.")
 _MODE = flags.DEFINE_enum("mode", "all", ["train", "generate", "eval", "all"], "What to run.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Multi-host: call jax.distributed.initialize() (from the cluster environment)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -40,6 +43,8 @@ def run(config, workdir: str, mode: str = "all") -> dict:
     result = {}
     if mode in ("train", "all"):
         training.train_and_evaluate(config, workdir)
+    if jax.process_index() != 0:
+        return result  # meshing and evaluation run on the first process only
     if mode in ("generate", "all"):
         training.ensure_dataset(config.data, progress=config.train.progress)
         model, state, meta = training.restore_for_inference(config, workdir, config.generate.checkpoint)
@@ -60,6 +65,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger("absl").setLevel(logging.INFO)
+    if _DISTRIBUTED.value:
+        import jax
+
+        jax.distributed.initialize()
     try:
         run(_CONFIG.value, _WORKDIR.value, _MODE.value)
     except (ValueError, FileNotFoundError) as e:

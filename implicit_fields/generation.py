@@ -65,10 +65,13 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
     out_dir = os.path.join(workdir, "meshes")
     records = []
     pictures = []
-    for i in tqdm.tqdm(range(count), desc=f"generate {split}", unit="mesh", disable=not config.train.progress):
+    bar = tqdm.tqdm(range(count), desc=f"generate {split}", unit="mesh", disable=not config.train.progress)
+    for i in bar:
         item = ds.items[i]
         data = ds.load(i)
-        inputs = datasets.eval_inputs(data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed)
+        inputs = datasets.eval_inputs(
+            data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed
+        )
         t0 = time.perf_counter()
         c = encode(inputs)
         vertices, faces, stats = meshing.extract_mesh_dense(
@@ -95,7 +98,9 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
                 "num_faces": int(faces.shape[0]),
             }
         )
-        if len(pictures) < gen.num_pictures:
+        # The picture shows the first object of each category.
+        shown = {p[0] for p in pictures}
+        if len(pictures) < gen.num_pictures and ds.category_name(item.category) not in shown:
             pictures.append((ds.category_name(item.category), inputs, vertices, faces, data))
     with open(os.path.join(out_dir, "generation.json"), "w") as f:
         json.dump(records, f, indent=1)
@@ -104,7 +109,7 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
     return records
 
 
-def write_comparison_picture(path: str, objects, image_size: int = 256) -> None:
+def write_comparison_picture(path: str, objects, image_size: int = 200) -> None:
     """One row per object: input points, reconstruction, ground-truth surface."""
     rows, labels = [], []
     for name, inputs, vertices, faces, data in objects:

@@ -59,7 +59,9 @@ def evaluate_points(logit_fn: LogitFn, points: np.ndarray, batch_points: int = 1
     return out
 
 
-def marching_cubes(values: np.ndarray, threshold_logit: float, padding: float = 0.1) -> Tuple[np.ndarray, np.ndarray]:
+def marching_cubes(
+    values: np.ndarray, threshold_logit: float, padding: float = 0.1
+) -> Tuple[np.ndarray, np.ndarray]:
     """Marching cubes on a grid of logits, returning a mesh in query coordinates.
 
     Args:

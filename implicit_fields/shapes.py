@@ -16,6 +16,7 @@ Conventions:
       Sizes are roughly in metres before :func:`normalize`.
 """
 
+import abc
 import math
 
 import numpy as np
@@ -130,7 +131,7 @@ def _unit_vectors(n, rng):
 # --------------------------------------------------------------------------------------
 
 
-class Primitive:
+class Primitive(abc.ABC):
     """Base class: a solid in a local rigid frame.
 
     Subclasses define ``kind``, ``_params`` (the size parameters, in :meth:`to_dict`
@@ -161,24 +162,25 @@ class Primitive:
         self._aabb = None
 
     # -- to be provided by subclasses ---------------------------------------------------
+    @abc.abstractmethod
     def _contains_local(self, x, y, z):
         """Inside test on local coordinate columns -> (n,) bool."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _sample_local(self, n, rng):
         """Local surface samples -> (px, py, pz, nx, ny, nz) columns of length n."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _support_local(self, d):
-        raise NotImplementedError
+        """Support function of the local solid in direction d."""
 
+    @abc.abstractmethod
     def area(self):
         """Analytic surface area (float)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def volume(self):
         """Analytic volume (float)."""
-        raise NotImplementedError
 
     # -- generic machinery --------------------------------------------------------------
     def _check_positive(self, **values):

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training import train_state
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from implicit_fields import losses
 
@@ -154,5 +155,5 @@ def create_eval_step(mesh: Mesh, threshold_logit: float):
     return jax.jit(
         functools.partial(eval_step, threshold_logit=threshold_logit),
         in_shardings=(repl, data),
-        out_shardings=data,
+        out_shardings=repl,
     )

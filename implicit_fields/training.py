@@ -15,7 +15,6 @@ import time
 from typing import Callable, Dict, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 
@@ -150,8 +149,9 @@ def train_and_evaluate(
       The final train state.
     """
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
     if config.debug.nans:
         jax.config.update("jax_debug_nans", True)
 
@@ -197,9 +197,12 @@ def train_and_evaluate(
             config.data.pointcloud_n,
             config.data.pointcloud_noise,
             config.data.points_jitter,
+            jax.process_index(),
+            jax.process_count(),
         )
 
-    writer = summary.SummaryWriter(workdir, tensorboard=config.train.tensorboard)
+    lead = jax.process_index() == 0  # only the first process writes logs
+    writer = summary.SummaryWriter(workdir, tensorboard=config.train.tensorboard) if lead else None
     num_steps = config.train.num_steps
     points_per_step = config.train.batch_size * config.data.points_subsample
     bar = tqdm.tqdm(
@@ -207,7 +210,7 @@ def train_and_evaluate(
         initial=start_step,
         desc="train",
         unit="step",
-        disable=not config.train.progress,
+        disable=not (config.train.progress and lead),
         dynamic_ncols=True,
     )
     t_last, step_last = time.perf_counter(), start_step
@@ -237,11 +240,13 @@ def train_and_evaluate(
                     "train/grad_norm": float(np.mean([m["grad_norm"] for m in host])),
                     "train/points_per_second": rate,
                 }
-                writer.write_scalars(step, scalars)
+                if writer:
+                    writer.write_scalars(step, scalars)
                 bar.set_postfix(loss=f"{loss:.1f}", pts_s=f"{rate:,.0f}", refresh=False)
             if num_val and (step % config.train.eval_every == 0 or last):
                 val = evaluate_iou(eval_step, state, val_batches, data_sharding)
-                writer.write_scalars(step, {"eval/iou": val["iou"], "eval/loss": val["loss"]})
+                if writer:
+                    writer.write_scalars(step, {"eval/iou": val["iou"], "eval/loss": val["loss"]})
                 bar.write(f"step {step}: val IoU {val['iou']:.4f} (best {max(best_iou, val['iou']):.4f})")
                 if val["iou"] > best_iou:
                     best_iou = val["iou"]
@@ -256,7 +261,10 @@ def train_and_evaluate(
         best_ckpt.wait()
         ckpt.close()
         best_ckpt.close()
-        writer.close()
-    with open(os.path.join(workdir, "train_summary.json"), "w") as f:
-        json.dump({"step": int(jax.device_get(state.step)), "best_val_iou": best_iou, "num_val": num_val}, f)
+        if writer:
+            writer.close()
+    if lead:
+        with open(os.path.join(workdir, "train_summary.json"), "w") as f:
+            summary_record = {"step": int(jax.device_get(state.step)), "best_val_iou": best_iou}
+            json.dump(dict(summary_record, num_val=num_val), f)
     return state

@@ -88,7 +88,9 @@ def test_encoder_is_permutation_invariant(key):
     x = jax.random.normal(key, (2, 40, 3))
     variables = enc.init(key, x)
     perm = jax.random.permutation(jax.random.key(5), 40)
-    np.testing.assert_allclose(enc.apply(variables, x), enc.apply(variables, x[:, perm]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        enc.apply(variables, x), enc.apply(variables, x[:, perm]), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_unknown_decoder_name_is_a_clear_error():

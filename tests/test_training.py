@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from implicit_fields import checkpointing, training
+from implicit_fields import checkpointing, train_utils, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,8 +62,10 @@ def test_resume_after_a_kill_matches_an_unbroken_run(tiny_config, tmp_path):
     for a, b in zip(jax.tree.leaves(p_unbroken), jax.tree.leaves(p_resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     # And training did move the parameters.
-    fresh = jax.device_get(training.create_state(tiny_config, __import__("implicit_fields").train_utils.create_mesh())[1].params)
-    moved = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(p_resumed)))
+    fresh = jax.device_get(training.create_state(tiny_config, train_utils.create_mesh())[1].params)
+    moved = max(
+        float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(p_resumed))
+    )
     assert moved > 1e-4
 
 

@@ -69,7 +69,7 @@ def get_config():
     gen.batch_points = 100_000  # Points per network call.
     gen.max_objects = 0  # Objects to mesh; 0 means the whole split.
     gen.checkpoint = "best"  # 'best' (highest val IoU) or 'latest'.
-    gen.num_pictures = 4  # Objects shown in the comparison picture.
+    gen.num_pictures = 8  # Objects (one per category) shown in the comparison picture.
 
     config.eval = ev = ml_collections.ConfigDict()
     ev.n_samples = 100_000  # Points sampled on each predicted mesh (original: 100k).

@@ -43,15 +43,27 @@ def make_train_batch(
     num_inputs: int,
     input_noise: float,
     points_jitter: float = 1e-4,
+    process_index: int = 0,
+    process_count: int = 1,
 ) -> Dict[str, np.ndarray]:
-    """The training batch of `step`.
+    """The training batch of `step`, or this process's share of it.
+
+    With several processes (multi-host training) each one builds only the
+    slots `[i * B / P, (i + 1) * B / P)` of the global batch; the union over
+    processes is exactly the single-process batch.
 
     Returns:
-      dict 'points' [B, T, 3], 'occupancies' [B, T], 'inputs' [B, n, 3], float32.
+      dict 'points' [b, T, 3], 'occupancies' [b, T], 'inputs' [b, n, 3], float32,
+      with b = batch_size / process_count.
     """
+    if batch_size % process_count:
+        raise ValueError(f"batch size {batch_size} is not divisible by {process_count} processes")
     indices = batch_indices(step, batch_size, len(dataset), seed)
+    local = batch_size // process_count
+    slots = range(process_index * local, (process_index + 1) * local)
     samples = []
-    for slot, index in enumerate(indices):
+    for slot in slots:
+        index = indices[slot]
         rng = np.random.default_rng([seed, step, slot])
         samples.append(
             datasets.sample_item(
@@ -71,7 +83,8 @@ def prefetch(
     """Yields `batch_fn(step)` for steps [start_step, num_steps), prepared ahead.
 
     A background thread builds the numpy batches and transfers them to the
-    devices (`jax.device_put` with `sharding`), keeping up to `buffer_size`
+    devices (`jax.make_array_from_process_local_data` with `sharding`: each
+    process contributes its share of the global batch), keeping up to `buffer_size`
     ready so that the accelerator is not starved by the host. An exception in the
     thread is re-raised in the consumer.
     """
@@ -85,7 +98,10 @@ def prefetch(
                 if stop.is_set():
                     return
                 batch = batch_fn(step)
-                batch = jax.device_put(batch, sharding) if sharding is not None else batch
+                if sharding is not None:
+                    batch = jax.tree.map(
+                        lambda x: jax.make_array_from_process_local_data(sharding, x), batch
+                    )
                 while not stop.is_set():
                     try:
                         q.put(batch, timeout=0.1)
