@@ -17,7 +17,7 @@ import numpy as np
 import tqdm
 import trimesh
 
-from implicit_fields import meshing, models, vis
+from implicit_fields import meshing, mise, models, vis
 from implicit_fields.data import datasets
 
 
@@ -59,8 +59,8 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
     split = split or gen.split
     ds = datasets.ShapesDataset(config.data.path, split, list(config.data.categories) or None, cache=False)
     count = len(ds) if not gen.max_objects else min(gen.max_objects, len(ds))
-    if gen.method != "dense":
-        raise ValueError(f"unknown generate.method {gen.method!r}; available: 'dense'")
+    if gen.method not in ("mise", "dense"):
+        raise ValueError(f"unknown generate.method {gen.method!r}; use 'mise' or 'dense'")
     encode, decode = create_field_fns(model, variables)
     out_dir = os.path.join(workdir, "meshes")
     records = []
@@ -74,14 +74,24 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
         )
         t0 = time.perf_counter()
         c = encode(inputs)
-        vertices, faces, stats = meshing.extract_mesh_dense(
-            functools.partial(decode, c),
-            resolution=gen.resolution,
+        logit_fn = functools.partial(decode, c)
+        common = dict(
             threshold=config.train.threshold,
             padding=gen.padding,
             batch_points=gen.batch_points,
             return_stats=True,
         )
+        if gen.method == "mise":
+            vertices, faces, stats = mise.extract_mesh(
+                logit_fn,
+                resolution0=gen.resolution0,
+                upsampling_steps=gen.upsampling_steps,
+                refinement_steps=gen.refinement_steps,
+                refinement_key=jax.random.key(config.seed),
+                **common,
+            )
+        else:
+            vertices, faces, stats = meshing.extract_mesh_dense(logit_fn, resolution=gen.resolution, **common)
         seconds = time.perf_counter() - t0
         path = os.path.join(out_dir, item.category, f"{item.model}.ply")
         write_mesh(path, vertices, faces)

@@ -63,8 +63,11 @@ def get_config():
 
     config.generate = gen = ml_collections.ConfigDict()
     gen.split = "val"  # Which split to mesh.
-    gen.method = "dense"  # 'dense' grid + marching cubes.
-    gen.resolution = 128  # Cells per side of the final grid (original: 32 * 2^2).
+    gen.method = "mise"  # 'mise' (multiresolution, the original's) or 'dense' grid.
+    gen.resolution0 = 32  # MISE: cells per side of the first level (original configs: 32).
+    gen.upsampling_steps = 2  # MISE: levels of subdivision; final grid resolution0 * 2^steps.
+    gen.refinement_steps = 0  # MISE: vertex refinement steps (original default 0, demo 30).
+    gen.resolution = 128  # Dense: cells per side of the grid.
     gen.padding = 0.1  # Box padding (box side 1 + padding).
     gen.batch_points = 100_000  # Points per network call.
     gen.max_objects = 0  # Objects to mesh; 0 means the whole split.

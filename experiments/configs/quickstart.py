@@ -30,6 +30,7 @@ def get_config():
     config.train.checkpoint_every = 250
     config.train.val_objects = 24
     config.train.val_points = 20_000
-    config.generate.resolution = 64
+    config.generate.resolution0 = 32
+    config.generate.upsampling_steps = 1
     config.generate.max_objects = 0
     return config

@@ -24,6 +24,8 @@ def get_config():
     config.train.val_points = 512
     config.train.eval_batch_size = 2
     config.train.progress = False
+    config.generate.resolution0 = 8
+    config.generate.upsampling_steps = 1
     config.generate.resolution = 16
     config.generate.batch_points = 4096
     config.generate.num_pictures = 2

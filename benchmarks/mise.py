@@ -1,0 +1,259 @@
+"""MISE versus the dense grid: seconds per mesh, query counts, batched throughput, refinement.
+
+Fields (as in the reference note on the original code's CPU baseline):
+  * sphere: logit(0.2) + 20 (0.4 - |p|), surface exactly at radius 0.4;
+  * cbn: the sphere logit + 0.01 * DecoderCBatchNorm(p, c), default decoder
+    (hidden 256, 5 blocks) with random parameters (the zero-initialised ones
+    drawn from N(0, 0.02)), c ~ N(0, 1) of size 256, eval mode.
+
+For each field and final resolution (128^3: r0=32 and 2 upsampling steps;
+256^3: r0=32 and 3 steps) it prints the seconds per mesh of MISE
+(`mise.extract_mesh`, split into network / bookkeeping / marching cubes) and
+of the dense grid (`meshing.extract_mesh_dense`), their ratio, the points
+queried, whether the two meshes are identical, the meshes per second of the
+batched form (`mise.extract_meshes_batched`) and the cost of the optional
+refinement. Times are medians of warm runs (compilation excluded; the first
+call is reported separately).
+
+  python benchmarks/mise.py                                  # everything (dense CBN 256^3 takes minutes)
+  python benchmarks/mise.py --skip-dense-cbn-256             # the usual run
+  python benchmarks/mise.py --fields sphere --resolutions 128 --repeats 5
+"""
+
+import argparse
+import functools
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from implicit_fields import decoders, losses, meshing, mise  # noqa: E402
+
+LOGIT_TH = losses.probability_to_logit(0.2)
+RADIUS = 0.4
+
+
+def sphere_logits(points, center=None):
+    """[N, 3] -> [N]; surface at |p - center| = 0.4."""
+    if center is not None:
+        points = points - center[None, :]
+    return LOGIT_TH + 20.0 * (RADIUS - jnp.linalg.norm(points, axis=-1))
+
+
+def sphere_batched(codes, points):
+    """codes [B, 3] (centres); points [B, N, 3] -> [B, N]."""
+    return LOGIT_TH + 20.0 * (RADIUS - jnp.linalg.norm(points - codes[:, None, :], axis=-1))
+
+
+def make_cbn(seed=0, c_dim=256):
+    """The CBN decoder with random parameters; returns (variables, apply)."""
+    decoder = decoders.DecoderCBatchNorm()
+    key_init, key_noise = jax.random.split(jax.random.key(seed))
+    variables = decoder.init(key_init, jnp.zeros((1, 8, 3)), jnp.zeros((1, c_dim)))
+    leaves, treedef = jax.tree_util.tree_flatten(variables["params"])
+    keys = jax.random.split(key_noise, len(leaves))
+    leaves = [
+        0.02 * jax.random.normal(k, x.shape, x.dtype) if not np.any(np.asarray(x)) else x
+        for k, x in zip(keys, leaves)
+    ]
+    variables = dict(variables, params=jax.tree_util.tree_unflatten(treedef, leaves))
+
+    def apply(points, c):
+        """points [B, N, 3], c [B, c_dim] -> [B, N] (eval mode)."""
+        return decoder.apply(variables, points, c, train=False)
+
+    return variables, apply
+
+
+def make_cbn_fields():
+    """The CBN test field: jitted `decode(c, points [N, 3]) -> [N]` and `batched(codes, points [B, N, 3])`."""
+    _, cbn_apply = make_cbn()
+
+    @jax.jit
+    def decode(c, points):
+        return sphere_logits(points) + 0.01 * cbn_apply(points[None], c[None])[0]
+
+    def batched(codes, points):
+        sphere = sphere_logits(points.reshape(-1, 3)).reshape(points.shape[:2])
+        return sphere + 0.01 * cbn_apply(points, codes)
+
+    return decode, batched
+
+
+def median_time(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), out
+
+
+def same_mesh(a, b):
+    (va, fa), (vb, fb) = a[:2], b[:2]
+    if fa.shape != fb.shape or not np.array_equal(fa, fb):
+        return "faces differ"
+    return f"identical (max |dv| {np.abs(va - vb).max() if len(va) else 0.0:.1e})"
+
+
+def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, refine_steps, repeats, dense):
+    """Times one field at one resolution; prints and returns a summary row."""
+    steps = int(np.log2(res // args.resolution0))
+    assert args.resolution0 * 2**steps == res, (res, args.resolution0)
+    kw = dict(resolution0=args.resolution0, upsampling_steps=steps, batch_points=args.batch_points)
+    print(f"\n== {label} ==", flush=True)
+
+    t0 = time.perf_counter()
+    mise.extract_mesh(fn, **kw)
+    first = time.perf_counter() - t0
+    t_mise, (v, f, st) = median_time(lambda: mise.extract_mesh(fn, return_stats=True, **kw), repeats)
+    dense_points = (res + 1) ** 3
+    print(
+        f"MISE : {t_mise:8.3f} s/mesh (first call {first:.2f} s)  network {st['time_network']:.3f}  "
+        f"bookkeeping {st['time_refine_bookkeeping']:.3f}  marching cubes {st['time_marching_cubes']:.3f}"
+    )
+    print(
+        f"       queries {st['num_queries']:,} = {100 * st['num_queries'] / dense_points:.1f}% of "
+        f"{dense_points:,}  per level {st['queries_per_level']}  rounds {st['rounds']}  "
+        f"{len(v):,} vertices {len(f):,} faces",
+        flush=True,
+    )
+    row = {"case": label, "mise": t_mise, "queries": st["num_queries"], "dense": None}
+
+    if dense == "skip":
+        print("dense: skipped")
+    else:
+        if dense == "warm_chunk":  # compile the chunk shape only (a dense run takes minutes)
+            meshing.evaluate_points(fn, meshing.grid_points(8)[:1], args.batch_points)
+        else:
+            meshing.extract_mesh_dense(fn, resolution=res, batch_points=args.batch_points)
+        t_dense, dense_mesh = median_time(
+            lambda: meshing.extract_mesh_dense(
+                fn, resolution=res, batch_points=args.batch_points, return_stats=True
+            ),
+            repeats,
+        )
+        ds = dense_mesh[2]
+        row["dense"] = t_dense
+        print(
+            f"dense: {t_dense:8.3f} s/mesh  network {ds['time_network']:.3f}  marching cubes "
+            f"{ds['time_marching_cubes']:.3f}  queries {ds['num_queries']:,}"
+        )
+        print(f"       dense / MISE = {t_dense / t_mise:.1f}x;  meshes: {same_mesh((v, f), dense_mesh)}")
+
+    if not args.skip_batched and args.batch > 1:
+        t0 = time.perf_counter()
+        mise.extract_meshes_batched(batched_fn, codes, **kw)
+        first = time.perf_counter() - t0
+        t_batch, (meshes, bs) = median_time(
+            lambda: mise.extract_meshes_batched(batched_fn, codes, return_stats=True, **kw), repeats
+        )
+        row["batched"] = args.batch / t_batch
+        print(
+            f"batched x{args.batch}: {t_batch:8.3f} s = {args.batch / t_batch:.2f} meshes/s "
+            f"(single: {1 / t_mise:.2f}; first call {first:.2f} s)  refine {bs['time_refine']:.3f}  "
+            f"marching cubes {bs['time_marching_cubes']:.3f}  rounds {bs['rounds']}  "
+            f"queries {bs['num_queries']}"
+        )
+        single = mise.extract_mesh(fn_for_code(codes[0]), **kw)
+        print(f"       object 0 batched vs alone: {same_mesh(meshes[0], single)}", flush=True)
+
+    if refine_steps > 0:
+        t0 = time.perf_counter()
+        mise.refine_mesh(refine_fn, v, f, steps=refine_steps)
+        first = time.perf_counter() - t0
+        t_ref, v_ref = median_time(lambda: mise.refine_mesh(refine_fn, v, f, steps=refine_steps), repeats)
+        # Distance to the iso-surface, to first order: both fields have slope ~20 logits per unit.
+        err0 = np.abs(np.asarray(refine_fn(jnp.asarray(v))) - LOGIT_TH).mean() / 20.0
+        err1 = np.abs(np.asarray(refine_fn(jnp.asarray(v_ref))) - LOGIT_TH).mean() / 20.0
+        row["refine"] = t_ref
+        print(
+            f"refinement: {refine_steps} steps on {len(f):,} faces {t_ref:.3f} s ({t_ref / refine_steps:.3f} "
+            f"s/step; first call {first:.2f} s); MISE + refinement {t_mise + t_ref:.3f} s/mesh; "
+            f"mean |f - logit(0.2)| / 20 (~distance to the surface) {err0:.2e} -> {err1:.2e}",
+            flush=True,
+        )
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--fields", nargs="+", default=["sphere", "cbn"], choices=["sphere", "cbn"])
+    parser.add_argument("--resolutions", nargs="+", type=int, default=[128, 256], choices=[64, 128, 256, 512])
+    parser.add_argument("--resolution0", type=int, default=32)
+    parser.add_argument("--batch-points", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of the sphere cases (median)")
+    parser.add_argument("--cbn-repeats", type=int, default=1, help="timed runs of the CBN cases")
+    parser.add_argument("--batch", type=int, default=4, help="objects in the batched form")
+    parser.add_argument("--refine-steps", type=int, default=30, help="refinement steps (sphere)")
+    parser.add_argument("--cbn-refine-steps", type=int, default=3, help="refinement steps (CBN; 0: skip)")
+    parser.add_argument("--skip-dense", action="store_true", help="skip every dense-grid case")
+    parser.add_argument(
+        "--skip-dense-cbn-256", action="store_true", help="skip the slow dense CBN 256^3 case"
+    )
+    parser.add_argument("--skip-batched", action="store_true")
+    args = parser.parse_args()
+
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
+    rng = np.random.default_rng(0)
+    sphere_fn = jax.jit(sphere_logits)
+    sphere_codes = jnp.asarray(rng.uniform(-0.05, 0.05, size=(max(args.batch, 1), 3)).astype(np.float32))
+    rows = []
+    for field in args.fields:
+        if field == "sphere":
+            fn, batched_fn, codes = sphere_fn, sphere_batched, sphere_codes
+            refine_fn, repeats = sphere_fn, args.repeats
+            refine_steps = args.refine_steps
+
+            def fn_for_code(code):
+                return jax.jit(functools.partial(sphere_logits, center=code))
+
+        else:
+            cbn_decode, cbn_batched = make_cbn_fields()
+            codes = jnp.asarray(rng.normal(size=(max(args.batch, 1), 256)).astype(np.float32))
+            fn, batched_fn = functools.partial(cbn_decode, codes[0]), cbn_batched
+            refine_fn, repeats = jax.tree_util.Partial(cbn_decode, codes[0]), args.cbn_repeats
+            refine_steps = args.cbn_refine_steps
+
+            def fn_for_code(code, cbn_decode=cbn_decode):
+                return functools.partial(cbn_decode, code)
+
+        for res in args.resolutions:
+            if args.skip_dense or (field == "cbn" and res >= 256 and args.skip_dense_cbn_256):
+                dense = "skip"
+            else:
+                dense = "warm_chunk" if field == "cbn" else "warm_run"
+            rows.append(
+                run_case(
+                    args,
+                    f"{field} {res}^3",
+                    res,
+                    fn,
+                    batched_fn,
+                    codes,
+                    fn_for_code,
+                    refine_fn,
+                    refine_steps if res == args.resolutions[0] else 0,
+                    repeats,
+                    dense,
+                )
+            )
+
+    print("\n== summary (seconds per mesh) ==")
+    print(f"{'case':<12} {'MISE':>9} {'dense':>9} {'dense/MISE':>10} {'queries':>10} {'batched m/s':>12}")
+    for r in rows:
+        dense = f"{r['dense']:9.3f}" if r["dense"] is not None else f"{'-':>9}"
+        ratio = f"{r['dense'] / r['mise']:9.1f}x" if r["dense"] is not None else f"{'-':>10}"
+        batched = f"{r['batched']:12.2f}" if "batched" in r else f"{'-':>12}"
+        print(f"{r['case']:<12} {r['mise']:9.3f} {dense} {ratio} {r['queries']:>10,} {batched}")
+
+
+if __name__ == "__main__":
+    main()
