@@ -21,16 +21,25 @@ from implicit_fields import losses
 LogitFn = Callable[[np.ndarray], np.ndarray]
 
 
+def grid_axis(resolution: int, padding: float = 0.1) -> np.ndarray:
+    """Coordinates of the lattice indices 0..R along one axis.
+
+    Returns:
+      float32 [R+1].
+    """
+    box = 1.0 + padding
+    return (box * (np.arange(resolution + 1, dtype=np.float64) / resolution - 0.5)).astype(np.float32)
+
+
 def grid_points(resolution: int, padding: float = 0.1) -> np.ndarray:
     """The `(R+1)^3` lattice points in x-major order.
 
     Returns:
       float32 [(R+1)^3, 3].
     """
-    box = 1.0 + padding
-    axis = box * (np.arange(resolution + 1, dtype=np.float64) / resolution - 0.5)
+    axis = grid_axis(resolution, padding)
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1)
-    return grid.reshape(-1, 3).astype(np.float32)
+    return grid.reshape(-1, 3)
 
 
 def evaluate_points(logit_fn: LogitFn, points: np.ndarray, batch_points: int = 100_000) -> np.ndarray:

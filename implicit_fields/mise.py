@@ -461,11 +461,6 @@ def _check_args(resolution0, upsampling_steps, threshold, padding, batch_points)
     return losses.probability_to_logit(threshold)
 
 
-def _axis_values(resolution: int, padding: float) -> np.ndarray:
-    """Coordinates of the lattice indices, bit-identical to `meshing.grid_points`."""
-    box = 1.0 + padding
-    return (box * (np.arange(resolution + 1, dtype=np.float64) / resolution - 0.5)).astype(np.float32)
-
 
 def refine_grid(
     logit_fn: LogitFn,
@@ -491,7 +486,7 @@ def refine_grid(
     th = float(_check_args(resolution0, upsampling_steps, threshold, padding, batch_points))
     steps = int(upsampling_steps)
     resolution = int(resolution0) * 2**steps
-    full_axis = _axis_values(resolution, padding)
+    full_axis = meshing.grid_axis(resolution, padding)
     time_network = time_bookkeeping = 0.0
     queries, rounds, growths = [], 0, 0
     values = known = None
@@ -785,7 +780,7 @@ def refine_grids_batched(
         raise ValueError("codes must contain at least one array with a leading batch dimension")
     n = int(leaves[0].shape[0])
     resolution = int(resolution0) * 2 ** int(upsampling_steps)
-    full_axis = _axis_values(resolution, padding)
+    full_axis = meshing.grid_axis(resolution, padding)
     per_object_chunk = _pow2_floor(max(1, int(batch_points) // n))
     steps = int(upsampling_steps)
     t0 = time.perf_counter()
