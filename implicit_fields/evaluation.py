@@ -38,7 +38,7 @@ def evaluate_meshes(config, workdir: str, records: List[Dict]) -> Dict:
       The dict written to `workdir/metrics.json`.
     """
     split = config.generate.split
-    ds = datasets.ShapesDataset(config.data.path, split, list(config.data.categories) or None, cache=False)
+    ds = datasets.from_config(config.data, split, cache=False)
     index = {(it.category, it.model): i for i, it in enumerate(ds.items)}
     rows = []
     for rec in tqdm.tqdm(records, desc=f"evaluate {split}", unit="mesh", disable=not config.train.progress):

@@ -57,7 +57,7 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
     """
     gen = config.generate
     split = split or gen.split
-    ds = datasets.ShapesDataset(config.data.path, split, list(config.data.categories) or None, cache=False)
+    ds = datasets.from_config(config.data, split, cache=False)
     count = len(ds) if not gen.max_objects else min(gen.max_objects, len(ds))
     if gen.method not in ("mise", "dense"):
         raise ValueError(f"unknown generate.method {gen.method!r}; use 'mise' or 'dense'")

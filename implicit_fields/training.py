@@ -50,12 +50,6 @@ def ensure_dataset(data_config, progress: bool = True) -> str:
     return path
 
 
-def load_split(config, split: str) -> datasets.ShapesDataset:
-    return datasets.ShapesDataset(
-        config.data.path, split, categories=list(config.data.categories) or None, cache=config.data.cache
-    )
-
-
 def create_state(config, mesh):
     """Model and freshly initialised, replicated train state."""
     model = models.create_model(config.model)
@@ -121,11 +115,11 @@ def _val_batches(config, val_ds: datasets.ShapesDataset, num_devices: int):
     return batches, count
 
 
-def evaluate_iou(eval_step, state, val_batches, sharding) -> Dict[str, float]:
+def evaluate_iou(eval_step, state, val_batches) -> Dict[str, float]:
     """Mean validation IoU and loss over the fixed validation batches."""
     ious, lossv = [], []
     for batch, valid in val_batches:
-        out = jax.device_get(eval_step(state, jax.device_put(batch, sharding)))
+        out = jax.device_get(eval_step(state, batch))
         ious.append(out["iou"][:valid])
         lossv.append(out["loss"][:valid])
     return {"iou": float(np.mean(np.concatenate(ious))), "loss": float(np.mean(np.concatenate(lossv)))}
@@ -156,8 +150,8 @@ def train_and_evaluate(
         jax.config.update("jax_debug_nans", True)
 
     ensure_dataset(config.data, progress=config.train.progress)
-    train_ds = load_split(config, config.data.train_split)
-    val_ds = load_split(config, config.data.val_split)
+    train_ds = datasets.from_config(config.data, config.data.train_split)
+    val_ds = datasets.from_config(config.data, config.data.val_split)
     if len(train_ds) == 0:
         raise ValueError(f"the {config.data.train_split!r} split of {config.data.path!r} is empty")
 
@@ -186,6 +180,8 @@ def train_and_evaluate(
     threshold_logit = losses.probability_to_logit(config.train.threshold)
     eval_step = train_utils.create_eval_step(mesh, threshold_logit)
     val_batches, num_val = _val_batches(config, val_ds, num_devices)
+    # The validation batches are fixed: transfer them to the devices once.
+    val_batches = [(jax.device_put(b, data_sharding), valid) for b, valid in val_batches]
 
     def batch_fn(step):
         return pipeline.make_train_batch(
@@ -244,7 +240,7 @@ def train_and_evaluate(
                     writer.write_scalars(step, scalars)
                 bar.set_postfix(loss=f"{loss:.1f}", pts_s=f"{rate:,.0f}", refresh=False)
             if num_val and (step % config.train.eval_every == 0 or last):
-                val = evaluate_iou(eval_step, state, val_batches, data_sharding)
+                val = evaluate_iou(eval_step, state, val_batches)
                 if writer:
                     writer.write_scalars(step, {"eval/iou": val["iou"], "eval/loss": val["loss"]})
                 bar.write(f"step {step}: val IoU {val['iou']:.4f} (best {max(best_iou, val['iou']):.4f})")

@@ -141,12 +141,22 @@ def sample_item(
     if points_jitter:
         points = points + points_jitter * rng.standard_normal(points.shape).astype(np.float32)
     occ = data["occupancies"][idx].astype(np.float32)
+    inputs = sample_inputs(data, rng, num_inputs, input_noise)
+    return {"points": points, "occupancies": occ, "inputs": inputs}
+
+
+def sample_inputs(data: Dict[str, np.ndarray], rng: np.random.Generator, num_inputs: int, input_noise: float):
+    """`num_inputs` surface points (with replacement) plus N(0, input_noise^2) noise.
+
+    Returns:
+      float32 [num_inputs, 3].
+    """
     m = data["surface_points"].shape[0]
     jdx = rng.integers(0, m, size=num_inputs)
     inputs = data["surface_points"][jdx].astype(np.float32)
     if input_noise:
         inputs = inputs + input_noise * rng.standard_normal(inputs.shape).astype(np.float32)
-    return {"points": points, "occupancies": occ, "inputs": inputs}
+    return inputs
 
 
 def eval_inputs(data: Dict[str, np.ndarray], index: int, num_inputs: int, input_noise: float, seed: int = 0):
@@ -155,10 +165,14 @@ def eval_inputs(data: Dict[str, np.ndarray], index: int, num_inputs: int, input_
     Returns:
       float32 [num_inputs, 3].
     """
-    rng = np.random.default_rng([seed, 7919, index])
-    m = data["surface_points"].shape[0]
-    jdx = rng.integers(0, m, size=num_inputs)
-    inputs = data["surface_points"][jdx].astype(np.float32)
-    if input_noise:
-        inputs = inputs + input_noise * rng.standard_normal(inputs.shape).astype(np.float32)
-    return inputs
+    return sample_inputs(data, np.random.default_rng([seed, 7919, index]), num_inputs, input_noise)
+
+
+def from_config(data_config, split: str, cache: Optional[bool] = None) -> ShapesDataset:
+    """The `split` of the dataset that `config.data` describes (`cache` defaults to data.cache)."""
+    return ShapesDataset(
+        data_config.path,
+        split,
+        categories=list(data_config.categories) or None,
+        cache=data_config.cache if cache is None else cache,
+    )
