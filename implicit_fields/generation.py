@@ -87,6 +87,7 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
                 resolution0=gen.resolution0,
                 upsampling_steps=gen.upsampling_steps,
                 refinement_steps=gen.refinement_steps,
+                simplify_nfaces=gen.simplify_nfaces or None,
                 refinement_key=jax.random.key(config.seed),
                 **common,
             )

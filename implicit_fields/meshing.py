@@ -97,6 +97,37 @@ def marching_cubes(
     return vertices.astype(np.float32), faces.astype(np.int64)
 
 
+def simplify_mesh(vertices, faces, num_faces: int, aggressiveness: float = 5.0):
+    """Quadric-error edge collapse down to about `num_faces` faces.
+
+    The algorithm of Fast-Quadric-Mesh-Simplification, which the original's
+    `libsimplify` wraps (aggressiveness 5 there; the demo uses 5000 faces), through
+    the `fast_simplification` package. A mesh already at or under the budget is
+    returned unchanged (copied).
+
+    Args:
+      vertices: float [V, 3].
+      faces: int [F, 3].
+      num_faces: target face count (> 0).
+      aggressiveness: higher is faster and coarser (the original: 5).
+
+    Returns:
+      (vertices float32 [V', 3], faces int64 [F', 3]), F' <= max(F, num_faces) and
+      close to `num_faces`; orientation is kept.
+    """
+    import fast_simplification  # imported lazily: only this function needs it
+
+    vertices = np.asarray(vertices, np.float64).reshape(-1, 3)
+    faces = np.asarray(faces, np.int64).reshape(-1, 3)
+    if num_faces <= 0:
+        raise ValueError(f"num_faces must be positive, got {num_faces}")
+    if faces.shape[0] <= num_faces:
+        return vertices.astype(np.float32), faces.copy()
+    v, f = fast_simplification.simplify(
+        vertices, faces.astype(np.int32), target_count=int(num_faces), agg=float(aggressiveness))
+    return np.asarray(v, np.float32), np.asarray(f, np.int64)
+
+
 def extract_mesh_dense(
     logit_fn: LogitFn,
     *,

@@ -565,6 +565,7 @@ def extract_mesh(
     refinement_steps: int = 0,
     refinement_lr: float = 1e-4,
     refinement_key=None,
+    simplify_nfaces: Optional[int] = None,
 ):
     """Extracts the iso-surface of one field with MISE, then marching cubes.
 
@@ -585,6 +586,8 @@ def extract_mesh(
         original's optional refinement, off by default as there).
       refinement_lr: RMSprop learning rate of the refinement.
       refinement_key: PRNG key of the refinement's face samples (default key 0).
+      simplify_nfaces: if set, simplify the mesh to about this many faces
+        (`meshing.simplify_mesh`) before refinement, as the original does.
 
     Returns:
       (vertices float32 [V, 3], faces int64 [F, 3]) in query coordinates,
@@ -592,7 +595,7 @@ def extract_mesh(
       'num_queries' (points evaluated), 'queries_per_level', 'rounds'
       (evaluation rounds), 'resolution', 'capacity_growths' and seconds
       'time_network', 'time_refine_bookkeeping', 'time_marching_cubes',
-      'time_refinement', 'time_total'.
+      'time_simplify', 'time_refinement', 'time_total'.
 
     Raises:
       ValueError: when the field returns NaN or the wrong shape.
@@ -610,6 +613,10 @@ def extract_mesh(
     t1 = time.perf_counter()
     vertices, faces = meshing.marching_cubes(values, losses.probability_to_logit(threshold), padding)
     t2 = time.perf_counter()
+    if simplify_nfaces and len(faces) > 0:
+        vertices, faces = meshing.simplify_mesh(vertices, faces, simplify_nfaces)
+    t_simplify = time.perf_counter() - t2
+    t2 = time.perf_counter()
     if refinement_steps > 0 and len(faces) > 0:
         vertices = refine_mesh(
             logit_fn,
@@ -623,7 +630,8 @@ def extract_mesh(
     t3 = time.perf_counter()
     if not return_stats:
         return vertices, faces
-    stats.update(time_marching_cubes=t2 - t1, time_refinement=t3 - t2, time_total=t3 - t0)
+    stats.update(time_marching_cubes=t2 - t1 - t_simplify, time_simplify=t_simplify,
+                 time_refinement=t3 - t2, time_total=t3 - t0)
     return vertices, faces, stats
 
 

@@ -245,3 +245,24 @@ def test_refinement_moves_perturbed_vertices_back_to_the_surface():
     np.testing.assert_array_equal(f2, f)
     assert not np.array_equal(v2, v) and stats["time_refinement"] > 0
     assert np.abs(np.linalg.norm(v2, axis=1) - R).mean() < 2e-3
+
+
+def test_simplification_to_a_face_budget_keeps_a_closed_accurate_sphere(sphere_128):
+    (v, f, _), _ = sphere_128
+    vs, fs = meshing.simplify_mesh(v, f, 2000)
+    assert 1500 <= fs.shape[0] <= 2000, fs.shape
+    assert _edges_shared_twice(fs)  # still closed
+    volume, _ = _volume_area(vs, fs)
+    assert volume > 0  # orientation kept
+    # 2000 flat faces under-estimate the volume by a little; vertices stay near the sphere.
+    assert abs(volume - 4 / 3 * np.pi * R**3) / (4 / 3 * np.pi * R**3) < 0.02
+    assert np.abs(np.linalg.norm(vs, axis=1) - R).mean() < 2e-3
+    # Under the budget: unchanged. Through extract_mesh: simplify, then refine.
+    same_v, same_f = meshing.simplify_mesh(vs, fs, 10_000)
+    np.testing.assert_array_equal(same_f, fs)
+    v2, f2, stats = mise.extract_mesh(
+        SPHERE, resolution0=16, upsampling_steps=2, simplify_nfaces=1000, refinement_steps=5,
+        return_stats=True,
+    )
+    assert f2.shape[0] <= 1000 and stats["time_simplify"] > 0 and stats["time_refinement"] > 0
+    assert np.abs(np.linalg.norm(v2, axis=1) - R).mean() < 3e-3

@@ -66,6 +66,7 @@ def get_config():
     gen.method = "mise"  # 'mise' (multiresolution, the original's) or 'dense' grid.
     gen.resolution0 = 32  # MISE: cells per side of the first level (original configs: 32).
     gen.upsampling_steps = 2  # MISE: levels of subdivision; final grid resolution0 * 2^steps.
+    gen.simplify_nfaces = 0  # MISE: simplify to about this many faces first; 0 = off (demo 5000).
     gen.refinement_steps = 0  # MISE: vertex refinement steps (original default 0, demo 30).
     gen.resolution = 128  # Dense: cells per side of the grid.
     gen.padding = 0.1  # Box padding (box side 1 + padding).
