@@ -1,0 +1,484 @@
+"""Cameras in the convention of Differentiable Volumetric Rendering, as pure functions.
+
+A view has three 4x4 matrices (DVR's ``FAQ.md`` and ``im2mesh/common.py``):
+
+* ``scale_mat`` S maps the object-centric space (the object centred in the unit cube,
+  where the occupancy field lives) to the world; the identity for ShapeNet-like data,
+  a similarity for DTU. Missing ``scale_mat_i`` keys mean the identity, as in the
+  original loader.
+* ``world_mat`` W maps world to camera space (the "Rt" extrinsics; for DTU the full
+  3x4 projection padded to 4x4, so it need not be rigid).
+* ``camera_mat`` C holds the intrinsics, scaled so that pixels lie in [-1, 1].
+
+A homogeneous object-space point ``p`` goes to ``q = C @ W @ S @ p``; its pixel is
+``q[:2] / q[2]`` and its **camera depth** is ``q[2]``. All three matrices must be affine
+(last row ``[0, 0, 0, 1]``), which the original code also assumes.
+
+Pixel convention (the original's ``arange_pixels``): ``x`` runs along image columns and
+``y`` along rows, and the centres of the first and last pixels sit exactly at -1 and +1:
+``x = 2 * col / (W - 1) - 1``, ``y = 2 * row / (H - 1) - 1``. So (-1, -1) is the centre
+of pixel ``image[0, 0]``, the top-left pixel of the image as stored and displayed.
+(DVR's FAQ words it as the "bottom left corner" of a y-up picture; the arrays are the
+same.) DVR's DTU ``camera_mat`` maps pixel *edges* [0, W] to [-1, 1] (issue #3 of the
+original), half a pixel off this centre convention; at DTU's 1600 x 1200 that is under
+0.1% and is ignored, as in the original. Our own cameras (:func:`look_at_camera`) use
+the OpenCV camera frame: x right, y down, looking along +z, so images come out upright.
+
+Rays follow the original: ``ray(d) = origin + d * (pixel_world - origin)`` with
+``pixel_world`` the pixel unprojected at camera depth 1, so the direction is NOT
+normalised and the ray parameter ``d`` is exactly the camera depth of ``ray(d)``.
+
+The geometry functions accept numpy or JAX arrays: with only numpy inputs they compute
+in float64 numpy (exact ground truth for data generation); when any input is a JAX
+array they use ``jax.numpy`` and can be jitted and differentiated. Matrices are
+``(..., 4, 4)`` and point sets ``(..., N, k)`` with the same leading batch shape.
+"""
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from implicit_fields.data.onet_format import DataFormatError
+
+__all__ = [
+    "CAMERA_KEYS",
+    "pixel_grid",
+    "pixel_to_index",
+    "image_points_to_world",
+    "origin_to_world",
+    "project_to_image",
+    "pixels_to_rays",
+    "intersect_box",
+    "look_at_camera",
+    "default_focal",
+    "sample_views",
+    "save_cameras",
+    "load_cameras",
+]
+
+CAMERA_KEYS = ("camera_mat", "world_mat", "scale_mat")
+"""Keys of a camera dict; each holds a (4, 4) matrix or a (V, 4, 4) stack."""
+
+_UNIT_CUBE_RADIUS = math.sqrt(3.0) / 2.0  # Bounding sphere of [-0.5, 0.5]^3.
+
+
+def _xp(*arrays):
+    """numpy when every input is a numpy/Python value, else jax.numpy."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+
+
+def _as(xp, a):
+    return np.asarray(a, dtype=np.float64) if xp is np else jnp.asarray(a)
+
+
+def _homogeneous(xp, points):
+    ones = xp.ones(points.shape[:-1] + (1,), dtype=points.dtype)
+    return xp.concatenate([points, ones], axis=-1)
+
+
+def _apply(xp, mat, points):
+    """(..., 4, 4) matrices applied to (..., N, 4) row vectors."""
+    return xp.matmul(points, xp.swapaxes(mat, -1, -2))
+
+
+def _inverse_chain(xp, camera_mat, world_mat, scale_mat):
+    """inv(S) @ inv(W) @ inv(C): camera space -> object space (inverted one by one, as
+    the original does; better conditioned than inverting the product)."""
+    inv = xp.linalg.inv
+    return xp.matmul(inv(scale_mat), xp.matmul(inv(world_mat), inv(camera_mat)))
+
+
+# --------------------------------------------------------------------------------------
+# Pixels.
+# --------------------------------------------------------------------------------------
+
+
+def pixel_grid(height, width):
+    """Pixel centres of an image in the [-1, 1] convention.
+
+    Args:
+        height: int H >= 2.
+        width: int W >= 2.
+
+    Returns:
+        (H, W, 2) float64 numpy array; ``[r, c] = (2 c / (W - 1) - 1, 2 r / (H - 1) - 1)``
+        (x along columns first, then y along rows). ``reshape(-1, 2)`` lists the pixels
+        row-major, in the order of ``image.reshape(-1, channels)``.
+    """
+    height, width = int(height), int(width)
+    if height < 2 or width < 2:
+        raise ValueError(f"pixel_grid needs height, width >= 2, got {height}x{width}")
+    x = 2.0 * np.arange(width, dtype=np.float64) / (width - 1) - 1.0
+    y = 2.0 * np.arange(height, dtype=np.float64) / (height - 1) - 1.0
+    grid = np.empty((height, width, 2), dtype=np.float64)
+    grid[:, :, 0] = x[None, :]
+    grid[:, :, 1] = y[:, None]
+    return grid
+
+
+def pixel_to_index(pixels, height, width):
+    """Nearest integer pixel of [-1, 1] coordinates (inverse of :func:`pixel_grid`).
+
+    Args:
+        pixels: (..., 2) float, (x, y) in [-1, 1].
+        height, width: int, image size.
+
+    Returns:
+        (rows, cols): int64 arrays of shape (...,), clipped to the image.
+    """
+    p = np.asarray(pixels, dtype=np.float64)
+    cols = np.rint((p[..., 0] + 1.0) * 0.5 * (width - 1)).astype(np.int64)
+    rows = np.rint((p[..., 1] + 1.0) * 0.5 * (height - 1)).astype(np.int64)
+    return np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)
+
+
+# --------------------------------------------------------------------------------------
+# Transforms.
+# --------------------------------------------------------------------------------------
+
+
+def image_points_to_world(pixels, camera_mat, world_mat, scale_mat, depth=1.0):
+    """Unprojects pixels at given camera depths to object space.
+
+    Args:
+        pixels: (..., N, 2) pixel coordinates in [-1, 1].
+        camera_mat, world_mat, scale_mat: (..., 4, 4) affine matrices.
+        depth: scalar or (..., N) camera depths.
+
+    Returns:
+        (..., N, 3) object-space points whose projection is ``pixels`` at camera
+        depth ``depth``.
+    """
+    xp = _xp(pixels, camera_mat, world_mat, scale_mat, depth)
+    pixels = _as(xp, pixels)
+    depth = _as(xp, depth)
+    if depth.ndim == 0:
+        depth = xp.full(pixels.shape[:-1], depth, dtype=pixels.dtype)
+    d = depth[..., None]
+    p_cam = xp.concatenate([pixels * d, d, xp.ones_like(d)], axis=-1)
+    inv = _inverse_chain(xp, _as(xp, camera_mat), _as(xp, world_mat), _as(xp, scale_mat))
+    return _apply(xp, inv, p_cam)[..., :3]
+
+
+def origin_to_world(camera_mat, world_mat, scale_mat):
+    """The camera centre in object space.
+
+    Args:
+        camera_mat, world_mat, scale_mat: (..., 4, 4) affine matrices.
+
+    Returns:
+        (..., 3) camera centre.
+    """
+    xp = _xp(camera_mat, world_mat, scale_mat)
+    inv = _inverse_chain(xp, _as(xp, camera_mat), _as(xp, world_mat), _as(xp, scale_mat))
+    return inv[..., :3, 3]
+
+
+def project_to_image(points, camera_mat, world_mat, scale_mat):
+    """Projects object-space points to pixels and camera depths.
+
+    Args:
+        points: (..., N, 3) object-space points.
+        camera_mat, world_mat, scale_mat: (..., 4, 4) affine matrices.
+
+    Returns:
+        pixels (..., N, 2) in the [-1, 1] convention (non-finite for points at camera
+        depth 0) and depth (..., N), the camera depth (positive in front of the camera).
+    """
+    xp = _xp(points, camera_mat, world_mat, scale_mat)
+    points = _as(xp, points)
+    full = xp.matmul(_as(xp, camera_mat), xp.matmul(_as(xp, world_mat), _as(xp, scale_mat)))
+    q = _apply(xp, full, _homogeneous(xp, points))
+    depth = q[..., 2]
+    return q[..., :2] / depth[..., None], depth
+
+
+def pixels_to_rays(pixels, camera_mat, world_mat, scale_mat):
+    """Rays through pixels, parametrised by camera depth.
+
+    ``origins + d * directions`` is the object-space point of camera depth ``d`` on the
+    pixel's ray (the directions are not normalised).
+
+    Args:
+        pixels: (..., N, 2) pixel coordinates in [-1, 1].
+        camera_mat, world_mat, scale_mat: (..., 4, 4) affine matrices.
+
+    Returns:
+        origins (..., N, 3) (the camera centre, repeated) and directions (..., N, 3).
+    """
+    xp = _xp(pixels, camera_mat, world_mat, scale_mat)
+    pixels = _as(xp, pixels)
+    inv = _inverse_chain(xp, _as(xp, camera_mat), _as(xp, world_mat), _as(xp, scale_mat))
+    ones = xp.ones(pixels.shape[:-1] + (1,), dtype=pixels.dtype)
+    p_cam = xp.concatenate([pixels, ones, ones], axis=-1)
+    pixel_world = _apply(xp, inv, p_cam)[..., :3]
+    origin = inv[..., None, :3, 3]  # (..., 1, 3)
+    directions = pixel_world - origin
+    origins = xp.broadcast_to(origin, directions.shape)
+    return origins, directions
+
+
+def intersect_box(origins, directions, padding=0.1):
+    """Intersects rays with the axis-aligned cube of side ``1 + padding`` at the origin.
+
+    Slab method: a zero direction component means the ray runs parallel to that slab
+    (inside it or never), so no division by zero and no NaN. Intervals are clipped to
+    ``d >= 0`` (in front of the ray origin).
+
+    Args:
+        origins: (..., 3) ray origins.
+        directions: (..., 3) ray directions (any length; ``d`` is in their units).
+        padding: float, the cube is [-(1 + padding) / 2, (1 + padding) / 2]^3 (the
+            original's padded unit cube; 0.1 by default as in DVR).
+
+    Returns:
+        d_near (...,), d_far (...,) and hit (...,) bool. ``origins + d * directions`` is
+        inside the cube for ``d_near <= d <= d_far`` when ``hit``; misses get
+        ``d_near = d_far = 0``.
+    """
+    xp = _xp(origins, directions)
+    o = _as(xp, origins)
+    v = _as(xp, directions)
+    half = 0.5 * (1.0 + padding)
+    small = xp.abs(v) < 1e-12
+    safe = xp.where(small, 1.0, v)
+    t1 = (-half - o) / safe
+    t2 = (half - o) / safe
+    inside_slab = xp.abs(o) <= half
+    lo = xp.where(small, xp.where(inside_slab, -xp.inf, xp.inf), xp.minimum(t1, t2))
+    hi = xp.where(small, xp.where(inside_slab, xp.inf, -xp.inf), xp.maximum(t1, t2))
+    near = xp.maximum(xp.max(lo, axis=-1), 0.0)
+    far = xp.min(hi, axis=-1)
+    hit = (near <= far) & xp.isfinite(far)
+    zero = xp.zeros_like(near)
+    return xp.where(hit, near, zero), xp.where(hit, far, zero), hit
+
+
+# --------------------------------------------------------------------------------------
+# Building cameras.
+# --------------------------------------------------------------------------------------
+
+
+def look_at_camera(eye, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0), focal=2.0):
+    """A pinhole camera at ``eye`` looking at ``target``, for our renderer.
+
+    The camera frame is OpenCV's (x right, y down, z forward), so with ``up`` the world
+    up direction the image is upright. The principal point is the image centre.
+
+    Args:
+        eye: (3,) camera centre (object space; ``scale_mat`` is the identity).
+        target: (3,) point looked at, projected to pixel (0, 0).
+        up: (3,) world up direction (need not be orthogonal to the view direction; if
+            parallel to it another axis is used).
+        focal: float or (fx, fy), focal length in [-1, 1] pixel units (a point at
+            camera coordinates (X, Y, Z) lands at (fx X / Z, fy Y / Z)). A horizontal
+            field of view ``fov`` needs ``fx = 1 / tan(fov / 2)``.
+
+    Returns:
+        dict with ``camera_mat``, ``world_mat``, ``scale_mat``: (4, 4) float64.
+    """
+    eye = np.asarray(eye, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    up = np.asarray(up, dtype=np.float64)
+    forward = target - eye
+    norm = np.linalg.norm(forward)
+    if not norm > 0.0:
+        raise ValueError("look_at_camera: eye and target coincide")
+    forward = forward / norm
+    right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-9 * max(np.linalg.norm(up), 1e-300):
+        for axis in np.eye(3)[np.argsort(np.abs(forward))]:
+            right = np.cross(forward, axis)
+            if np.linalg.norm(right) > 1e-6:
+                break
+    right = right / np.linalg.norm(right)
+    down = np.cross(forward, right)
+    rot = np.stack([right, down, forward])  # Rows: camera axes in world coordinates.
+    world_mat = np.eye(4)
+    world_mat[:3, :3] = rot
+    world_mat[:3, 3] = -rot @ eye
+    fx, fy = (float(focal), float(focal)) if np.ndim(focal) == 0 else map(float, focal)
+    if not (fx > 0.0 and fy > 0.0 and math.isfinite(fx) and math.isfinite(fy)):
+        raise ValueError(f"look_at_camera: focal must be finite and > 0, got {focal}")
+    camera_mat = np.diag([fx, fy, 1.0, 1.0])
+    return {"camera_mat": camera_mat, "world_mat": world_mat, "scale_mat": np.eye(4)}
+
+
+def default_focal(radius, margin=1.0):
+    """Focal length at which the unit cube's bounding sphere just fits in the image
+    from a camera at distance ``radius`` from the centre (times ``margin``).
+
+    Args:
+        radius: float > sqrt(3) / 2.
+        margin: float, < 1 leaves a border.
+
+    Returns:
+        float focal length in [-1, 1] pixel units.
+    """
+    r = _UNIT_CUBE_RADIUS
+    if not radius > r:
+        raise ValueError(f"camera radius must exceed {r:.4f} (outside the unit cube)")
+    return margin * math.sqrt(radius * radius - r * r) / r
+
+
+def sample_views(n, radius=2.0, seed=0, elevation_range=(-20.0, 60.0), focal=None, target=(0.0, 0.0, 0.0)):
+    """Deterministic cameras on a sphere around the object, all looking at ``target``.
+
+    Azimuths are stratified (view ``i`` falls in ``[i, i + 1) * 360 / n`` degrees, at a
+    random offset) and elevations uniform in ``elevation_range``; +y is up, azimuth 0
+    looks at the object's front (from -z, the ShapeNet canonical pose).
+
+    Args:
+        n: int >= 1, number of views.
+        radius: float, camera distance from ``target``.
+        seed: int or numpy SeedSequence.
+        elevation_range: (low, high) degrees above the x-z plane, within (-90, 90).
+        focal: float focal length ([-1, 1] units); None fits the unit cube's bounding
+            sphere (:func:`default_focal`).
+        target: (3,) point looked at.
+
+    Returns:
+        dict with ``camera_mat``, ``world_mat``, ``scale_mat`` (n, 4, 4) float64 and
+        ``eye`` (n, 3).
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"sample_views needs n >= 1, got {n}")
+    lo, hi = (float(e) for e in elevation_range)
+    if not -90.0 < lo <= hi < 90.0:
+        raise ValueError(f"elevation_range must lie within (-90, 90), got {elevation_range}")
+    if focal is None:
+        focal = default_focal(radius)
+    rng = np.random.default_rng(seed)
+    azimuth = np.radians((np.arange(n) + rng.random(n)) * 360.0 / n)
+    elevation = np.radians(rng.uniform(lo, hi, n))
+    target = np.asarray(target, dtype=np.float64)
+    eyes = target[None, :] + radius * np.stack(
+        [
+            np.cos(elevation) * np.sin(azimuth),
+            np.sin(elevation),
+            -np.cos(elevation) * np.cos(azimuth),
+        ],
+        axis=1,
+    )
+    cams = [look_at_camera(e, target, focal=focal) for e in eyes]
+    out = {k: np.stack([c[k] for c in cams]) for k in CAMERA_KEYS}
+    out["eye"] = eyes
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# cameras.npz.
+# --------------------------------------------------------------------------------------
+
+
+def _stack(cams, key, default=None):
+    m = cams.get(key, default)
+    if m is None:
+        raise ValueError(f"camera dict is missing {key!r}")
+    m = np.asarray(m, dtype=np.float64)
+    return m[None] if m.ndim == 2 else m
+
+
+def save_cameras(path, cams):
+    """Writes ``cameras.npz`` in the original's layout (atomically).
+
+    Keys per view ``i``: ``world_mat_i``, ``camera_mat_i``, ``scale_mat_i`` and their
+    inverses ``world_mat_inv_i``, ``camera_mat_inv_i``, ``scale_mat_inv_i`` (the DVR
+    ShapeNet renderings and the DTU files carry these too), float64 (4, 4).
+
+    Args:
+        path: output file.
+        cams: dict with ``camera_mat``, ``world_mat`` and optionally ``scale_mat``
+            (identity when missing), each (4, 4) or (V, 4, 4).
+    """
+    cm = _stack(cams, "camera_mat")
+    wm = _stack(cams, "world_mat")
+    sm = _stack(cams, "scale_mat", np.eye(4))
+    if sm.shape[0] == 1 and cm.shape[0] > 1:
+        sm = np.repeat(sm, cm.shape[0], axis=0)
+    if not (cm.shape == wm.shape == sm.shape and cm.shape[1:] == (4, 4)):
+        raise ValueError(
+            f"camera matrices must be (V, 4, 4) of equal V, got camera_mat {cm.shape}, "
+            f"world_mat {wm.shape}, scale_mat {sm.shape}"
+        )
+    arrays = {}
+    for i in range(cm.shape[0]):
+        for name, m in (("world_mat", wm[i]), ("camera_mat", cm[i]), ("scale_mat", sm[i])):
+            arrays[f"{name}_{i}"] = m
+            arrays[f"{name}_inv_{i}"] = np.linalg.inv(m)
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _check_matrix(path, key, m):
+    m = np.asarray(m)
+    if m.shape == (3, 4):  # A bare 3x4 projection / extrinsics: pad the affine row.
+        m = np.concatenate([m, np.array([[0.0, 0.0, 0.0, 1.0]])], axis=0)
+    if m.shape != (4, 4):
+        raise DataFormatError(f"{path}: '{key}' must have shape (4, 4), got {m.shape}")
+    if not np.issubdtype(m.dtype, np.number):
+        raise DataFormatError(f"{path}: '{key}' must be numeric, got dtype {m.dtype}")
+    m = m.astype(np.float64)
+    if not np.all(np.isfinite(m)):
+        raise DataFormatError(f"{path}: '{key}' contains NaN/inf values")
+    scale = max(float(np.abs(m[3]).max()), 1e-300)
+    if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0], atol=1e-6 * scale, rtol=0.0):
+        raise DataFormatError(
+            f"{path}: '{key}' must be affine (last row [0, 0, 0, 1]), got last row {m[3].tolist()}"
+        )
+    cond = np.linalg.cond(m)
+    if not np.isfinite(cond) or cond > 1e12:
+        raise DataFormatError(f"{path}: '{key}' is singular (condition number {cond:.3g})")
+    return m
+
+
+def load_cameras(path, n=None):
+    """Reads and validates ``cameras.npz`` (original layout).
+
+    Args:
+        path: the ``cameras.npz`` file.
+        n: number of views to read (views 0 .. n-1); None reads views 0, 1, ... as long
+            as ``world_mat_i`` exists.
+
+    Returns:
+        dict with ``camera_mat``, ``world_mat``, ``scale_mat``: (V, 4, 4) float64
+        (``scale_mat`` is the identity where ``scale_mat_i`` is missing, as in the
+        original loader). 3x4 matrices are padded with the row [0, 0, 0, 1].
+
+    Raises:
+        DataFormatError: naming the file and the problem: missing file or key, wrong
+            shape, non-finite entries, non-affine or singular matrix.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataFormatError(f"{path}: camera file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as e:  # noqa: BLE001 - any reader failure is a format error here.
+        raise DataFormatError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from e
+    if n is None:
+        n = 0
+        while f"world_mat_{n}" in arrays:
+            n += 1
+        if n == 0:
+            raise DataFormatError(f"{path}: no 'world_mat_0' key (keys: {sorted(arrays)[:8]})")
+    n = int(n)
+    out = {k: [] for k in CAMERA_KEYS}
+    for i in range(n):
+        for name in ("world_mat", "camera_mat", "scale_mat"):
+            key = f"{name}_{i}"
+            if key not in arrays:
+                if name == "scale_mat":
+                    out[name].append(np.eye(4))
+                    continue
+                raise DataFormatError(f"{path}: missing key '{key}' (need {n} views)")
+            out[name].append(_check_matrix(path, key, arrays[key]))
+    return {k: np.stack(v) if v else np.zeros((0, 4, 4)) for k, v in out.items()}
