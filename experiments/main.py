@@ -1,6 +1,7 @@
-"""Command-line entry point: train, mesh and evaluate an Occupancy Network.
+"""Command-line entry point: train, mesh and evaluate an Occupancy Network (or DVR).
 
   python -m experiments.main --config experiments/configs/quickstart.py --workdir runs/quickstart
+  python -m experiments.main --config experiments/configs/dvr_multiview.py --workdir runs/dvr
   python -m experiments.main --config experiments/configs/default.py --workdir runs/onet \
       --config.train.batch_size=32 --mode train
 
@@ -33,6 +34,13 @@ def run(config, workdir: str, mode: str = "all") -> dict:
     """Runs `mode` for `config` in `workdir`; returns the metrics dict when evaluating."""
     import jax
 
+    if config.get("method", "onet") == "dvr":  # Differentiable Volumetric Rendering from images
+        from experiments.configs import dvr_multiview
+        from implicit_fields import config_utils, dvr_training
+
+        config_utils.check_keys(config, dvr_multiview.get_config(), source="the config")
+        return dvr_training.run(config, workdir, mode)
+
     from experiments.configs import default
     from implicit_fields import config_utils, evaluation, generation, training
 
@@ -64,7 +72,10 @@ def run(config, workdir: str, mode: str = "all") -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.getLogger("absl").setLevel(logging.INFO)
+    absl_logger = logging.getLogger("absl")
+    absl_logger.setLevel(logging.INFO)
+    # Orbax reports every save and restore at INFO; keep its warnings only.
+    absl_logger.addFilter(lambda r: r.levelno >= logging.WARNING or "/orbax/" not in r.pathname)
     if _DISTRIBUTED.value:
         import jax
 
