@@ -4,8 +4,9 @@ For every ray ``r(d) = origin + d * direction`` the forward pass finds the first
 crossing of the occupancy field from outside to inside, as DVR's
 `dvr/models/depth_function.py` does:
 
-1. the ray is clipped to the padded unit cube (side ``1 + padding``) and ``n_steps``
-   evenly spaced depths are evaluated, ``chunk_steps`` at a time inside a
+1. the ray is clipped to the padded unit cube of side ``1 + padding``
+   (`cameras.intersect_box`, re-exported here) and ``n_steps`` evenly spaced depths
+   are evaluated, ``chunk_steps`` at a time inside a
    `lax.while_loop` that stops once every ray has its answer, so temporary memory is
    bounded by ``rays x chunk_steps`` whatever ``n_steps`` is;
 2. the first outside -> inside sign change of ``f = logit - logit(threshold)`` is refined
@@ -40,6 +41,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from implicit_fields.cameras import intersect_box
+
 __all__ = [
     "surface_depth",
     "intersect_box",
@@ -58,41 +61,6 @@ def probability_to_logit(threshold: float) -> float:
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
     return math.log(threshold) - math.log1p(-threshold)
-
-
-def intersect_box(origins, directions, padding=0.1):
-    """Intersects rays with the axis-aligned cube of side ``1 + padding`` at the origin.
-
-    Slab method; zero direction components are handled without NaN.
-
-    Args:
-      origins: float [N, 3].
-      directions: float [N, 3], any length.
-      padding: the cube is ``[-(1 + padding) / 2, (1 + padding) / 2]^3``.
-
-    Returns:
-      ``(d_near, d_far, hit)``: ray parameters where the ray enters and leaves the cube
-      (``d_near`` clamped to >= 0, so an origin inside the cube gives 0), and a bool
-      mask of rays that meet the cube in front of the origin. Where ``hit`` is false
-      both depths are 0.
-    """
-    half = 0.5 * (1.0 + padding)
-    tiny = 1e-12
-    safe = jnp.where(jnp.abs(directions) < tiny, tiny, directions)
-    inv = 1.0 / safe
-    t0 = (-half - origins) * inv
-    t1 = (half - origins) * inv
-    t_lo = jnp.minimum(t0, t1)
-    t_hi = jnp.maximum(t0, t1)
-    # A zero component: the ray is inside that slab forever or never.
-    parallel = jnp.abs(directions) < tiny
-    inside_slab = jnp.abs(origins) <= half
-    t_lo = jnp.where(parallel, jnp.where(inside_slab, -jnp.inf, jnp.inf), t_lo)
-    t_hi = jnp.where(parallel, jnp.where(inside_slab, jnp.inf, -jnp.inf), t_hi)
-    d_near = jnp.maximum(jnp.max(t_lo, axis=-1), 0.0)
-    d_far = jnp.min(t_hi, axis=-1)
-    hit = d_far > d_near
-    return jnp.where(hit, d_near, 0.0), jnp.where(hit, d_far, 0.0), hit
 
 
 class _Search(NamedTuple):
