@@ -154,7 +154,8 @@ def dvr_losses(
       params: differentiable parameters passed to both.
       batch: per-ray arrays: `origins` [N, 3], `directions` [N, 3], `rgb` [N, 3] in
         [0, 1], `mask` [N] bool (object mask), optionally `depth` [N] (camera depth,
-        inf where unknown).
+        inf where unknown) and `occ_depth` [N] (depth for the occupancy loss, e.g. of
+        the visual hull, inf where unknown: then a random depth is used).
       key: PRNG key for the random freespace/occupancy depths and normal neighbours.
       n_steps: marching steps (see `ray_steps`).
       num_images: images the rays come from; losses are sums divided by this.
@@ -197,8 +198,13 @@ def dvr_losses(
     bce_free = optax.sigmoid_binary_cross_entropy(logits_free, jnp.zeros_like(logits_free))
     terms["freespace"] = lambda_freespace * inv_b * jnp.sum(jnp.where(mask_free, bce_free, 0.0))
 
-    # Occupancy: rays inside the mask where no surface was found.
+    # Occupancy: rays inside the mask where no surface was found, at a random in-cube
+    # depth or, where the batch has one (`occ_depth`, e.g. the visual hull), at that depth.
     p_occ, hit_occ = sample_in_box(k_occ, o, w, padding)
+    if "occ_depth" in batch:
+        known = jnp.isfinite(batch["occ_depth"])
+        d_occ = jnp.where(known, batch["occ_depth"], 0.0)
+        p_occ = jnp.where(known[:, None], o + d_occ[:, None] * w, p_occ)
     logits_occ = logit_fn(params, p_occ) - tau
     mask_occ = mask_gt & ~mask_pred & hit_occ
     bce_occ = optax.sigmoid_binary_cross_entropy(logits_occ, jnp.ones_like(logits_occ))

@@ -32,8 +32,8 @@ import optax
 import tqdm
 import trimesh
 
-from implicit_fields import checkpointing, dvr, metrics, mise, render, summary, train_utils, vis
-from implicit_fields.data import multiview
+from implicit_fields import cameras, checkpointing, dvr, metrics, mise, render, summary, train_utils, vis
+from implicit_fields.data import multiview, visual_hull
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +160,33 @@ def _make_train_step(config, decoder):
     return jax.jit(step_fn, static_argnames="n_steps", donate_argnums=0)
 
 
-def _batch(data, config, step: int, train_views):
+def hull_depths(config, data, train_views, workdir=None):
+    """Visual-hull depth maps from the training views' masks (cached in the workdir), or None."""
+    if not config.data.visual_hull_depth:
+        return None
+    path = os.path.join(workdir, "visual_hull_depth.npy") if workdir else None
+    if path and os.path.exists(path):
+        depths = np.load(path)
+        if depths.shape == data.masks.shape:
+            return depths
+    grid = visual_hull.carve(data, config.data.visual_hull_resolution, config.loss.padding, views=train_views)
+    depths = visual_hull.hull_depth_maps(data, grid, config.loss.padding)
+    if path:
+        os.makedirs(workdir, exist_ok=True)
+        np.save(path + ".tmp.npy", depths)
+        os.replace(path + ".tmp.npy", path)
+    return depths
+
+
+def _batch(data, config, step: int, train_views, occ_depths=None):
     rng = np.random.default_rng([int(config.seed), int(step)])
     rays = multiview.sample_rays(data, rng, config.rays.per_step, views=train_views)
     keys = ("origins", "directions", "rgb", "mask", "depth")
-    return {k: jnp.asarray(rays[k]) for k in keys}
+    batch = {k: jnp.asarray(rays[k]) for k in keys}
+    if occ_depths is not None:
+        rows, cols = cameras.pixel_to_index(rays["pixels"], data.height, data.width)
+        batch["occ_depth"] = jnp.asarray(occ_depths[rays["view"], rows, cols])
+    return batch
 
 
 # ---------------------------------------------------------------------------
@@ -177,6 +199,7 @@ def train(config, workdir: str, on_step=None):
     folder = ensure_scene(config.data, progress=config.train.progress)
     data = multiview.load_multiview(folder)
     train_views, _ = split_views(data.num_views, config.data.val_views)
+    occ_depths = hull_depths(config, data, train_views, workdir)
     decoder, state = create_state(config)
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), config.train.max_to_keep)
     state, _ = ckpt.restore(state)
@@ -192,7 +215,8 @@ def train(config, workdir: str, on_step=None):
     try:
         for step in range(start + 1, num_steps + 1):
             n_steps = _ray_steps(config, step - 1)
-            state, stats = step_fn(state, _batch(data, config, step - 1, train_views), n_steps=n_steps)
+            batch = _batch(data, config, step - 1, train_views, occ_depths)
+            state, stats = step_fn(state, batch, n_steps=n_steps)
             pending.append(stats)
             bar.update(1)
             last = step == num_steps

@@ -33,6 +33,10 @@ def get_config():
     data.resolution = 64  # Rendered image size (pixels per side).
     data.texture = "stripes"  # 'stripes' or 'none' (plain per-part colours).
     data.val_views = 4  # The last views are held out from training (evaluation only).
+    # Occupancy loss at the visual-hull depth (carved from the training masks) instead of
+    # a random depth: the original's `depth_from_visual_hull` (used for its NMR data).
+    data.visual_hull_depth = True
+    data.visual_hull_resolution = 128
 
     config.model = model = ml_collections.ConfigDict()
     model.hidden_dim = 128  # Decoder width (original 512).
