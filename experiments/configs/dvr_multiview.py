@@ -54,9 +54,9 @@ def get_config():
 
     config.rays = rays = ml_collections.ConfigDict()
     rays.per_step = 1024  # Rays per step (DTU: batch 1 x 2048 pixels; ShapeNet 1024 per image).
-    rays.steps_start = 16  # Marching steps, doubled at each milestone (original schedule).
-    rays.steps_milestones = (750, 1500)  # Original: 50k, 100k, 250k iterations.
-    rays.steps_max = 64  # Original: 128.
+    rays.steps_start = 64  # Marching steps, doubled at each milestone (original: 16 ...).
+    rays.steps_milestones = (1000,)  # Original: 50k, 100k, 250k iterations.
+    rays.steps_max = 128  # Original: 128.
     rays.render_steps = 256  # Marching steps for rendering views (original: 1024).
 
     config.optim = optim = ml_collections.ConfigDict()
