@@ -166,3 +166,26 @@ def test_missing_scene_without_builtin_is_a_clear_error(tmp_path):
     config.data.builtin = False
     with pytest.raises(FileNotFoundError, match="scene"):
         dvr_training.ensure_scene(config.data)
+
+
+def test_depth_gradient_reaches_the_condition_code_of_a_conditioned_decoder():
+    decoder = dvr.DVRDecoder(hidden_dim=16, n_blocks=2, c_dim=8)
+    net = dvr.init_decoder(jax.random.key(0), decoder)
+    net = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape), net)
+    logit_fn, _ = dvr.make_field_fns(decoder)
+
+    def field(params, points):  # the decoder on top of a sphere, so that rays hit
+        return logit_fn(params, points) + 20.0 * (0.3 - jnp.linalg.norm(points, axis=-1))
+
+    batch = camera_batch(n=64)
+    o, w = batch["origins"], batch["directions"]
+    c = jax.random.normal(jax.random.key(2), (8,))
+
+    def loss(code, mode):
+        d = dvr.render.surface_depth(field, {"params": net, "c": code}, o, w, n_steps=64, gradient=mode)
+        return jnp.sum(jnp.where(jnp.isfinite(d), d, 0.0))
+
+    g_analytic = jax.jit(jax.grad(lambda code: loss(code, "analytic")))(c)
+    g_unrolled = jax.jit(jax.grad(lambda code: loss(code, "unrolled")))(c)
+    assert np.isfinite(g_analytic).all() and np.abs(g_analytic).max() > 0
+    np.testing.assert_allclose(g_analytic, g_unrolled, rtol=1e-3, atol=1e-4)
