@@ -1,9 +1,17 @@
-"""Mesh generation from a trained Occupancy Network, for a whole split.
+"""Mesh generation from a trained Occupancy Network: a whole split, or prior samples.
 
-For every object: encode its (deterministic, noisy) input point cloud once,
-extract the iso-surface of the eval-mode field, write `meshes/<category>/<model>.ply`
-and the input points beside it, and draw a picture comparing inputs,
-reconstructions and ground truth.
+For every object: encode its (deterministic) input once (a noisy point cloud,
+or its voxel grid), extract the iso-surface of the eval-mode field, write
+`meshes/<category>/<model>.ply` and the input beside it, and draw a picture
+comparing inputs, reconstructions and ground truth. The unconditional model
+(z_dim > 0, no encoder) reconstructs each object from the posterior mean of
+q(z | p, o) given `data.points_subsample` of its occupancy points, so that its
+meshes can be evaluated like the conditional models'; a conditional model with
+a latent decodes the prior mean, as the original's generator does.
+
+`sample_meshes` decodes latents drawn from the prior N(0, I), and
+`interpolation_meshes` the codes on the line between two objects' posterior
+means (the unconditional model's figures).
 """
 
 import functools
@@ -17,15 +25,16 @@ import numpy as np
 import tqdm
 import trimesh
 
-from implicit_fields import meshing, mise, models, vis
+from implicit_fields import binvox, meshing, mise, models, vis
 from implicit_fields.data import datasets
 
 
 def create_field_fns(model: models.OccupancyNetwork, variables):
-    """Jitted `encode(inputs [n,3]) -> c [c_dim]` and `decode(c, points [N,3]) -> logits [N]`.
+    """Jitted `encode(inputs [...]) -> c [c_dim]` and `decode(c, points [N,3], z=None) -> logits [N]`.
 
-    Both compile once per input shape; `decode` takes the code as an argument
-    so that a new object does not trigger a new compilation.
+    Both compile once per input shape; `decode` takes the codes as arguments
+    so that a new object does not trigger a new compilation. `z` [z_dim] is the
+    latent of a model with z_dim > 0 (default: the prior mean).
     """
 
     @jax.jit
@@ -33,10 +42,69 @@ def create_field_fns(model: models.OccupancyNetwork, variables):
         return model.apply(variables, inputs[None], method=models.OccupancyNetwork.encode)[0]
 
     @jax.jit
-    def decode(c, points):
-        return model.apply(variables, points[None], c[None], method=models.OccupancyNetwork.decode)[0]
+    def decode(c, points, z=None):
+        zb = None if z is None else z[None]
+        return model.apply(variables, points[None], c[None], zb, method=models.OccupancyNetwork.decode)[0]
 
     return encode, decode
+
+
+def create_latent_fn(model: models.OccupancyNetwork, variables):
+    """Jitted `posterior_mean(c [c_dim], points [T,3], occupancies [T]) -> mean of q(z | p, o, c) [z_dim]`."""
+
+    @jax.jit
+    def posterior_mean(c, points, occupancies):
+        mean, _ = model.apply(
+            variables, points[None], occupancies[None], c[None], method=models.OccupancyNetwork.infer_z
+        )
+        return mean[0]
+
+    return posterior_mean
+
+
+def extract(config, logit_fn):
+    """Meshes one field with `config.generate` (MISE or a dense grid).
+
+    Args:
+      logit_fn: jitted `points [N, 3] -> logits [N]`.
+
+    Returns:
+      (vertices float32 [V, 3], faces int64 [F, 3], stats dict).
+    """
+    gen = config.generate
+    common = dict(
+        threshold=config.train.threshold,
+        padding=gen.padding,
+        batch_points=gen.batch_points,
+        return_stats=True,
+    )
+    if gen.method == "mise":
+        return mise.extract_mesh(
+            logit_fn,
+            resolution0=gen.resolution0,
+            upsampling_steps=gen.upsampling_steps,
+            refinement_steps=gen.refinement_steps,
+            refinement_key=jax.random.key(config.seed),
+            **common,
+        )
+    if gen.method == "dense":
+        return meshing.extract_mesh_dense(logit_fn, resolution=gen.resolution, **common)
+    raise ValueError(f"unknown generate.method {gen.method!r}; use 'mise' or 'dense'")
+
+
+def object_latent(config, posterior_mean, c, data, index: int):
+    """The posterior-mean latent of one object from its fixed evaluation points.
+
+    Uses the first `data.points_subsample` of `datasets.eval_query_points`
+    (the points the validation IoU encodes as well).
+
+    Returns:
+      (z [z_dim], points [T, 3], occupancies [T]).
+    """
+    k = config.data.points_subsample
+    points, occ = datasets.eval_query_points(data, index, max(config.train.val_points, k), config.seed)
+    points, occ = points[:k], occ[:k]
+    return posterior_mean(c, points, occ), points, occ
 
 
 def write_mesh(path: str, vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -61,7 +129,10 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
     count = len(ds) if not gen.max_objects else min(gen.max_objects, len(ds))
     if gen.method not in ("mise", "dense"):
         raise ValueError(f"unknown generate.method {gen.method!r}; use 'mise' or 'dense'")
+    input_type = datasets.input_type_of(config.data)
     encode, decode = create_field_fns(model, variables)
+    autoencode = model.z_dim > 0 and model.encoder is None
+    posterior_mean = create_latent_fn(model, variables) if autoencode else None
     out_dir = os.path.join(workdir, "meshes")
     records = []
     pictures = []
@@ -70,33 +141,23 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
         item = ds.items[i]
         data = ds.load(i)
         inputs = datasets.eval_inputs(
-            data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed
+            data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed, input_type
         )
         t0 = time.perf_counter()
         c = encode(inputs)
-        logit_fn = functools.partial(decode, c)
-        common = dict(
-            threshold=config.train.threshold,
-            padding=gen.padding,
-            batch_points=gen.batch_points,
-            return_stats=True,
-        )
-        if gen.method == "mise":
-            vertices, faces, stats = mise.extract_mesh(
-                logit_fn,
-                resolution0=gen.resolution0,
-                upsampling_steps=gen.upsampling_steps,
-                refinement_steps=gen.refinement_steps,
-                simplify_nfaces=gen.simplify_nfaces or None,
-                refinement_key=jax.random.key(config.seed),
-                **common,
-            )
+        extra = {}
+        if posterior_mean is not None:
+            z, latent_points, latent_occ = object_latent(config, posterior_mean, c, data, i)
+            extra = {"z": np.asarray(z), "latent_points": latent_points, "latent_occupancies": latent_occ}
+            logit_fn = functools.partial(decode, c, z=z)
         else:
-            vertices, faces, stats = meshing.extract_mesh_dense(logit_fn, resolution=gen.resolution, **common)
+            logit_fn = functools.partial(decode, c)
+        vertices, faces, stats = extract(config, logit_fn)
         seconds = time.perf_counter() - t0
         path = os.path.join(out_dir, item.category, f"{item.model}.ply")
         write_mesh(path, vertices, faces)
-        np.savez(os.path.join(out_dir, item.category, f"{item.model}_inputs.npz"), inputs=inputs)
+        inputs_path = os.path.join(out_dir, item.category, f"{item.model}_inputs.npz")
+        np.savez_compressed(inputs_path, inputs=inputs, **extra)
         records.append(
             {
                 "category": item.category,
@@ -112,24 +173,105 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
         # The picture shows the first object of each category.
         shown = {p[0] for p in pictures}
         if len(pictures) < gen.num_pictures and ds.category_name(item.category) not in shown:
-            pictures.append((ds.category_name(item.category), inputs, vertices, faces, data))
+            shown_input = inputs
+            if input_type is None and extra:
+                shown_input = extra["latent_points"][extra["latent_occupancies"] > 0.5]
+            pictures.append((ds.category_name(item.category), shown_input, vertices, faces, data))
     with open(os.path.join(out_dir, "generation.json"), "w") as f:
         json.dump(records, f, indent=1)
     if pictures:
-        write_comparison_picture(os.path.join(workdir, "reconstruction.png"), pictures)
+        write_comparison_picture(
+            os.path.join(workdir, "reconstruction.png"), pictures, input_label=_INPUT_LABELS[input_type]
+        )
     return records
 
 
-def write_comparison_picture(path: str, objects, image_size: int = 200) -> None:
-    """One row per object: input points, reconstruction, ground-truth surface."""
+_INPUT_LABELS = {"pointcloud": "input", "voxels": "voxels", None: "encoded pts"}
+
+
+def render_input(inputs, image_size: int = 200):
+    """A picture of a model input: a point cloud [n, 3] or a voxel grid [R, R, R]."""
+    inputs = np.asarray(inputs)
+    if inputs.ndim == 3:
+        vertices, faces = binvox.voxels_to_mesh(inputs > 0.5)
+        return vis.render_mesh(vertices, faces, image_size=image_size)
+    return vis.render_points(inputs.reshape(-1, 3), None, image_size=image_size)
+
+
+def write_comparison_picture(path: str, objects, image_size: int = 200, input_label: str = "input") -> None:
+    """One row per object: input (points or voxels), reconstruction, ground-truth surface."""
     rows, labels = [], []
     for name, inputs, vertices, faces, data in objects:
         rows.append(
             [
-                vis.render_points(inputs, None, image_size=image_size),
+                render_input(inputs, image_size=image_size),
                 vis.render_mesh(vertices, faces, image_size=image_size),
                 vis.render_points(data["surface_points"], data["surface_normals"], image_size=image_size),
             ]
         )
-        labels.append([f"{name} input", f"{name} ours", f"{name} truth"])
+        labels.append([f"{name} {input_label}", f"{name} ours", f"{name} truth"])
     vis.write_png(path, vis.image_grid(rows, labels=labels))
+
+
+def sample_meshes(config, model: models.OccupancyNetwork, variables, num: int, seed: int = 0):
+    """Meshes of `num` shapes sampled from the prior p0(z) = N(0, I).
+
+    Args:
+      config: the run's config (meshing settings from `config.generate`).
+      model: a model with z_dim > 0 (an unconditional one, or a conditional VAE
+        whose code is then the empty / zero input's code).
+      variables: its variables.
+      num: number of samples.
+      seed: seed of the latents.
+
+    Returns:
+      list of dicts with 'z' [z_dim], 'vertices' [V, 3], 'faces' [F, 3], 'stats'.
+    """
+    if model.z_dim <= 0:
+        raise ValueError("sampling needs a model with a latent (model.z_dim > 0)")
+    encode, decode = create_field_fns(model, variables)
+    c = _empty_code(config, encode)
+    zs = np.asarray(models.sample_prior(jax.random.key(seed), num, model.z_dim))
+    out = []
+    for z in tqdm.tqdm(zs, desc="sample", unit="mesh", disable=not config.train.progress):
+        vertices, faces, stats = extract(config, functools.partial(decode, c, z=z))
+        out.append({"z": z, "vertices": vertices, "faces": faces, "stats": stats})
+    return out
+
+
+def interpolation_meshes(config, model: models.OccupancyNetwork, variables, data_a, data_b, index_a: int,
+                         index_b: int, num_steps: int):
+    """Meshes along the straight line between two objects' posterior-mean latents.
+
+    Args:
+      data_a, data_b: the two objects' loaded arrays (`ShapesDataset.load`).
+      index_a, index_b: their dataset indices (seed the encoded points).
+      num_steps: codes on the line, both ends included (>= 2).
+
+    Returns:
+      list of dicts with 't', 'z', 'vertices', 'faces'.
+    """
+    if model.z_dim <= 0:
+        raise ValueError("interpolation needs a model with a latent (model.z_dim > 0)")
+    encode, decode = create_field_fns(model, variables)
+    posterior_mean = create_latent_fn(model, variables)
+    c = _empty_code(config, encode)
+    z_a, _, _ = object_latent(config, posterior_mean, c, data_a, index_a)
+    z_b, _, _ = object_latent(config, posterior_mean, c, data_b, index_b)
+    codes = np.asarray(models.interpolate_codes(z_a, z_b, num_steps))
+    out = []
+    for t, z in zip(np.linspace(0.0, 1.0, num_steps), codes):
+        vertices, faces, _ = extract(config, functools.partial(decode, c, z=z))
+        out.append({"t": float(t), "z": z, "vertices": vertices, "faces": faces})
+    return out
+
+
+def _empty_code(config, encode):
+    """The code of an unconditional model (empty); conditional models need an input."""
+    if datasets.input_type_of(config.data) is not None:
+        raise ValueError(
+            "prior samples and interpolations are for unconditional models "
+            "(data.input_type='' and model.encoder=''); this model is conditioned on "
+            f"{config.data.input_type!r} inputs"
+        )
+    return encode(np.zeros((0,), np.float32))

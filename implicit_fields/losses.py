@@ -20,6 +20,24 @@ def occupancy_bce(logits: jnp.ndarray, occupancies: jnp.ndarray) -> jnp.ndarray:
     return optax.sigmoid_binary_cross_entropy(logits, occupancies).sum(-1).mean()
 
 
+def kl_normal_std(mean: jnp.ndarray, logstd: jnp.ndarray) -> jnp.ndarray:
+    """KL(N(mean, exp(logstd)^2) || N(0, I)), summed over the last axis.
+
+    The KL term of the Occupancy Network VAE (`dist.kl_divergence(q_z, p0_z).sum(-1)`):
+    `sum(0.5 * (exp(2 logstd) + mean^2 - 1) - logstd)`. Zero exactly when
+    q is the prior (mean 0, logstd 0).
+
+    Args:
+      mean: [..., z_dim].
+      logstd: [..., z_dim].
+
+    Returns:
+      [...].
+    """
+    assert mean.shape == logstd.shape, (mean.shape, logstd.shape)
+    return jnp.sum(0.5 * (jnp.exp(2.0 * logstd) + jnp.square(mean) - 1.0) - logstd, axis=-1)
+
+
 def probability_to_logit(threshold: float) -> float:
     """`log(t) - log(1 - t)`: the original's conversion of a probability threshold."""
     if not 0.0 < threshold < 1.0:

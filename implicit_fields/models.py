@@ -1,31 +1,44 @@
-"""Composite models: the (conditional) Occupancy Network.
+"""Composite models: the (conditional and/or latent-variable) Occupancy Network.
 
-`OccupancyNetwork` exposes `encode`, `decode` and `__call__`, so research code
-can call each part through `model.apply(variables, ..., method=...)`.
-`make_logit_fn` turns trained variables and one object's code into the plain
+`OccupancyNetwork` exposes `encode`, `infer_z`, `decode`, `compute_elbo` and
+`__call__`, so research code can call each part through
+`model.apply(variables, ..., method=...)`, as `im2mesh/onet/models/__init__.py`
+does. With `z_dim > 0` it is the original's VAE: a latent encoder
+q(z | p, o[, c]) = N(mean, diag(exp(logstd)^2)), the prior p0(z) = N(0, I), and
+the loss KL(q || p0) + sum-over-points BCE (see `compute_elbo`); with no encoder
+it is the unconditional generative model, whose shapes are sampled from the
+prior (`sample_prior`) and whose codes can be interpolated (`interpolate_codes`).
+
+`make_logit_fn` turns trained variables and one object's code(s) into the plain
 function `points (N, 3) -> logits (N,)` that mesh extraction consumes.
 """
 
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from implicit_fields import decoders, encoders
+from implicit_fields import decoders, encoders, losses
 
 
 class OccupancyNetwork(nn.Module):
-    """f(p, x) -> occupancy logit, with x encoded to a code c.
+    """f(p, x[, z]) -> occupancy logit, with x encoded to a code c.
 
     Attributes:
-      encoder: config name of the encoder ('pointnet_resnet'), or None for an
-        unconditional decoder.
+      encoder: config name of the encoder ('pointnet_resnet' or
+        'voxel_simple'), or None for an unconditional model (c is empty).
       decoder: config name of the decoder ('cbatchnorm' or 'simple').
       c_dim: code size.
-      encoder_hidden: encoder width.
+      encoder_hidden: encoder width (ResnetPointnet hidden size; VoxelEncoder
+        channels of its first convolution).
       decoder_hidden: decoder width.
       decoder_blocks: number of decoder ResNet blocks.
+      z_dim: latent size; 0 (the conditional models) disables the latent
+        encoder and the KL term.
+      encoder_latent: config name of the latent encoder ('simple'), used when
+        z_dim > 0.
+      encoder_latent_hidden: latent encoder width (original: 128).
     """
 
     encoder: Optional[str] = "pointnet_resnet"
@@ -34,29 +47,130 @@ class OccupancyNetwork(nn.Module):
     encoder_hidden: int = 512
     decoder_hidden: int = 256
     decoder_blocks: int = 5
+    z_dim: int = 0
+    encoder_latent: str = "simple"
+    encoder_latent_hidden: int = 128
 
     def setup(self):
         if self.encoder is not None:
             self.encoder_net = encoders.create_encoder(
                 self.encoder, c_dim=self.c_dim, hidden_dim=self.encoder_hidden
             )
+        if self.z_dim > 0:
+            self.encoder_latent_net = encoders.create_latent_encoder(
+                self.encoder_latent, z_dim=self.z_dim, hidden_size=self.encoder_latent_hidden
+            )
         self.decoder_net = decoders.create_decoder(
             self.decoder, hidden_size=self.decoder_hidden, n_blocks=self.decoder_blocks
         )
 
     def encode(self, inputs, train: bool = False):
-        """Encodes the conditioning input (e.g. a point cloud [batch, n, 3]) to c [batch, c_dim]."""
+        """Encodes the conditioning input to c [batch, c_dim].
+
+        Args:
+          inputs: point cloud [batch, n, 3], voxels [batch, R, R, R], or
+            anything with a batch axis for an unconditional model (then c is
+            the empty [batch, 0]).
+        """
         if self.encoder is None:
             return jnp.zeros((inputs.shape[0], 0), jnp.float32)
         return self.encoder_net(inputs, train=train)
 
-    def decode(self, points, c, train: bool = False):
-        """Decodes query points [batch, points, 3] with codes c [batch, c_dim] to logits [batch, points]."""
-        return self.decoder_net(points, c, train=train)
+    def infer_z(self, points, occupancies, c, train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
+        """The posterior q(z | p, o, c) as (mean, logstd), each [batch, z_dim].
 
-    def __call__(self, points, inputs, train: bool = False):
-        """Logits [batch, points] for query points [batch, points, 3] given inputs [batch, ...]."""
-        return self.decode(points, self.encode(inputs, train=train), train=train)
+        Args:
+          points: [batch, T, 3].
+          occupancies: [batch, T] in {0, 1}.
+          c: [batch, c_dim] (may be empty).
+
+        Returns:
+          Empty [batch, 0] arrays when z_dim is 0.
+        """
+        del train
+        if self.z_dim == 0:
+            empty = jnp.zeros((points.shape[0], 0), jnp.float32)
+            return empty, empty
+        return self.encoder_latent_net(points, occupancies, c)
+
+    def decode(self, points, c, z=None, train: bool = False):
+        """Decodes query points [batch, points, 3] with codes c [batch, c_dim]
+        and, for z_dim > 0, latents z [batch, z_dim] (default: the prior mean
+        0) to logits [batch, points]."""
+        if self.z_dim > 0 and z is None:
+            z = jnp.zeros((points.shape[0], self.z_dim), jnp.float32)
+        return self.decoder_net(points, c, z=z, train=train)
+
+    def compute_elbo(self, points, occupancies, inputs, rng, train: bool = False) -> Dict[str, jnp.ndarray]:
+        """The terms of the training loss (the original's `compute_loss` / `compute_elbo`).
+
+        c = encode(inputs); z = mean + exp(logstd) * eps with eps ~ N(0, I)
+        drawn from `rng` (the reparameterisation `q_z.rsample()`); logits =
+        decode(points, c, z). Without a latent (z_dim 0) z is absent, `rng` is
+        unused and kl is zero.
+
+        Args:
+          points: [batch, T, 3].
+          occupancies: [batch, T].
+          inputs: conditioning input [batch, ...].
+          rng: PRNG key (or None when z_dim is 0).
+          train: batch-norm mode.
+
+        Returns:
+          dict 'logits' [batch, T], 'kl' [batch] (KL(q || N(0, I)) summed over
+          z), 'mean' and 'logstd' [batch, z_dim].
+        """
+        c = self.encode(inputs, train=train)
+        mean, logstd = self.infer_z(points, occupancies, c, train=train)
+        if self.z_dim > 0:
+            eps = jax.random.normal(rng, mean.shape, mean.dtype)
+            z = mean + jnp.exp(logstd) * eps
+            kl = losses.kl_normal_std(mean, logstd)
+        else:
+            z = None
+            kl = jnp.zeros((points.shape[0],), jnp.float32)
+        logits = self.decode(points, c, z=z, train=train)
+        return {"logits": logits, "kl": kl, "mean": mean, "logstd": logstd}
+
+    def reconstruct(self, points, inputs, latent_points=None, latent_occupancies=None, train: bool = False):
+        """Deterministic logits of an object's query points, for evaluation.
+
+        c = encode(inputs). With z_dim > 0 and `latent_points` given, z is the
+        posterior mean of q(z | latent_points, latent_occupancies, c) (an
+        auto-encoding of the object's known occupancies: the evaluation of an
+        unconditional model); without them z is the prior mean 0 (the original's
+        evaluation of a conditional model, `forward(..., sample=False)`).
+
+        Args:
+          points: query points [batch, T, 3].
+          inputs: conditioning input [batch, ...].
+          latent_points: optional [batch, T', 3].
+          latent_occupancies: optional [batch, T'].
+          train: batch-norm mode.
+
+        Returns:
+          dict 'logits' [batch, T] and 'kl' [batch] (KL of the posterior; zero
+          without one).
+        """
+        c = self.encode(inputs, train=train)
+        if self.z_dim > 0 and latent_points is not None:
+            mean, logstd = self.infer_z(latent_points, latent_occupancies, c, train=train)
+            z, kl = mean, losses.kl_normal_std(mean, logstd)
+        else:
+            z, kl = None, jnp.zeros((points.shape[0],), jnp.float32)
+        return {"logits": self.decode(points, c, z=z, train=train), "kl": kl}
+
+    def __call__(self, points, inputs, train: bool = False, z=None):
+        """Logits [batch, points] for query points [batch, points, 3] given inputs [batch, ...].
+
+        With z_dim > 0 and no `z`, decodes the prior mean (the original's
+        `forward(..., sample=False)`).
+        """
+        c = self.encode(inputs, train=train)
+        if self.z_dim > 0 and self.is_initializing():
+            # Create the latent encoder's parameters too.
+            self.infer_z(points, jnp.zeros(points.shape[:2], jnp.float32), c)
+        return self.decode(points, c, z=z, train=train)
 
 
 def create_model(model_config) -> OccupancyNetwork:
@@ -68,11 +182,40 @@ def create_model(model_config) -> OccupancyNetwork:
         encoder_hidden=model_config.encoder_hidden,
         decoder_hidden=model_config.decoder_hidden,
         decoder_blocks=model_config.decoder_blocks,
+        z_dim=int(model_config.get("z_dim", 0)),
+        encoder_latent=model_config.get("encoder_latent", "simple") or "simple",
+        encoder_latent_hidden=int(model_config.get("encoder_latent_hidden", 128)),
     )
 
 
+def sample_prior(rng, num: int, z_dim: int) -> jnp.ndarray:
+    """`num` latents from the prior p0(z) = N(0, I): float32 [num, z_dim]."""
+    return jax.random.normal(rng, (num, z_dim), jnp.float32)
+
+
+def interpolate_codes(z0: jnp.ndarray, z1: jnp.ndarray, num: int) -> jnp.ndarray:
+    """`num` codes on the straight line from z0 to z1 (both included).
+
+    Args:
+      z0, z1: [z_dim].
+      num: >= 2.
+
+    Returns:
+      [num, z_dim], row i = (1 - t_i) z0 + t_i z1 with t = linspace(0, 1, num).
+    """
+    if num < 2:
+        raise ValueError(f"interpolation needs at least 2 codes, got {num}")
+    assert z0.shape == z1.shape and z0.ndim == 1, (z0.shape, z1.shape)
+    t = jnp.linspace(0.0, 1.0, num)[:, None]
+    return (1.0 - t) * z0[None, :] + t * z1[None, :]
+
+
 def make_logit_fn(
-    model: OccupancyNetwork, variables, c: jnp.ndarray, chunk_size: int = 65536
+    model: OccupancyNetwork,
+    variables,
+    c: jnp.ndarray,
+    chunk_size: int = 65536,
+    z: Optional[jnp.ndarray] = None,
 ) -> Callable[[jnp.ndarray], jnp.ndarray]:
     """The eval-mode field of one object as a jittable `points (N,3) -> logits (N,)`.
 
@@ -82,13 +225,15 @@ def make_logit_fn(
       c: the object's code, [c_dim].
       chunk_size: points per decoder call inside the function (bounds memory;
         the chunks run in a `lax.map`).
+      z: the object's latent, [z_dim] (models with z_dim > 0; default the prior mean).
 
     Returns:
       A pure function of a float32 [N, 3] array.
     """
 
     def logits(points):
-        out = model.apply(variables, points[None], c[None], method=OccupancyNetwork.decode)
+        zb = None if z is None else z[None]
+        out = model.apply(variables, points[None], c[None], zb, method=OccupancyNetwork.decode)
         return out[0]
 
     def fn(points):

@@ -25,9 +25,25 @@ logger = logging.getLogger(__name__)
 
 
 def ensure_dataset(data_config, progress: bool = True) -> str:
-    """Returns the dataset path, generating the built-in dataset there if it is missing."""
+    """Returns the dataset path, generating the built-in dataset there if it is missing.
+
+    With voxel inputs (`data.input_type='voxels'`) and `data.builtin`, objects
+    without a `model.binvox` get one, computed from their exact shape.
+    """
     path = data_config.path
+    voxels = datasets.input_type_of(data_config) == "voxels"
     if os.path.exists(os.path.join(path, "metadata.yaml")):
+        if voxels and data_config.builtin:
+            from implicit_fields.data import builtin
+
+            added = builtin.add_voxels(
+                path,
+                data_config.voxel_resolution,
+                categories=list(data_config.categories) or None,
+                progress=progress,
+            )
+            if added:
+                logger.info("added %d voxelisations to %s", added, path)
         return path
     if not data_config.builtin:
         if not os.path.isdir(path):
@@ -46,6 +62,7 @@ def ensure_dataset(data_config, progress: bool = True) -> str:
         num_points=data_config.builtin_num_points,
         num_surface_points=data_config.builtin_num_surface_points,
         progress=progress,
+        voxel_resolution=data_config.voxel_resolution if voxels else 0,
     )
     return path
 
@@ -92,16 +109,18 @@ def _val_batches(config, val_ds: datasets.ShapesDataset, num_devices: int):
     objects = []
     for i in range(count):
         data = val_ds.load(i)
-        rng = np.random.default_rng([config.seed, 104729, i])
-        n = data["points"].shape[0]
-        idx = rng.choice(n, size=min(config.train.val_points, n), replace=False)
-        idx = np.resize(idx, config.train.val_points)
+        points, occupancies = datasets.eval_query_points(data, i, config.train.val_points, config.seed)
         objects.append(
             {
-                "points": data["points"][idx].astype(np.float32),
-                "occupancies": data["occupancies"][idx].astype(np.float32),
+                "points": points,
+                "occupancies": occupancies,
                 "inputs": datasets.eval_inputs(
-                    data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed
+                    data,
+                    i,
+                    config.data.pointcloud_n,
+                    config.data.pointcloud_noise,
+                    config.seed,
+                    datasets.input_type_of(config.data),
                 ),
             }
         )
@@ -116,13 +135,12 @@ def _val_batches(config, val_ds: datasets.ShapesDataset, num_devices: int):
 
 
 def evaluate_iou(eval_step, state, val_batches) -> Dict[str, float]:
-    """Mean validation IoU and loss over the fixed validation batches."""
-    ious, lossv = [], []
-    for batch, valid in val_batches:
-        out = jax.device_get(eval_step(state, batch))
-        ious.append(out["iou"][:valid])
-        lossv.append(out["loss"][:valid])
-    return {"iou": float(np.mean(np.concatenate(ious))), "loss": float(np.mean(np.concatenate(lossv)))}
+    """Mean validation IoU, loss and KL over the fixed validation batches."""
+    outs = [(jax.device_get(eval_step(state, batch)), valid) for batch, valid in val_batches]
+    return {
+        k: float(np.mean(np.concatenate([out[k][:valid] for out, valid in outs])))
+        for k in ("iou", "loss", "kl")
+    }
 
 
 def train_and_evaluate(
@@ -176,9 +194,14 @@ def train_and_evaluate(
     if start_step:
         logger.info("resumed from step %d (best val IoU %.4f)", start_step, best_iou)
 
-    train_step = train_utils.create_train_step(mesh)
+    train_step = train_utils.create_train_step(mesh, config.seed)
     threshold_logit = losses.probability_to_logit(config.train.threshold)
-    eval_step = train_utils.create_eval_step(mesh, threshold_logit)
+    has_latent = config.model.get("z_dim", 0) > 0
+    # An unconditional model is evaluated by auto-encoding each object through q(z | p, o).
+    autoencode = has_latent and not config.model.encoder
+    eval_step = train_utils.create_eval_step(
+        mesh, threshold_logit, config.data.points_subsample if autoencode else 0
+    )
     val_batches, num_val = _val_batches(config, val_ds, num_devices)
     # The validation batches are fixed: transfer them to the devices once.
     val_batches = [(jax.device_put(b, data_sharding), valid) for b, valid in val_batches]
@@ -195,6 +218,7 @@ def train_and_evaluate(
             config.data.points_jitter,
             jax.process_index(),
             jax.process_count(),
+            datasets.input_type_of(config.data),
         )
 
     lead = jax.process_index() == 0  # only the first process writes logs
@@ -236,13 +260,19 @@ def train_and_evaluate(
                     "train/grad_norm": float(np.mean([m["grad_norm"] for m in host])),
                     "train/points_per_second": rate,
                 }
+                if has_latent:
+                    scalars["train/rec_error"] = float(np.mean([m["rec_error"] for m in host]))
+                    scalars["train/kl"] = float(np.mean([m["kl"] for m in host]))
                 if writer:
                     writer.write_scalars(step, scalars)
                 bar.set_postfix(loss=f"{loss:.1f}", pts_s=f"{rate:,.0f}", refresh=False)
             if num_val and (step % config.train.eval_every == 0 or last):
                 val = evaluate_iou(eval_step, state, val_batches)
                 if writer:
-                    writer.write_scalars(step, {"eval/iou": val["iou"], "eval/loss": val["loss"]})
+                    eval_scalars = {"eval/iou": val["iou"], "eval/loss": val["loss"]}
+                    if has_latent:
+                        eval_scalars["eval/kl"] = val["kl"]
+                    writer.write_scalars(step, eval_scalars)
                 bar.write(f"step {step}: val IoU {val['iou']:.4f} (best {max(best_iou, val['iou']):.4f})")
                 if val["iou"] > best_iou:
                     best_iou = val["iou"]

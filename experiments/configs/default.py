@@ -29,16 +29,21 @@ def get_config():
     data.points_jitter = 1e-4  # N(0, 1) * jitter added to query points (original, float16 data).
     data.pointcloud_n = 300  # Input points per object (original: 300).
     data.pointcloud_noise = 0.005  # Std of the input noise (original: 0.005).
+    data.input_type = "pointcloud"  # Model input: 'pointcloud', 'voxels' (model.binvox) or '' (none).
+    data.voxel_resolution = 32  # Voxels per side of model.binvox (original: 32); built-in ones use it.
     data.cache = True  # Keep loaded objects in memory.
     data.prefetch = 2  # Batches prepared ahead on a background thread.
 
     config.model = model = ml_collections.ConfigDict()
-    model.encoder = "pointnet_resnet"  # 'pointnet_resnet' (ResnetPointnet).
+    model.encoder = "pointnet_resnet"  # 'pointnet_resnet', 'voxel_simple' or '' (unconditional).
     model.decoder = "cbatchnorm"  # 'cbatchnorm' (DecoderCBatchNorm) or 'simple'.
     model.c_dim = 512  # Code size (original pointcloud config: 512).
-    model.encoder_hidden = 512  # ResnetPointnet width (original: 512).
+    model.encoder_hidden = 512  # ResnetPointnet width (512) / VoxelEncoder first channels (32).
     model.decoder_hidden = 256  # Decoder width (original: 256).
     model.decoder_blocks = 5  # Decoder ResNet blocks (original: 5).
+    model.z_dim = 0  # Latent size of the VAE (0: no latent; original unconditional: 128).
+    model.encoder_latent = "simple"  # Latent encoder q(z | p, o, c) used when z_dim > 0.
+    model.encoder_latent_hidden = 128  # Latent encoder width (original: 128).
 
     config.optim = optim = ml_collections.ConfigDict()
     optim.optimizer = "adam"

@@ -7,6 +7,7 @@
     DATASET/<synset>/<model_id>/points.npz      100k uniform points in the cube of side 1.1
     DATASET/<synset>/<model_id>/pointcloud.npz  100k surface points with normals
     DATASET/<synset>/<model_id>/shape.json      the normalised exact shape (Shape.to_dict())
+    DATASET/<synset>/<model_id>/model.binvox    optional 32^3 voxelisation (add_voxels)
 
 Occupancies are exact (``Shape.contains`` of the normalised shape, evaluated at the stored
 float16 coordinates, so rounding never flips a label). Every object's random stream is
@@ -15,6 +16,14 @@ seed whatever the number of workers. Objects are written to a temporary folder a
 when complete: an interrupted run leaves no half-written object, and re-running skips the
 objects already there. The split lists and then ``metadata.yaml`` are written last, so a
 dataset folder with a ``metadata.yaml`` is complete.
+
+Voxelisations (the input of the voxel super-resolution model) are computed from the exact
+``shape.json`` in the original's convention (``im2mesh/utils/voxels.py``,
+``VoxelGrid.from_mesh(..., method='ray')`` of the normalised mesh): a grid over the unit cube
+[-0.5, 0.5]^3, written as ``model.binvox`` in xyz order, where a voxel is occupied when the
+solid meets it (the original marks voxels whose centre is inside plus voxels the surface
+crosses). :func:`add_voxels` adds them to an existing dataset folder; ``generate_dataset``
+does so with ``voxel_resolution > 0``.
 """
 
 import json
@@ -25,10 +34,19 @@ import shutil
 import numpy as np
 from tqdm import tqdm
 
+from implicit_fields import binvox
 from implicit_fields.data import onet_format
-from implicit_fields.shapes import CATEGORIES, category_synset, make_shape, normalize
+from implicit_fields.shapes import CATEGORIES, Shape, category_synset, make_shape, normalize
 
-__all__ = ["GENERATOR_VERSION", "generate_object", "generate_dataset", "split_counts", "model_id"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "generate_object",
+    "generate_dataset",
+    "split_counts",
+    "model_id",
+    "voxelize_shape",
+    "add_voxels",
+]
 
 GENERATOR_VERSION = 1
 """Bumped whenever the generators change; stored in every shape.json."""
@@ -188,6 +206,7 @@ def generate_dataset(
     split_fractions=(0.7, 0.1, 0.2),
     num_workers=None,
     progress=True,
+    voxel_resolution=0,
 ):
     """Generate (or complete) the built-in dataset in the Occupancy Networks layout.
 
@@ -209,6 +228,8 @@ def generate_dataset(
             are spawned (safe after JAX is imported), so a script calling this with workers
             needs the usual ``if __name__ == "__main__":`` guard.
         progress: show a tqdm progress bar.
+        voxel_resolution: int >= 0; if positive, also write each object's
+            ``model.binvox`` at that resolution (see :func:`add_voxels`).
 
     Returns:
         str, ``out_dir``.
@@ -292,6 +313,9 @@ def generate_dataset(
                 for _ in pool.imap_unordered(_write_object, tasks, chunksize=1):
                     bar.update(1)
 
+    if voxel_resolution:
+        add_voxels(out_dir, voxel_resolution, categories=synsets, num_workers=num_workers,
+                   progress=progress)
     counts = split_counts(n_obj, fractions)
     for synset in synsets:
         cat_dir = os.path.join(out_dir, synset)
@@ -315,3 +339,130 @@ def _check_existing(folder, params):
         raise ValueError(
             f"{folder} was generated with {stored}, not {params}; use another out_dir"
         )
+
+
+# --------------------------------------------------------------------------------------
+# Voxelisations.
+# --------------------------------------------------------------------------------------
+
+
+def voxelize_shape(shape, resolution=32, subdivisions=4, num_surface_points=200_000, seed=0):
+    """Voxelise an exact shape on the unit cube [-0.5, 0.5]^3 (the original's ``ray`` method).
+
+    Voxel (i, j, k) covers ``[-0.5 + i/R, -0.5 + (i+1)/R]`` along x (likewise j along y, k
+    along z) and is occupied when the solid meets it: the original marks a voxel when its
+    centre is inside or the surface crosses it. Here a voxel is occupied when any point of a
+    ``subdivisions + 1`` lattice per voxel edge (corners, faces and interior, so the centre is
+    included for even ``subdivisions``) is inside, or when one of ``num_surface_points``
+    area-uniform surface samples falls in it (which catches parts thinner than the lattice
+    spacing).
+
+    Args:
+        shape: :class:`~implicit_fields.shapes.Shape` in normalised coordinates.
+        resolution: int >= 1, voxels per side.
+        subdivisions: int >= 1, lattice cells per voxel edge.
+        num_surface_points: int >= 0, surface samples.
+        seed: int, seed of the surface samples.
+
+    Returns:
+        bool (resolution, resolution, resolution) array, xyz order.
+    """
+    res, sub = int(resolution), int(subdivisions)
+    if res < 1 or sub < 1:
+        raise ValueError(f"resolution and subdivisions must be >= 1, got {resolution}, {subdivisions}")
+    n = res * sub + 1
+    axis = np.arange(n, dtype=np.float64) / (res * sub) - 0.5
+    occ = np.zeros((res, res, res), dtype=bool)
+    # Lattice in x slabs to bound memory; lattice point (a, b, c) lies in the voxels
+    # floor((a - 1) / sub) .. floor(a / sub) along each axis (two of them on a voxel face).
+    yz = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
+    inside = np.zeros((n, n, n), dtype=bool)
+    for a in range(n):
+        pts = np.concatenate([np.full((yz.shape[0], 1), axis[a]), yz], axis=1)
+        inside[a] = shape.contains(pts).reshape(n, n)
+    for axis_index in range(3):
+        # Reduce each axis from lattice points to voxels: voxel v takes points v*sub..(v+1)*sub.
+        moved = np.moveaxis(inside, axis_index, 0)
+        windows = np.stack([moved[s : s + res * sub : sub] for s in range(sub + 1)])
+        inside = np.moveaxis(windows.any(axis=0), 0, axis_index)
+    occ |= inside
+    if num_surface_points:
+        surface, _ = shape.sample_surface(int(num_surface_points), np.random.default_rng(seed))
+        idx = np.floor((surface + 0.5) * res).astype(np.int64)
+        idx = idx[((idx >= 0) & (idx < res)).all(axis=1)]
+        occ[idx[:, 0], idx[:, 1], idx[:, 2]] = True
+    return occ
+
+
+def _write_voxels(task):
+    """Voxelise one object folder from its shape.json; returns the binvox path."""
+    folder, resolution = task
+    out = os.path.join(folder, binvox.VOXELS_FILE)
+    if os.path.exists(out):
+        return out
+    path = os.path.join(folder, _SHAPE_FILE)
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            shape = Shape.from_dict(json.load(f))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: cannot read the exact shape to voxelise ({e})") from e
+    binvox.write_binvox(out, voxelize_shape(shape, resolution))
+    return out
+
+
+def add_voxels(dataset_dir, resolution=32, categories=None, num_workers=None, progress=True):
+    """Write ``model.binvox`` for every object of a built-in dataset folder that lacks one.
+
+    Works on a complete or a partly generated dataset: every ``<synset>/<model_id>`` folder
+    holding a ``shape.json`` gets its voxelisation (atomically written; existing files are
+    kept, so an interrupted run resumes).
+
+    Args:
+        dataset_dir: dataset root.
+        resolution: int >= 1, voxels per side (the original: 32).
+        categories: None for every category folder, or a list of names / synset ids.
+        num_workers: worker processes; None = usable cores; 0 or 1 = in-process.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        int, the number of files written.
+
+    Raises:
+        ValueError: a folder's shape.json is unreadable, or a category folder is missing.
+    """
+    dataset_dir = os.fspath(dataset_dir)
+    if categories is None:
+        synsets = sorted(
+            d for d in os.listdir(dataset_dir)
+            if os.path.isdir(os.path.join(dataset_dir, d)) and not d.startswith(".")
+        )
+    else:
+        if isinstance(categories, str):
+            categories = [categories]
+        synsets = [category_synset(c) for c in categories]
+    tasks = []
+    for synset in synsets:
+        cat_dir = os.path.join(dataset_dir, synset)
+        if not os.path.isdir(cat_dir):
+            raise ValueError(f"{cat_dir}: category folder not found")
+        for entry in sorted(os.listdir(cat_dir)):
+            folder = os.path.join(cat_dir, entry)
+            if entry.startswith(_TMP_PREFIX) or not os.path.isfile(os.path.join(folder, _SHAPE_FILE)):
+                continue
+            if not os.path.exists(os.path.join(folder, binvox.VOXELS_FILE)):
+                tasks.append((folder, int(resolution)))
+    if not tasks:
+        return 0
+    workers = _usable_cores() if num_workers is None else int(num_workers)
+    workers = max(1, min(workers, len(tasks)))
+    with tqdm(total=len(tasks), disable=not progress, desc="voxelise", unit="obj") as bar:
+        if workers == 1:
+            for task in tasks:
+                _write_voxels(task)
+                bar.update(1)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers) as pool:
+                for _ in pool.imap_unordered(_write_voxels, tasks, chunksize=1):
+                    bar.update(1)
+    return len(tasks)

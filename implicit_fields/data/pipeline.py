@@ -45,6 +45,7 @@ def make_train_batch(
     points_jitter: float = 1e-4,
     process_index: int = 0,
     process_count: int = 1,
+    input_type: Optional[str] = "pointcloud",
 ) -> Dict[str, np.ndarray]:
     """The training batch of `step`, or this process's share of it.
 
@@ -53,8 +54,9 @@ def make_train_batch(
     processes is exactly the single-process batch.
 
     Returns:
-      dict 'points' [b, T, 3], 'occupancies' [b, T], 'inputs' [b, n, 3], float32,
-      with b = batch_size / process_count.
+      dict 'points' [b, T, 3], 'occupancies' [b, T], 'inputs' [b, n, 3] (point
+      clouds; [b, R, R, R] for voxels, [b, 0] without inputs), float32, with
+      b = batch_size / process_count.
     """
     if batch_size % process_count:
         raise ValueError(f"batch size {batch_size} is not divisible by {process_count} processes")
@@ -67,7 +69,8 @@ def make_train_batch(
         rng = np.random.default_rng([seed, step, slot])
         samples.append(
             datasets.sample_item(
-                dataset.load(int(index)), rng, num_points, num_inputs, input_noise, points_jitter
+                dataset.load(int(index)), rng, num_points, num_inputs, input_noise, points_jitter,
+                input_type,
             )
         )
     return {k: np.stack([s[k] for s in samples]) for k in samples[0]}

@@ -1,0 +1,53 @@
+"""Convert an original PyTorch Occupancy Networks checkpoint into a run folder of ours.
+
+  python -m experiments.convert_checkpoint --input onet_pcl2mesh.pt \
+      --config experiments/configs/default.py --config.model.c_dim=512 --output runs/onet_pcl_pretrained
+  python -m experiments.main --config experiments/configs/default.py \
+      --workdir runs/onet_pcl_pretrained --mode generate
+
+--input is the `.pt` file (needs torch) or a `.npz` of its state dict's arrays (no torch
+needed: `numpy.savez('state.npz', **{k: v.numpy() for k, v in
+torch.load('model.pt')['model'].items()})`). --config describes the model the checkpoint
+holds (encoder, decoder, widths, c_dim, z_dim); every mismatch between the two is reported
+by name. The output folder gets config.json and the converted variables as the `best`
+checkpoint, so generation, evaluation and `experiments.sample` run on it directly.
+
+This file only parses flags; the work is done by `implicit_fields.convert`.
+"""
+
+import sys
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file of the model (get_config()).",
+                                          lock_config=True)
+_INPUT = flags.DEFINE_string("input", None, "The original checkpoint: model.pt, or state.npz.")
+_OUTPUT = flags.DEFINE_string("output", None, "Run folder to write (config.json + best/ checkpoint).")
+_ALLOW_PICKLE = flags.DEFINE_bool(
+    "allow_pickle", False, "Let torch unpickle arbitrary objects in --input (only for trusted files)."
+)
+flags.mark_flags_as_required(["config", "input", "output"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from experiments.configs import default
+    from implicit_fields import config_utils, convert
+
+    try:
+        config = _CONFIG.value
+        config_utils.check_keys(config, default.get_config(), source="the config")
+        _, variables = convert.convert_checkpoint(_INPUT.value, config, _ALLOW_PICKLE.value)
+        workdir = convert.save_as_run(config, variables, _OUTPUT.value, source=_INPUT.value)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    count = sum(x.size for x in jax.tree.leaves(variables))
+    print(f"converted {count:,} values from {_INPUT.value} -> {workdir}")
+
+
+if __name__ == "__main__":
+    app.run(main)
