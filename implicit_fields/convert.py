@@ -99,9 +99,12 @@ def load_state_dict(path: str, allow_pickle: bool = False) -> Dict[str, np.ndarr
                 "**{k: v.cpu().numpy() for k, v in torch.load('model.pt')['model'].items()})"
             ) from e
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+            # The original's checkpoints also hold numpy scalars (e.g. 'loss_val_best'):
+            # allow those, and nothing else, in the safe (weights_only) unpickler.
+            with torch.serialization.safe_globals(_numpy_scalar_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
         except Exception as e:  # noqa: BLE001 - torch raises many types here
-            hint = "" if allow_pickle else " (if you trust the file, retry with allow_pickle=True)"
+            hint = "" if allow_pickle else " (if you trust the file, retry with --allow_pickle)"
             raise ConversionError(f"{path}: cannot load with torch: {type(e).__name__}: {e}{hint}") from e
         if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
             obj = obj["model"]
@@ -120,6 +123,16 @@ def load_state_dict(path: str, allow_pickle: bool = False) -> Dict[str, np.ndarr
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
+
+
+def _numpy_scalar_globals():
+    """The classes a pickled numpy scalar needs: its reconstructor and the dtypes."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    dtypes = {type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")}
+    return [scalar, np.dtype, *dtypes]
 
 
 # --------------------------------------------------------------------------------------
@@ -341,10 +354,16 @@ def save_as_run(config, variables, workdir: str, source: Optional[str] = None) -
 
     Returns:
       the absolute workdir.
+
+    Raises:
+      ValueError: when `workdir` already holds a checkpoint.
     """
     from implicit_fields import checkpointing, training
 
     workdir = os.path.abspath(workdir)
+    for sub in ("best", "checkpoints"):
+        if os.path.isdir(os.path.join(workdir, sub)) and os.listdir(os.path.join(workdir, sub)):
+            raise ValueError(f"{workdir} already holds checkpoints in {sub}/; choose a new output folder")
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))

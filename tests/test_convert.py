@@ -147,6 +147,8 @@ def test_converted_run_folder_restores(tmp_path):
     workdir = convert.save_as_run(config, variables, str(tmp_path / "run"), source="x.pt")
     _, state, meta = training.restore_for_inference(config, workdir)
     assert meta["step"] == 0 and meta["converted_from"].endswith("x.pt")
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        convert.save_as_run(config, variables, workdir)
     for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(state.params)):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(jax.tree.leaves(variables["batch_stats"]), jax.tree.leaves(state.batch_stats)):
@@ -338,7 +340,8 @@ def test_original_checkpoint_gives_the_same_predictions(kind, fmt, tmp_path):
     torch, net = _torch_original(kind, config)
     path = str(tmp_path / f"model.{fmt}")
     if fmt == "pt":
-        torch.save({"model": net.state_dict(), "it": 123}, path)
+        # As the original's CheckpointIO: the state dict under 'model', plus scalars.
+        torch.save({"model": net.state_dict(), "it": 123, "loss_val_best": np.float64(0.5)}, path)
     else:
         np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()})
     model, variables = convert.convert_checkpoint(path, config)
