@@ -1,0 +1,196 @@
+"""`implicit_fields.data.prepare`: real meshes (OFF/OBJ/PLY/STL) -> the on-disk format.
+
+Meshes whose inside is known analytically (a box, a sphere, a torus, a sphere with a
+small hole) are written in the four formats, converted, and checked against the analytic
+inside test; an open triangle and a garbage file must be reported and skipped.
+"""
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+import trimesh
+
+from experiments import build_cgal_dataset, prepare_data
+from implicit_fields import binvox, inside_mesh
+from implicit_fields.data import datasets, onet_format, prepare
+
+BOX_CENTRE = np.array([3.0, -1.0, 2.0])
+BOX_EXTENTS = np.array([2.0, 1.0, 0.5])
+SPHERE_CENTRE = np.array([-1.0, 0.5, 0.0])
+TORUS_R, TORUS_r = 1.0, 0.3
+MARGIN = 0.03  # Normalised distance from the surface beyond which labels must be right.
+
+
+def _holed_sphere():
+    m = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
+    m.apply_translation(SPHERE_CENTRE)
+    return trimesh.Trimesh(m.vertices, m.faces[3:], process=False)  # 3 faces removed
+
+
+def _analytic(name, world):
+    """(inside, distance to the surface in world units) of the analytic shape."""
+    if name == "box":
+        q = np.abs(world - BOX_CENTRE) - BOX_EXTENTS / 2
+        inside = (q < 0).all(axis=1)
+        dist = np.where(inside, -q.max(axis=1), np.linalg.norm(np.maximum(q, 0), axis=1))
+        return inside, dist
+    if name in ("sphere", "holed_sphere"):
+        r = np.linalg.norm(world - SPHERE_CENTRE, axis=1)
+        return r < 1.0, np.abs(r - 1.0)
+    if name == "torus":
+        d = np.hypot(np.hypot(world[:, 0], world[:, 1]) - TORUS_R, world[:, 2])
+        return d < TORUS_r, np.abs(d - TORUS_r)
+    raise ValueError(name)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prepare")
+    src = root / "meshes"
+    src.mkdir()
+    box = trimesh.creation.box(extents=BOX_EXTENTS)
+    box.apply_translation(BOX_CENTRE)
+    box.export(src / "box.off")
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
+    sphere.apply_translation(SPHERE_CENTRE)
+    sphere.export(src / "sphere.obj")
+    trimesh.creation.torus(TORUS_R, TORUS_r, 24, 12).export(src / "torus.ply")
+    _holed_sphere().export(src / "holed_sphere.stl")
+    (src / "open_triangle.off").write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
+    (src / "garbage.ply").write_bytes(b"this is not a mesh \x00\x01\x02")
+    out = root / "dataset"
+    report = prepare.prepare_dataset(
+        src, out, category="real", num_points=6000, num_surface_points=3000,
+        voxel_resolution=16, split_fractions=(0.5, 0.25, 0.25), num_workers=0, progress=False,
+    )
+    return out, report
+
+
+def test_broken_meshes_are_reported_and_skipped(prepared):
+    out, report = prepared
+    assert sorted(report["converted"]) == ["box", "holed_sphere", "sphere", "torus"]
+    skipped = {r["model_id"]: r["reason"] for r in report["skipped"]}
+    assert sorted(skipped) == ["garbage", "open_triangle"]
+    assert "not closed" in skipped["open_triangle"]
+    assert skipped["garbage"]
+    assert not os.path.exists(out / "real" / "garbage")
+    assert not os.path.exists(out / "real" / "open_triangle")
+    on_disk = json.loads((out / prepare.REPORT_FILE).read_text())
+    assert on_disk["skipped"] == report["skipped"]
+
+
+@pytest.mark.parametrize("name", ["box", "sphere", "torus", "holed_sphere"])
+def test_occupancy_matches_the_analytic_inside_test(prepared, name):
+    out, _ = prepared
+    data = onet_format.load_points_npz(out / "real" / name / onet_format.POINTS_FILE)
+    world = data["points"].astype(np.float64) * data["scale"] + data["loc"]
+    inside, dist = _analytic(name, world)
+    far = dist > MARGIN * data["scale"]
+    assert far.sum() > 2000
+    agreement = np.mean(data["occupancies"][far] == inside[far])
+    assert agreement > 0.99, agreement
+    assert 0.05 < data["occupancies"].mean() < 0.95
+
+
+def test_loc_scale_convention(prepared):
+    out, _ = prepared
+    mesh = trimesh.load(out.parent / "meshes" / "box.off")
+    lo, hi = mesh.bounds
+    for fname in (onet_format.POINTS_FILE, onet_format.POINTCLOUD_FILE):
+        with np.load(out / "real" / "box" / fname) as f:
+            np.testing.assert_allclose(f["loc"], (lo + hi) / 2, atol=1e-12)
+            np.testing.assert_allclose(f["scale"], np.max(hi - lo), atol=1e-12)
+    pc = onet_format.load_pointcloud_npz(out / "real" / "sphere" / onet_format.POINTCLOUD_FILE)
+    world = pc["points"].astype(np.float64) * pc["scale"] + pc["loc"]
+    r = np.linalg.norm(world - SPHERE_CENTRE, axis=1)
+    assert r.min() > 0.9 and r.max() < 1.01  # On the (inscribed) polyhedral sphere.
+    assert 0.47 < np.abs(pc["points"]).max() <= 0.5 + 1e-3  # Normalised into [-0.5, 0.5]^3.
+    with np.load(out / "real" / "sphere" / onet_format.POINTS_FILE) as f:
+        n = int(f["num_uniform"])
+        assert n == 3000
+        uniform = f["points"][:n].astype(np.float64)
+        assert np.abs(uniform).max() <= 0.55 + 1e-3 and np.abs(uniform).max() > 0.5
+
+
+def test_winding_number_labels_a_sphere_with_a_hole():
+    m = _holed_sphere()
+    assert not m.is_watertight
+    v, f = np.asarray(m.vertices), np.asarray(m.faces)
+    rng = np.random.default_rng(0)
+    pts = SPHERE_CENTRE + rng.uniform(-1.3, 1.3, (4000, 3))
+    inside, dist = _analytic("sphere", pts)
+    far = dist > 0.06
+    w = prepare.winding_number(v, f, pts)
+    assert np.mean((np.abs(w) > 0.5)[far] == inside[far]) > 0.995
+    np.testing.assert_allclose(np.abs(prepare.winding_number(v, f, SPHERE_CENTRE[None]))[0], 1, atol=0.03)
+    # A closed mesh: exactly +-1 inside, 0 outside, and the ray tests agree.
+    s = trimesh.creation.icosphere(subdivisions=2)
+    w = prepare.winding_number(s.vertices, s.faces, [[0, 0, 0], [2, 0, 0]])
+    np.testing.assert_allclose(np.abs(w), [1, 0], atol=1e-9)
+    vote, _ = prepare.contains_ray_vote(s.vertices, s.faces, pts - SPHERE_CENTRE)
+    parity = inside_mesh.contains(s.vertices, s.faces, pts - SPHERE_CENTRE)
+    np.testing.assert_array_equal(vote, parity)
+
+
+def test_dataset_loads_with_splits_and_voxels(prepared):
+    out, report = prepared
+    cfg = ml_collections.ConfigDict(
+        {"path": str(out), "categories": (), "cache": False, "input_type": "voxels", "voxel_resolution": 16}
+    )
+    seen = []
+    for split in onet_format.SPLITS:
+        ids = onet_format.read_split(out / "real", split)
+        assert ids == report["splits"][split]
+        ds = datasets.from_config(cfg, split)
+        assert len(ds) == len(ids)
+        for i in range(len(ds)):
+            item = ds.load(i)
+            assert item["points"].shape == (6000, 3) and item["voxels"].shape == (16, 16, 16)
+        seen += ids
+    assert sorted(seen) == sorted(report["converted"])
+    assert onet_format.read_metadata(out) == {"real": {"id": "real", "name": "real"}}
+    vox = binvox.read_binvox(str(out / "real" / "box" / binvox.VOXELS_FILE)).data
+    centres = binvox.voxel_centers(16).astype(np.float64)
+    with np.load(out / "real" / "box" / onet_format.POINTS_FILE) as f:
+        world = centres * float(f["scale"]) + f["loc"]
+    inside, _ = _analytic("box", world)
+    assert np.all(vox.reshape(-1)[inside])  # Every voxel whose centre is inside is set.
+
+
+def test_rerun_skips_done_objects_and_cli(prepared, tmp_path, capsys):
+    out, _ = prepared
+    before = os.path.getmtime(out / "real" / "box" / onet_format.POINTS_FILE)
+    prepare_data.main(["--input", str(out.parent / "meshes"), "--output", str(out), "--category", "real",
+                       "--num-points", "6000", "--num-surface-points", "3000", "--voxel-resolution", "16",
+                       "--splits", "0.5,0.25,0.25", "--workers", "0", "--quiet"])
+    assert os.path.getmtime(out / "real" / "box" / onet_format.POINTS_FILE) == before
+    text = capsys.readouterr().out
+    assert "converted 4, skipped 2 of 6" in text and "garbage" in text
+
+
+def test_extract_meshes_from_a_deb(tmp_path):
+    import io
+    import tarfile
+
+    def tar_bytes(files, mode):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode=mode) as tar:
+            for name, blob in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(blob)
+                tar.addfile(info, io.BytesIO(blob))
+        return buf.getvalue()
+
+    inner = tar_bytes({"data/meshes/cube.off": b"OFF\n", "data/other/x.txt": b"x"}, "w:gz")
+    outer = tar_bytes({"./usr/share/doc/libcgal-dev/data.tar.gz": inner}, "w:xz")
+    deb = b"!<arch>\n"
+    for name, blob in (("debian-binary", b"2.0\n"), ("data.tar.xz", outer)):
+        deb += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(blob):<10}`\n".encode() + blob
+        deb += b"\n" if len(blob) % 2 else b""
+    path = tmp_path / "libcgal-demo_test_all.deb"
+    path.write_bytes(deb)
+    meshes = build_cgal_dataset.extract_meshes(str(path), str(tmp_path / "work"))
+    assert os.listdir(meshes) == ["cube.off"]
