@@ -194,3 +194,18 @@ def test_extract_meshes_from_a_deb(tmp_path):
     path.write_bytes(deb)
     meshes = build_cgal_dataset.extract_meshes(str(path), str(tmp_path / "work"))
     assert os.listdir(meshes) == ["cube.off"]
+
+
+def test_plain_off_reader_polygons_colours_comments(tmp_path):
+    path = tmp_path / "quads.off"
+    corners = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
+    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    text = "# a comment\nCOFF\n8 6 0\n\n"
+    text += "".join(f"{x} {y} {z} 0.9 0.0 0.0 #red\n" for x, y, z in corners)
+    text += "".join(f"4 {a} {b} {c} {d} 0.5 0.5 0.5\n" for a, b, c, d in quads)
+    path.write_text(text)
+    v, f = prepare._read_off(str(path))
+    assert v.shape == (8, 3) and f.shape == (12, 3)
+    v, f = prepare.load_mesh(str(path))
+    assert f.shape == (12, 3)
+    assert trimesh.Trimesh(v, f).is_watertight

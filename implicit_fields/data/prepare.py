@@ -121,7 +121,15 @@ def load_mesh(path):
     try:
         mesh = trimesh.load(path, force="mesh", process=True)
     except Exception as e:  # trimesh raises many kinds on garbage input.
-        raise MeshError(f"cannot read the file ({type(e).__name__}: {e})") from e
+        if not path.lower().endswith(".off"):
+            raise MeshError(f"cannot read the file ({type(e).__name__}: {e})") from e
+        try:  # trimesh fails on some valid OFF files (polygons, per-element colours).
+            mesh = trimesh.Trimesh(*_read_off(path), process=True)
+        except Exception as e2:  # noqa: BLE001 - reported with both errors.
+            raise MeshError(
+                f"cannot read the file (trimesh: {type(e).__name__}: {e}; "
+                f"plain OFF reader: {type(e2).__name__}: {e2})"
+            ) from e2
     if not isinstance(mesh, trimesh.Trimesh):
         raise MeshError(f"not a triangle mesh (got {type(mesh).__name__})")
     vertices = np.asarray(mesh.vertices, np.float64).reshape(-1, 3)
@@ -137,6 +145,30 @@ def load_mesh(path):
     if not keep.any():
         raise MeshError(f"all {faces.shape[0]} faces are degenerate (zero area)")
     return vertices, faces[keep]
+
+
+def _read_off(path):
+    """A plain (C/N)OFF reader: polygons are fan-triangulated, colours and comments ignored.
+
+    Returns:
+        (vertices float64 [V, 3], faces int64 [F, 3]).
+    """
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        lines = [ln.split("#", 1)[0].split() for ln in f]
+    lines = [ln for ln in lines if ln]
+    head = lines.pop(0)
+    if not head[0].upper().endswith("OFF"):
+        raise ValueError(f"no OFF header (found {head[0]!r})")
+    counts = head[1:] if len(head) > 1 else lines.pop(0)
+    n_vertices, n_faces = int(counts[0]), int(counts[1])
+    vertices = np.array([[float(x) for x in ln[:3]] for ln in lines[:n_vertices]], np.float64)
+    faces = []
+    for ln in lines[n_vertices : n_vertices + n_faces]:
+        idx = [int(x) for x in ln[1 : 1 + int(ln[0])]]
+        faces += [(idx[0], idx[k], idx[k + 1]) for k in range(1, len(idx) - 1)]
+    if vertices.shape != (n_vertices, 3) or (faces and np.max(faces) >= n_vertices):
+        raise ValueError("inconsistent vertex count or face indices")
+    return vertices, np.asarray(faces, np.int64).reshape(-1, 3)
 
 
 def normalize_mesh(vertices):
