@@ -211,7 +211,12 @@ def _flatten(tree) -> Dict[Tuple[str, ...], Any]:
 def variable_shapes(model: models.OccupancyNetwork, config) -> Dict[str, Any]:
     """The model's variables as shape structs (no computation), {'params', 'batch_stats'}."""
     points, inputs = train_utils.dummy_inputs(
-        2, 8, config.data.pointcloud_n, datasets.input_type_of(config.data), config.data.voxel_resolution
+        2,
+        8,
+        config.data.pointcloud_n,
+        datasets.input_type_of(config.data),
+        config.data.voxel_resolution,
+        config.data.get("img_size", 224),
     )
     return jax.eval_shape(lambda: model.init(jax.random.key(0), points, inputs, train=False))
 

@@ -3,6 +3,9 @@
 * `ResnetPointnet` ('pointnet_resnet'): point cloud [B, n, 3] -> c.
 * `VoxelEncoder` ('voxel_simple'): 32^3 voxel grid [B, 32, 32, 32] -> c (the
   original's 3-D CNN of the voxel super-resolution experiment).
+* `Resnet18` ('resnet18'): RGB image [B, H, W, 3] in [0, 1] -> c (the original's
+  single-image encoder: torchvision's ResNet-18 with `fc` replaced by a linear
+  layer 512 -> c, ImageNet normalisation of the input; trained from scratch here).
 * `LatentEncoder` ('simple' in `LATENT_ENCODERS`): q(z | p, o[, c]), the
   `encoder_latent.Encoder` of the unconditional / VAE Occupancy Network; it maps
   points [B, T, 3] with their occupancies [B, T] to the mean and log standard
@@ -26,6 +29,9 @@ __all__ = [
     "ResnetPointnet",
     "VoxelEncoder",
     "Conv3d",
+    "Resnet18",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "LatentEncoder",
     "ENCODERS",
     "LATENT_ENCODERS",
@@ -192,6 +198,201 @@ def _conv3d_im2col(x, kernel, stride: int):
     return jnp.concatenate(cols, axis=-1) @ kernel.reshape(27 * in_features, kernel.shape[-1])
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""Per-channel mean of ImageNet RGB in [0, 1] (the original's `normalize_imagenet`)."""
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""Per-channel standard deviation of ImageNet RGB in [0, 1]."""
+
+
+class BatchNorm2d(nn.Module):
+    """`torch.nn.BatchNorm2d` on NHWC features: affine, PyTorch statistics.
+
+    Training normalises with the batch mean and biased variance over
+    (batch, H, W) and updates the running statistics with momentum 0.1 and the
+    unbiased variance; evaluation uses the running statistics. Parameters
+    'scale' (init 1) and 'bias' (init 0); batch stats 'mean' and 'var'
+    (PyTorch's weight, bias, running_mean, running_var).
+
+    Attributes:
+      use_running_average: evaluate with the running statistics.
+      momentum: weight of the new batch statistic.
+      epsilon: added to the variance.
+    """
+
+    use_running_average: bool = False
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x):
+        """Normalises x [..., features]."""
+        f = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (f,))
+        bias = self.param("bias", nn.initializers.zeros, (f,))
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((f,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((f,), jnp.float32))
+        if self.use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x, axis=axes)
+            var = jnp.mean(jnp.square(x - mean.reshape((1,) * (x.ndim - 1) + (f,))), axis=axes)
+            if not self.is_initializing():
+                n = x.size // f
+                unbiased = var * (n / max(n - 1, 1))
+                ra_mean.value = (1.0 - self.momentum) * ra_mean.value + self.momentum * mean
+                ra_var.value = (1.0 - self.momentum) * ra_var.value + self.momentum * unbiased
+        shape = (1,) * (x.ndim - 1) + (f,)
+        mul = (jax.lax.rsqrt(var + self.epsilon) * scale).reshape(shape)
+        return (x - mean.reshape(shape)) * mul + bias.reshape(shape)
+
+
+class Conv2d(nn.Module):
+    """A bias-free 2-D convolution as torchvision's ResNet uses, on NHWC inputs.
+
+    Parameter 'kernel' [k, k, in, out] (PyTorch's weight transposed by
+    (2, 3, 1, 0)), initialised as torchvision's ResNet: Kaiming normal with
+    fan_out and gain sqrt(2). Padding is symmetric, as PyTorch's.
+
+    Attributes:
+      features: output channels.
+      kernel_size: k.
+      stride: stride along both spatial axes.
+      padding: zeros added on each side.
+    """
+
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        """Maps x [batch, H, W, in] to [batch, H', W', features]."""
+        k = self.kernel_size
+        std = math.sqrt(2.0 / (self.features * k * k))
+
+        def kernel_init(key, shape, dtype=jnp.float32):
+            # Drawn flat: XLA's CPU compiler is slow on high-rank random-bit programs.
+            return std * jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
+
+        kernel = self.param("kernel", kernel_init, (k, k, x.shape[-1], self.features))
+        p = self.padding
+        return jax.lax.conv_general_dilated(
+            x, kernel, (self.stride, self.stride), ((p, p), (p, p)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet `BasicBlock`: two 3x3 convolutions with batch norm and a skip.
+
+    relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); the shortcut is
+    `downsample` (a strided 1x1 convolution and batch norm, named '0' and '1'
+    as in PyTorch's `nn.Sequential`) when the stride or width changes.
+
+    Attributes:
+      features: output channels.
+      stride: stride of conv1 (and of the shortcut).
+    """
+
+    features: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        ura = not train
+        out = Conv2d(self.features, 3, self.stride, 1, name="conv1")(x)
+        out = nn.relu(BatchNorm2d(ura, name="bn1")(out))
+        out = Conv2d(self.features, 3, 1, 1, name="conv2")(out)
+        out = BatchNorm2d(ura, name="bn2")(out)
+        if self.stride != 1 or x.shape[-1] != self.features:
+            x = _Downsample(self.features, self.stride, name="downsample")(x, train)
+        return nn.relu(out + x)
+
+
+class _Downsample(nn.Module):
+    """The shortcut of a `BasicBlock` that changes shape: '0' conv 1x1, '1' batch norm."""
+
+    features: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = Conv2d(self.features, 1, self.stride, 0, name="0")(x)
+        return BatchNorm2d(not train, name="1")(x)
+
+
+class _ResnetLayer(nn.Module):
+    """One stage `layerN` of the ResNet: BasicBlocks named '0', '1', ..."""
+
+    features: int
+    num_blocks: int = 2
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        for i in range(self.num_blocks):
+            x = BasicBlock(self.features, self.stride if i == 0 else 1, name=str(i))(x, train)
+        return x
+
+
+class _Resnet18Features(nn.Module):
+    """torchvision's `resnet18` without `fc`: NHWC image -> [batch, 8 width] pooled features."""
+
+    width: int = 64
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        w = self.width
+        x = Conv2d(w, 7, 2, 3, name="conv1")(x)
+        x = nn.relu(BatchNorm2d(not train, name="bn1")(x))
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        for i, (mult, stride) in enumerate(((1, 1), (2, 2), (4, 2), (8, 2))):
+            x = _ResnetLayer(w * mult, 2, stride, name=f"layer{i + 1}")(x, train)
+        return jnp.mean(x, axis=(1, 2))  # adaptive average pooling to 1x1, flattened
+
+
+class Resnet18(nn.Module):
+    """The original single-image encoder (`im2mesh/encoder/conv.py: Resnet18`).
+
+    ImageNet normalisation of the input, torchvision's ResNet-18 (`features`:
+    conv1 7x7/2, bn1, max pool 3x3/2, layer1..layer4 of two BasicBlocks each
+    with widths w, 2w, 4w, 8w, global average pooling) and `fc` (8w -> c_dim).
+    Variables are named as the PyTorch modules (`features/layer2/0/downsample/1/
+    scale` <-> `encoder.features.layer2.0.downsample.1.weight`). With w = 64 and
+    c_dim = 256 it has 11,307,840 parameters (torchvision's 11,689,512 with
+    fc 512 -> 1000 replaced by 512 -> 256). The original starts from ImageNet
+    weights; here it is trained from scratch (or converted from a checkpoint).
+
+    Attributes:
+      c_dim: output code size (original image config: 256).
+      hidden_dim: w, the channels of conv1 (torchvision: 64).
+      normalize: apply the ImageNet mean / std normalisation.
+    """
+
+    c_dim: int = 256
+    hidden_dim: int = 64
+    normalize: bool = True
+
+    @nn.compact
+    def __call__(self, images, train: bool = False):
+        """Args:
+          images: RGB, float32 [batch, H, W, 3] in [0, 1] (the original: 224 x 224).
+          train: batch-norm mode (batch statistics and running-average updates).
+
+        Returns:
+          Codes c, float32 [batch, c_dim].
+        """
+        assert images.ndim == 4 and images.shape[-1] == 3, images.shape
+        x = images.astype(jnp.float32)
+        if self.normalize:
+            mean = jnp.asarray(IMAGENET_MEAN).reshape(1, 1, 1, 3)
+            x = (x - mean) / jnp.asarray(IMAGENET_STD).reshape(1, 1, 1, 3)
+        net = _Resnet18Features(self.hidden_dim, name="features")(x, train)
+        return layers.Dense(self.c_dim, name="fc")(net)
+
+
 class LatentEncoder(nn.Module):
     """q(z | p, o[, c]): the original latent encoder (`onet/models/encoder_latent.py: Encoder`).
 
@@ -250,6 +451,7 @@ def _concat_pooled(net, pool):
 ENCODERS = {
     "pointnet_resnet": ResnetPointnet,
     "voxel_simple": VoxelEncoder,
+    "resnet18": Resnet18,
 }
 
 LATENT_ENCODERS = {
@@ -258,7 +460,7 @@ LATENT_ENCODERS = {
 
 
 def create_encoder(name: str, **kwargs) -> nn.Module:
-    """Builds an encoder by its config name ('pointnet_resnet' or 'voxel_simple')."""
+    """Builds an encoder by its config name ('pointnet_resnet', 'voxel_simple' or 'resnet18')."""
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
     return ENCODERS[name](**kwargs)

@@ -1,7 +1,7 @@
 """Mesh generation from a trained Occupancy Network: a whole split, or prior samples.
 
 For every object: encode its (deterministic) input once (a noisy point cloud,
-or its voxel grid), extract the iso-surface of the eval-mode field, write
+its voxel grid or its view 0), extract the iso-surface of the eval-mode field, write
 `meshes/<category>/<model>.ply` and the input beside it, and draw a picture
 comparing inputs, reconstructions and ground truth. The unconditional model
 (z_dim > 0, no encoder) reconstructs each object from the posterior mean of
@@ -18,7 +18,7 @@ import functools
 import json
 import os
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import jax
 import numpy as np
@@ -181,30 +181,41 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
         json.dump(records, f, indent=1)
     if pictures:
         write_comparison_picture(
-            os.path.join(workdir, "reconstruction.png"), pictures, input_label=_INPUT_LABELS[input_type]
+            os.path.join(workdir, "reconstruction.png"),
+            pictures,
+            input_label=_INPUT_LABELS[input_type],
+            input_type=input_type,
         )
     return records
 
 
-_INPUT_LABELS = {"pointcloud": "input", "voxels": "voxels", None: "encoded pts"}
+_INPUT_LABELS = {"pointcloud": "input", "voxels": "voxels", "img": "image", None: "encoded pts"}
 
 
-def render_input(inputs, image_size: int = 200):
-    """A picture of a model input: a point cloud [n, 3] or a voxel grid [R, R, R]."""
+def render_input(inputs, image_size: int = 200, input_type: Optional[str] = None):
+    """A picture of a model input: a point cloud [n, 3], a voxel grid [R, R, R]
+    or (with input_type 'img') an RGB image [H, W, 3] in [0, 1], scaled up
+    (nearest neighbour) to fit `image_size`."""
     inputs = np.asarray(inputs)
+    if input_type == "img":
+        scale = max(1, image_size // max(inputs.shape[:2]))
+        rgb = np.rint(np.clip(inputs, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
     if inputs.ndim == 3:
         vertices, faces = binvox.voxels_to_mesh(inputs > 0.5)
         return vis.render_mesh(vertices, faces, image_size=image_size)
     return vis.render_points(inputs.reshape(-1, 3), None, image_size=image_size)
 
 
-def write_comparison_picture(path: str, objects, image_size: int = 200, input_label: str = "input") -> None:
-    """One row per object: input (points or voxels), reconstruction, ground-truth surface."""
+def write_comparison_picture(
+    path: str, objects, image_size: int = 200, input_label: str = "input", input_type: Optional[str] = None
+) -> None:
+    """One row per object: input (points, voxels or image), reconstruction, ground-truth surface."""
     rows, labels = [], []
     for name, inputs, vertices, faces, data in objects:
         rows.append(
             [
-                render_input(inputs, image_size=image_size),
+                render_input(inputs, image_size=image_size, input_type=input_type),
                 vis.render_mesh(vertices, faces, image_size=image_size),
                 vis.render_points(data["surface_points"], data["surface_normals"], image_size=image_size),
             ]

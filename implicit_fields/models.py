@@ -26,12 +26,12 @@ class OccupancyNetwork(nn.Module):
     """f(p, x[, z]) -> occupancy logit, with x encoded to a code c.
 
     Attributes:
-      encoder: config name of the encoder ('pointnet_resnet' or
-        'voxel_simple'), or None for an unconditional model (c is empty).
+      encoder: config name of the encoder ('pointnet_resnet', 'voxel_simple'
+        or 'resnet18'), or None for an unconditional model (c is empty).
       decoder: config name of the decoder ('cbatchnorm' or 'simple').
       c_dim: code size.
       encoder_hidden: encoder width (ResnetPointnet hidden size; VoxelEncoder
-        channels of its first convolution).
+        and Resnet18 channels of their first convolution).
       decoder_hidden: decoder width.
       decoder_blocks: number of decoder ResNet blocks.
       z_dim: latent size; 0 (the conditional models) disables the latent
@@ -68,7 +68,8 @@ class OccupancyNetwork(nn.Module):
         """Encodes the conditioning input to c [batch, c_dim].
 
         Args:
-          inputs: point cloud [batch, n, 3], voxels [batch, R, R, R], or
+          inputs: point cloud [batch, n, 3], voxels [batch, R, R, R], RGB
+            images [batch, H, W, 3] in [0, 1], or
             anything with a batch axis for an unconditional model (then c is
             the empty [batch, 0]).
         """

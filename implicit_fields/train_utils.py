@@ -73,18 +73,22 @@ def dummy_inputs(
     num_inputs: int,
     input_type: Optional[str] = "pointcloud",
     voxel_resolution: int = 32,
+    img_size: int = 224,
 ):
     """Zero arrays of the right shapes for `model.init`.
 
     Returns:
       (points [batch, num_points, 3], inputs): inputs are [batch, num_inputs, 3]
-      for 'pointcloud', [batch, R, R, R] for 'voxels' and [batch, 0] for None.
+      for 'pointcloud', [batch, R, R, R] for 'voxels', [batch, S, S, 3] for
+      'img' (S = img_size) and [batch, 0] for None.
     """
     points = jnp.zeros((batch_size, num_points, 3), jnp.float32)
     if input_type == "pointcloud":
         inputs = jnp.zeros((batch_size, num_inputs, 3), jnp.float32)
     elif input_type == "voxels":
         inputs = jnp.zeros((batch_size,) + (voxel_resolution,) * 3, jnp.float32)
+    elif input_type == "img":
+        inputs = jnp.zeros((batch_size, img_size, img_size, 3), jnp.float32)
     elif input_type is None:
         inputs = jnp.zeros((batch_size, 0), jnp.float32)
     else:
@@ -100,6 +104,7 @@ def create_train_state(rng, model: nn.Module, config) -> TrainState:
         config.data.pointcloud_n,
         datasets.input_type_of(config.data),
         config.data.get("voxel_resolution", 32),
+        config.data.get("img_size", 224),
     )
     variables = model.init(rng, points, inputs, train=False)
     return TrainState.create(

@@ -28,10 +28,12 @@ def ensure_dataset(data_config, progress: bool = True) -> str:
     """Returns the dataset path, generating the built-in dataset there if it is missing.
 
     With voxel inputs (`data.input_type='voxels'`) and `data.builtin`, objects
-    without a `model.binvox` get one, computed from their exact shape.
+    without a `model.binvox` get one, computed from their exact shape; with image
+    inputs ('img'), objects without `img_choy2016/` renders get them.
     """
     path = data_config.path
     voxels = datasets.input_type_of(data_config) == "voxels"
+    images = datasets.input_type_of(data_config) == "img"
     if os.path.exists(os.path.join(path, "metadata.yaml")):
         if voxels and data_config.builtin:
             from implicit_fields.data import builtin
@@ -44,6 +46,8 @@ def ensure_dataset(data_config, progress: bool = True) -> str:
             )
             if added:
                 logger.info("added %d voxelisations to %s", added, path)
+        if images and data_config.builtin:
+            _add_builtin_images(data_config, progress)
         return path
     if not data_config.builtin:
         if not os.path.isdir(path):
@@ -64,7 +68,26 @@ def ensure_dataset(data_config, progress: bool = True) -> str:
         progress=progress,
         voxel_resolution=data_config.voxel_resolution if voxels else 0,
     )
+    if images:
+        _add_builtin_images(data_config, progress)
     return path
+
+
+def _add_builtin_images(data_config, progress: bool) -> None:
+    """Renders the built-in objects' missing `img_choy2016/` views (see `builtin.add_images`)."""
+    from implicit_fields.data import builtin
+
+    if data_config.get("img_folder", builtin.IMAGES_DIR) != builtin.IMAGES_DIR:
+        raise ValueError(f"built-in renders are written to {builtin.IMAGES_DIR!r}, not data.img_folder")
+    added = builtin.add_images(
+        data_config.path,
+        data_config.img_n_views,
+        data_config.builtin_img_resolution,
+        categories=list(data_config.categories) or None,
+        progress=progress,
+    )
+    if added:
+        logger.info("rendered the views of %d objects in %s", added, data_config.path)
 
 
 def create_state(config, mesh):

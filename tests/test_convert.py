@@ -29,6 +29,10 @@ def _config(kind):
     elif kind == "voxels":
         config.data.input_type = "voxels"
         m.encoder, m.c_dim, m.encoder_hidden, m.decoder_hidden = "voxel_simple", 12, 4, 16
+    elif kind == "img":
+        config.data.input_type = "img"
+        config.data.img_size = 32
+        m.encoder, m.c_dim, m.encoder_hidden, m.decoder_hidden = "resnet18", 12, 4, 16
     elif kind == "unconditional":
         config.data.input_type = ""
         m.encoder, m.c_dim, m.decoder, m.decoder_hidden, m.z_dim, m.encoder_latent_hidden = (
@@ -52,7 +56,7 @@ def _random_variables(model, config, seed=0):
     return jax.tree.unflatten(treedef, values)
 
 
-@pytest.mark.parametrize("kind", ["pointcloud", "voxels", "unconditional"])
+@pytest.mark.parametrize("kind", ["pointcloud", "voxels", "img", "unconditional"])
 def test_round_trip_through_the_original_layout(kind):
     config = _config(kind)
     model = models.create_model(config.model)
@@ -85,6 +89,15 @@ def test_round_trip_through_the_original_layout(kind):
         assert state["encoder.conv_in.weight"].shape == (4, 1, 3, 3, 3)  # Conv3d (out, in, k, k, k)
         assert state["encoder.conv_3.weight"].shape == (64, 32, 3, 3, 3)
         assert state["encoder.fc.weight"].shape == (12, 64 * 8)
+    elif kind == "img":  # torchvision's resnet18 names under `features`, then `fc`
+        assert state["encoder.features.conv1.weight"].shape == (4, 3, 7, 7)  # Conv2d (out, in, k, k)
+        assert state["encoder.features.bn1.weight"].shape == (4,)
+        assert state["encoder.features.layer1.1.conv2.weight"].shape == (4, 4, 3, 3)
+        assert state["encoder.features.layer2.0.downsample.0.weight"].shape == (8, 4, 1, 1)
+        assert state["encoder.features.layer4.0.downsample.1.running_var"].shape == (32,)
+        assert "encoder.features.layer1.0.downsample.0.weight" not in state
+        assert "encoder.features.conv1.bias" not in state
+        assert state["encoder.fc.weight"].shape == (12, 32)
     else:
         assert state["decoder.fc_z.weight"].shape == (16, 6)
         assert "decoder.fc_c.weight" not in state
@@ -274,6 +287,53 @@ def _torch_original(kind, config):
                 net = getattr(self, f"conv_{i}")(F.relu(net))
             return self.fc(F.relu(net.reshape(x.shape[0], -1)))
 
+    class BasicBlock(nn.Module):  # torchvision.models.resnet.BasicBlock
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(
+                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+                )
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+            return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    class ResNet18Features(nn.Module):  # torchvision's resnet18 with fc = nn.Sequential()
+        def __init__(self, w):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
+            self.bn1 = nn.BatchNorm2d(w)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+            cin = w
+            for i, (mult, stride) in enumerate(((1, 1), (2, 2), (4, 2), (8, 2))):
+                blocks = [BasicBlock(cin, w * mult, stride), BasicBlock(w * mult, w * mult, 1)]
+                setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+                cin = w * mult
+            self.fc = nn.Sequential()
+
+        def forward(self, x):
+            x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+            for i in range(4):
+                x = getattr(self, f"layer{i + 1}")(x)
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+    class Resnet18(nn.Module):  # im2mesh/encoder/conv.py: Resnet18 (normalize, use_linear)
+        def __init__(self, c_dim, w):
+            super().__init__()
+            self.features = ResNet18Features(w)
+            self.fc = nn.Linear(8 * w, c_dim)
+
+        def forward(self, x):  # x: [B, 3, H, W]
+            mean = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
+            std = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
+            return self.fc(self.features((x - mean) / std))
+
     class LatentEncoder(nn.Module):
         def __init__(self, z_dim, c_dim, h):
             super().__init__()
@@ -311,6 +371,8 @@ def _torch_original(kind, config):
                 self.encoder = ResnetPointnet(c_dim, m.encoder_hidden)
             elif m.encoder == "voxel_simple":
                 self.encoder = VoxelEncoder(c_dim, m.encoder_hidden)
+            elif m.encoder == "resnet18":
+                self.encoder = Resnet18(c_dim, m.encoder_hidden)
             if m.z_dim:
                 self.encoder_latent = LatentEncoder(m.z_dim, c_dim, m.encoder_latent_hidden)
 
@@ -331,10 +393,14 @@ def _inputs(kind, rng):
         return rng.normal(0, 0.3, (2, 40, 3)).astype(np.float32)
     if kind == "voxels":
         return (rng.uniform(size=(2, 32, 32, 32)) < 0.3).astype(np.float32)
+    if kind == "img":
+        return rng.uniform(size=(2, 32, 32, 3)).astype(np.float32)
     return np.zeros((2, 0), np.float32)
 
 
-@pytest.mark.parametrize("kind,fmt", [("pointcloud", "pt"), ("voxels", "npz"), ("unconditional", "pt")])
+@pytest.mark.parametrize(
+    "kind,fmt", [("pointcloud", "pt"), ("voxels", "npz"), ("img", "pt"), ("unconditional", "pt")]
+)
 def test_original_checkpoint_gives_the_same_predictions(kind, fmt, tmp_path):
     config = _config(kind)
     torch, net = _torch_original(kind, config)
@@ -351,7 +417,10 @@ def test_original_checkpoint_gives_the_same_predictions(kind, fmt, tmp_path):
     inputs = _inputs(kind, rng)
     with torch.no_grad():
         tp = torch.from_numpy(points)
-        c = net.encoder(torch.from_numpy(inputs)) if config.model.encoder else torch.zeros(2, 0)
+        torch_inputs = torch.from_numpy(inputs)
+        if kind == "img":  # ours NHWC, PyTorch NCHW
+            torch_inputs = torch_inputs.permute(0, 3, 1, 2)
+        c = net.encoder(torch_inputs) if config.model.encoder else torch.zeros(2, 0)
         z = torch.zeros(2, 0)
         if config.model.z_dim:
             occ = torch.from_numpy((rng.uniform(size=(2, 50)) < 0.4).astype(np.float32))
@@ -375,7 +444,7 @@ def test_original_checkpoint_gives_the_same_predictions(kind, fmt, tmp_path):
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["pointcloud", "voxels", "unconditional"])
+@pytest.mark.parametrize("kind", ["pointcloud", "voxels", "img", "unconditional"])
 def test_our_export_loads_strictly_into_the_original_modules(kind):
     config = _config(kind)
     torch, net = _torch_original(kind, config)

@@ -29,16 +29,20 @@ def get_config():
     data.points_jitter = 1e-4  # N(0, 1) * jitter added to query points (original, float16 data).
     data.pointcloud_n = 300  # Input points per object (original: 300).
     data.pointcloud_noise = 0.005  # Std of the input noise (original: 0.005).
-    data.input_type = "pointcloud"  # Model input: 'pointcloud', 'voxels' (model.binvox) or '' (none).
+    data.input_type = "pointcloud"  # Model input: 'pointcloud', 'voxels' (model.binvox), 'img' or '' (none).
     data.voxel_resolution = 32  # Voxels per side of model.binvox (original: 32); built-in ones use it.
+    data.img_folder = "img_choy2016"  # Per-object folder of the single-view images (original layout).
+    data.img_size = 224  # Images are resized to img_size^2 on loading (original: 224).
+    data.img_n_views = 24  # Views rendered per built-in object (original: 24).
+    data.builtin_img_resolution = 137  # Side of the built-in renders (Choy et al.: 137).
     data.cache = True  # Keep loaded objects in memory.
     data.prefetch = 2  # Batches prepared ahead on a background thread.
 
     config.model = model = ml_collections.ConfigDict()
-    model.encoder = "pointnet_resnet"  # 'pointnet_resnet', 'voxel_simple' or '' (unconditional).
+    model.encoder = "pointnet_resnet"  # 'pointnet_resnet', 'voxel_simple', 'resnet18' or '' (unconditional).
     model.decoder = "cbatchnorm"  # 'cbatchnorm' (DecoderCBatchNorm) or 'simple'.
     model.c_dim = 512  # Code size (original pointcloud config: 512).
-    model.encoder_hidden = 512  # ResnetPointnet width (512) / VoxelEncoder first channels (32).
+    model.encoder_hidden = 512  # ResnetPointnet width (512); VoxelEncoder (32), Resnet18 (64) conv1 width.
     model.decoder_hidden = 256  # Decoder width (original: 256).
     model.decoder_blocks = 5  # Decoder ResNet blocks (original: 5).
     model.z_dim = 0  # Latent size of the VAE (0: no latent; original unconditional: 128).

@@ -8,6 +8,8 @@
     DATASET/<synset>/<model_id>/pointcloud.npz  100k surface points with normals
     DATASET/<synset>/<model_id>/shape.json      the normalised exact shape (Shape.to_dict())
     DATASET/<synset>/<model_id>/model.binvox    optional 32^3 voxelisation (add_voxels)
+    DATASET/<synset>/<model_id>/img_choy2016/   optional renders 000.png..023.png and
+                                                cameras.npz (add_images)
 
 Occupancies are exact (``Shape.contains`` of the normalised shape, evaluated at the stored
 float16 coordinates, so rounding never flips a label). Every object's random stream is
@@ -24,6 +26,14 @@ Voxelisations (the input of the voxel super-resolution model) are computed from 
 solid meets it (the original marks voxels whose centre is inside plus voxels the surface
 crosses). :func:`add_voxels` adds them to an existing dataset folder; ``generate_dataset``
 does so with ``voxel_resolution > 0``.
+
+Single-view images (the input of the single-image model) follow the original's
+``img_choy2016`` layout: 24 views ``000.png`` .. ``023.png`` (the original's are 137 x 137
+JPEGs; we have no JPEG encoder, and the reader takes both) on a white background, with
+``cameras.npz`` (``world_mat_i``, ``camera_mat_i``, in the DVR convention of
+:mod:`implicit_fields.cameras`). They are exact renders of ``shape.json``
+(:func:`implicit_fields.data.multiview.render_view`); cameras and colours derive from
+``(seed, synset, model_id)``. :func:`add_images` adds them to an existing dataset folder.
 """
 
 import json
@@ -46,6 +56,9 @@ __all__ = [
     "model_id",
     "voxelize_shape",
     "add_voxels",
+    "IMAGES_DIR",
+    "render_images",
+    "add_images",
 ]
 
 GENERATOR_VERSION = 1
@@ -464,5 +477,156 @@ def add_voxels(dataset_dir, resolution=32, categories=None, num_workers=None, pr
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(workers) as pool:
                 for _ in pool.imap_unordered(_write_voxels, tasks, chunksize=1):
+                    bar.update(1)
+    return len(tasks)
+
+
+# --------------------------------------------------------------------------------------
+# Single-view renders (img_choy2016).
+# --------------------------------------------------------------------------------------
+
+IMAGES_DIR = "img_choy2016"
+"""Folder of an object's single-view renders, as in the original's ShapeNet data."""
+
+_IMAGES_INFO = "images.json"  # Ours: how the renders were made; written last (completion marker).
+_IMAGES_VERSION = 1
+
+
+def render_images(shape, folder, n_views=24, resolution=64, seed=0, radius=2.0,
+                  elevation_range=(10.0, 40.0), texture="none"):
+    """Render ``n_views`` views of a shape into ``folder`` in the ``img_choy2016`` layout.
+
+    Writes ``000.png`` ... (RGB, white background), ``cameras.npz`` and ``images.json``
+    (the parameters; written last). Files go to a temporary folder first, which replaces
+    ``folder`` when complete.
+
+    Args:
+        shape: :class:`~implicit_fields.shapes.Shape` in normalised coordinates.
+        folder: output folder, ``<object>/img_choy2016``.
+        n_views: int >= 1.
+        resolution: int, image side in pixels.
+        seed: int or list of ints: cameras and colours.
+        radius: camera distance from the origin.
+        elevation_range: degrees, (low, high).
+        texture: 'none' or 'stripes' (:class:`~implicit_fields.data.multiview.Appearance`).
+
+    Returns:
+        dict, the images.json record.
+    """
+    from implicit_fields import cameras as cam_lib
+    from implicit_fields import vis
+    from implicit_fields.data import multiview
+
+    folder = os.fspath(folder)
+    cam_seed, app_seed = np.random.SeedSequence(seed).spawn(2)
+    focal = multiview._fit_focal(shape, radius)
+    cams = cam_lib.sample_views(int(n_views), radius, cam_seed, elevation_range, focal)
+    appearance = multiview.Appearance.random(len(shape.primitives), app_seed, texture)
+    parent = os.path.dirname(folder) or "."
+    tmp = os.path.join(parent, f"{_TMP_PREFIX}{IMAGES_DIR}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for i in range(int(n_views)):
+        view = multiview.render_view(shape, multiview._camera_at(cams, i), resolution, resolution, appearance)
+        vis.write_png(os.path.join(tmp, f"{i:03d}.png"), view["image"])
+    cam_lib.save_cameras(os.path.join(tmp, "cameras.npz"), cams)
+    record = {
+        "version": _IMAGES_VERSION,
+        "n_views": int(n_views),
+        "resolution": int(resolution),
+        "seed": [int(x) for x in np.atleast_1d(seed)],
+        "radius": float(radius),
+        "elevation_range": [float(e) for e in elevation_range],
+        "texture": texture,
+    }
+    with open(os.path.join(tmp, _IMAGES_INFO), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.rename(tmp, folder)
+    return record
+
+
+def _write_images(task):
+    """Render one object folder's img_choy2016 from its shape.json."""
+    folder, n_views, resolution, seed = task
+    path = os.path.join(folder, _SHAPE_FILE)
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            shape = Shape.from_dict(json.load(f))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: cannot read the exact shape to render ({e})") from e
+    render_images(shape, os.path.join(folder, IMAGES_DIR), n_views, resolution, seed)
+    return folder
+
+
+def _images_done(folder, n_views, resolution):
+    marker = os.path.join(folder, IMAGES_DIR, _IMAGES_INFO)
+    try:
+        with open(marker, "r", encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (old.get("version") == _IMAGES_VERSION and old.get("n_views") == int(n_views)
+            and old.get("resolution") == int(resolution))
+
+
+def add_images(dataset_dir, n_views=24, resolution=64, categories=None, seed=0, num_workers=None,
+               progress=True):
+    """Render ``img_choy2016/`` for every object of a built-in dataset folder that lacks it.
+
+    Objects whose renders were made with another view count or resolution are rendered
+    again; complete ones are kept, so an interrupted run resumes. An object's cameras and
+    colours depend only on ``(seed, synset, model_id)``.
+
+    Args:
+        dataset_dir: dataset root.
+        n_views: int >= 1, views per object (the original: 24).
+        resolution: int, image side in pixels (the original: 137, resized to 224).
+        categories: None for every category folder, or a list of names / synset ids.
+        seed: int >= 0.
+        num_workers: worker processes; None = usable cores; 0 or 1 = in-process.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        int, the number of objects rendered.
+    """
+    import zlib
+
+    dataset_dir = os.fspath(dataset_dir)
+    if categories is None:
+        synsets = sorted(
+            d for d in os.listdir(dataset_dir)
+            if os.path.isdir(os.path.join(dataset_dir, d)) and not d.startswith(".")
+        )
+    else:
+        if isinstance(categories, str):
+            categories = [categories]
+        synsets = [category_synset(c) for c in categories]
+    tasks = []
+    for synset in synsets:
+        cat_dir = os.path.join(dataset_dir, synset)
+        if not os.path.isdir(cat_dir):
+            raise ValueError(f"{cat_dir}: category folder not found")
+        for entry in sorted(os.listdir(cat_dir)):
+            folder = os.path.join(cat_dir, entry)
+            if entry.startswith(_TMP_PREFIX) or not os.path.isfile(os.path.join(folder, _SHAPE_FILE)):
+                continue
+            if not _images_done(folder, n_views, resolution):
+                obj_seed = [int(seed), zlib.crc32(synset.encode()), zlib.crc32(entry.encode()), 2016]
+                tasks.append((folder, int(n_views), int(resolution), obj_seed))
+    if not tasks:
+        return 0
+    workers = _usable_cores() if num_workers is None else int(num_workers)
+    workers = max(1, min(workers, len(tasks)))
+    with tqdm(total=len(tasks), disable=not progress, desc="render images", unit="obj") as bar:
+        if workers == 1:
+            for task in tasks:
+                _write_images(task)
+                bar.update(1)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers) as pool:
+                for _ in pool.imap_unordered(_write_images, tasks, chunksize=1):
                     bar.update(1)
     return len(tasks)

@@ -1,15 +1,18 @@
 """Reading a dataset in the Occupancy Networks layout and sampling training items.
 
 The layout is the original one (`DATASET/<category>/<model>/points.npz`,
-`pointcloud.npz`, optionally `model.binvox`, `DATASET/<category>/<split>.lst`,
+`pointcloud.npz`, optionally `model.binvox` and `img_choy2016/`,
+`DATASET/<category>/<split>.lst`,
 `DATASET/metadata.yaml`), so the built-in procedural data and the preprocessed
 ShapeNet of the original code load through the same class. Everything here is
 numpy; JAX only sees finished batches.
 
 The conditioning input of an object depends on `config.data.input_type`
 (`input_type` of the original configs): 'pointcloud' (noisy surface points),
-'voxels' (the 32^3 `model.binvox` grid, as the original's `VoxelsField`), or
-None / '' (an unconditional model: an empty input per object).
+'voxels' (the 32^3 `model.binvox` grid, as the original's `VoxelsField`), 'img'
+(one view of `img_choy2016/`, as the original's `ImagesField`: a random view of
+the object's renders in training, view 0 in evaluation), or None / '' (an
+unconditional model: an empty input per object).
 """
 
 import dataclasses
@@ -22,20 +25,86 @@ import numpy as np
 from implicit_fields import binvox
 from implicit_fields.data import onet_format
 
-INPUT_TYPES = ("pointcloud", "voxels", None)
+INPUT_TYPES = ("pointcloud", "voxels", "img", None)
 """Supported `data.input_type` values (None: unconditional, no input)."""
 
 
 def input_type_of(data_config) -> Optional[str]:
-    """`data.input_type` normalised to 'pointcloud', 'voxels' or None ('' and None mean none).
+    """`data.input_type` normalised to 'pointcloud', 'voxels', 'img' or None ('' and None mean none).
 
     Raises:
       ValueError: for any other value.
     """
     kind = data_config.get("input_type", "pointcloud") or None
     if kind not in INPUT_TYPES:
-        raise ValueError(f"unknown data.input_type {kind!r}; use 'pointcloud', 'voxels' or '' (none)")
+        raise ValueError(f"unknown data.input_type {kind!r}; use 'pointcloud', 'voxels', 'img' or '' (none)")
     return kind
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+"""Image files read from an `img_choy2016` folder (JPEG needs Pillow)."""
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of an [H, W, C] image to [size, size, C] (pixel centres aligned).
+
+    Downsampling by more than 2x first averages over the covered source pixels
+    (an area filter), so small renders of large images do not alias.
+
+    Returns:
+      float32 [size, size, C].
+    """
+    image = np.asarray(image, np.float32)
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+
+    def weights(n_in):
+        # [size, n_in] interpolation matrix: tent filter widened by the scale when shrinking.
+        scale = n_in / size
+        support = max(scale, 1.0)
+        centres = (np.arange(size) + 0.5) * scale - 0.5
+        d = np.abs(np.arange(n_in)[None, :] - centres[:, None]) / support
+        wts = np.maximum(0.0, 1.0 - d)
+        return (wts / wts.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    return np.einsum("ih,hwc,jw->ijc", weights(h), image, weights(w)).astype(np.float32)
+
+
+def load_images(folder: str, size: Optional[int] = None) -> np.ndarray:
+    """The views of an `img_choy2016` folder (`000.jpg` .. or `000.png` ..), in file order.
+
+    Args:
+      folder: the object's `img_choy2016` folder.
+      size: if set, every view is resized to [size, size] (the original: 224).
+
+    Returns:
+      uint8 [V, H, W, 3] RGB.
+
+    Raises:
+      DataFormatError: a missing folder, no images, an unreadable image or a JPEG
+        without Pillow (the message names the file).
+    """
+    from implicit_fields.data import multiview  # Local: the renderer is not needed to train.
+
+    if not os.path.isdir(folder):
+        raise onet_format.DataFormatError(f"{folder}: image folder not found")
+    files = sorted(
+        f for f in os.listdir(folder)
+        if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS and not f.startswith(".")
+    )
+    if not files:
+        raise onet_format.DataFormatError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    views = []
+    for name in files:
+        rgb = multiview._read_rgb(os.path.join(folder, name))  # float32 [H, W, 3] in [0, 1]
+        if size:
+            rgb = resize_image(rgb, int(size))
+        views.append(np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8))
+    shapes = {v.shape for v in views}
+    if len(shapes) != 1:
+        raise onet_format.DataFormatError(f"{folder}: views of different sizes {sorted(shapes)}")
+    return np.stack(views)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +127,9 @@ class ShapesDataset:
       cache: keep loaded arrays in memory (fast; about 1.2 MB per object).
       voxels: also load each object's `model.binvox` (voxel inputs).
       voxel_resolution: if set, the voxels per side every `model.binvox` must have.
+      images: also load each object's single-view images (image inputs).
+      img_folder: the images' sub-folder of an object (original: 'img_choy2016').
+      img_size: if set, images are resized to img_size x img_size on loading.
     """
 
     def __init__(
@@ -68,6 +140,9 @@ class ShapesDataset:
         cache: bool = True,
         voxels: bool = False,
         voxel_resolution: Optional[int] = None,
+        images: bool = False,
+        img_folder: str = "img_choy2016",
+        img_size: Optional[int] = None,
     ):
         if not os.path.isdir(path):
             raise FileNotFoundError(f"dataset folder {path!r} does not exist")
@@ -101,6 +176,9 @@ class ShapesDataset:
         self.cache = cache
         self.voxels = voxels
         self.voxel_resolution = voxel_resolution
+        self.images = images
+        self.img_folder = img_folder
+        self.img_size = img_size
         self._cache: Dict[int, Dict[str, np.ndarray]] = {}
         self._lock = threading.Lock()
 
@@ -122,7 +200,8 @@ class ShapesDataset:
           dict with 'points' float32 [N, 3] and 'occupancies' bool [N] (from
           points.npz), 'surface_points' and 'surface_normals' float32 [M, 3]
           (from pointcloud.npz), 'loc' [3] and 'scale' [] ; with `voxels`,
-          also 'voxels' bool [R, R, R] (xyz order, from model.binvox).
+          also 'voxels' bool [R, R, R] (xyz order, from model.binvox); with
+          `images`, also 'images' uint8 [V, H, W, 3] (see `load_images`).
 
         Raises:
           DataFormatError: a missing or malformed file (the message names it).
@@ -152,6 +231,8 @@ class ShapesDataset:
                     f"{self.voxel_resolution}; use a dataset voxelised at that resolution"
                 )
             data["voxels"] = vox.data
+        if self.images:
+            data["images"] = load_images(os.path.join(model_dir, self.img_folder), self.img_size)
         if self.cache:
             with self._lock:
                 self._cache[index] = data
@@ -176,7 +257,7 @@ def sample_item(
     Returns:
       dict 'points' float32 [num_points, 3], 'occupancies' float32
       [num_points], 'inputs' float32 [num_inputs, 3] (point cloud),
-      [R, R, R] (voxels) or [0] (no input).
+      [R, R, R] (voxels), [H, W, 3] (a random view) or [0] (no input).
     """
     n = data["points"].shape[0]
     idx = rng.integers(0, n, size=num_points)
@@ -184,7 +265,7 @@ def sample_item(
     if points_jitter:
         points = points + points_jitter * rng.standard_normal(points.shape).astype(np.float32)
     occ = data["occupancies"][idx].astype(np.float32)
-    inputs = object_inputs(data, rng, num_inputs, input_noise, input_type)
+    inputs = object_inputs(data, rng, num_inputs, input_noise, input_type, train=True)
     return {"points": points, "occupancies": occ, "inputs": inputs}
 
 
@@ -194,13 +275,16 @@ def object_inputs(
     num_inputs: int,
     input_noise: float,
     input_type: Optional[str] = "pointcloud",
+    train: bool = True,
 ) -> np.ndarray:
     """The conditioning input of one object.
 
     Returns:
       'pointcloud': `sample_inputs` (float32 [num_inputs, 3]); 'voxels': the
       voxel grid as float32 [R, R, R] (as the original's `VoxelsField`, no
-      randomness); None: an empty float32 [0].
+      randomness); 'img': one view as float32 [H, W, 3] in [0, 1], a view drawn
+      from `rng` when `train`, else view 0 (the original's `ImagesField`);
+      None: an empty float32 [0].
     """
     if input_type == "pointcloud":
         return sample_inputs(data, rng, num_inputs, input_noise)
@@ -208,9 +292,14 @@ def object_inputs(
         if "voxels" not in data:
             raise ValueError("voxel inputs requested but the dataset was opened without voxels=True")
         return data["voxels"].astype(np.float32)
+    if input_type == "img":
+        if "images" not in data:
+            raise ValueError("image inputs requested but the dataset was opened without images=True")
+        view = int(rng.integers(0, data["images"].shape[0])) if train else 0
+        return data["images"][view].astype(np.float32) / 255.0
     if input_type is None:
         return np.zeros((0,), np.float32)
-    raise ValueError(f"unknown input type {input_type!r}; use 'pointcloud', 'voxels' or None")
+    raise ValueError(f"unknown input type {input_type!r}; use 'pointcloud', 'voxels', 'img' or None")
 
 
 def sample_inputs(data: Dict[str, np.ndarray], rng: np.random.Generator, num_inputs: int, input_noise: float):
@@ -241,7 +330,7 @@ def eval_inputs(
       float32 [num_inputs, 3] for point clouds (see `object_inputs` for the others).
     """
     rng = np.random.default_rng([seed, 7919, index])
-    return object_inputs(data, rng, num_inputs, input_noise, input_type)
+    return object_inputs(data, rng, num_inputs, input_noise, input_type, train=False)
 
 
 def eval_query_points(data: Dict[str, np.ndarray], index: int, num_points: int, seed: int = 0):
@@ -263,7 +352,7 @@ def eval_query_points(data: Dict[str, np.ndarray], index: int, num_points: int, 
 def from_config(data_config, split: str, cache: Optional[bool] = None) -> ShapesDataset:
     """The `split` of the dataset that `config.data` describes (`cache` defaults to data.cache).
 
-    Voxels are loaded when `data.input_type` is 'voxels'.
+    Voxels are loaded when `data.input_type` is 'voxels', images when it is 'img'.
     """
     return ShapesDataset(
         data_config.path,
@@ -272,4 +361,7 @@ def from_config(data_config, split: str, cache: Optional[bool] = None) -> Shapes
         cache=data_config.cache if cache is None else cache,
         voxels=input_type_of(data_config) == "voxels",
         voxel_resolution=data_config.get("voxel_resolution", None),
+        images=input_type_of(data_config) == "img",
+        img_folder=data_config.get("img_folder", "img_choy2016"),
+        img_size=data_config.get("img_size", None),
     )

@@ -1,0 +1,33 @@
+"""A few-minute CPU run of the single-image model on the built-in data.
+
+As `img.py` (the full ResNet-18 encoder, c_dim 256) with 64 x 64 renders used at
+their size, decoder width 128, 8 objects x 1,024 points per step, a
+cosine-decayed learning rate from 1e-3, and the quickstart's dataset (60 objects
+per category, rendered on first use).
+
+  python -m experiments.main --config experiments/configs/img_cpu.py --workdir runs/img_cpu
+"""
+
+from experiments.configs import img
+
+
+def get_config():
+    config = img.get_config()
+    config.data.path = "data/builtin"
+    config.data.builtin_objects_per_category = 60
+    config.data.img_size = 64
+    config.data.builtin_img_resolution = 64
+    config.data.points_subsample = 1024
+    config.model.decoder_hidden = 128
+    config.optim.learning_rate = 1e-3
+    config.optim.schedule = "cosine"
+    config.train.batch_size = 8
+    config.train.num_steps = 300
+    config.train.log_every = 50
+    config.train.eval_every = 150
+    config.train.checkpoint_every = 150
+    config.train.val_objects = 24
+    config.train.val_points = 20_000
+    config.generate.resolution0 = 32
+    config.generate.upsampling_steps = 1
+    return config
