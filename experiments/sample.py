@@ -5,10 +5,10 @@
 
 Reads WORKDIR/config.json and the best (or latest) checkpoint, draws --num latents
 z ~ N(0, I), meshes each decoded field with the run's `config.generate` settings
-(MISE by default) and writes WORKDIR/samples/sample_XXX.ply plus a picture grid
+(MISE by default) and writes WORKDIR/samples/sample_000.ply, sample_001.ply, ... plus a picture grid
 WORKDIR/samples.png. With --interpolate it also encodes two objects of --split
 (indices --pair) to their posterior means, meshes --steps codes on the line between
-them and writes WORKDIR/interpolation/step_XX.ply and WORKDIR/interpolation.png (the
+them and writes WORKDIR/interpolation/step_00.ply, step_01.ply, ... and WORKDIR/interpolation.png (the
 two ground-truth surfaces at the ends of the row).
 
 This file only parses flags; the work is done by the library.

@@ -204,7 +204,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 """Per-channel standard deviation of ImageNet RGB in [0, 1]."""
 
 
-class BatchNorm2d(nn.Module):
+class BatchNorm2d(layers.BatchNorm):
     """`torch.nn.BatchNorm2d` on NHWC features: affine, PyTorch statistics.
 
     Training normalises with the batch mean and biased variance over
@@ -219,32 +219,7 @@ class BatchNorm2d(nn.Module):
       epsilon: added to the variance.
     """
 
-    use_running_average: bool = False
-    momentum: float = 0.1
-    epsilon: float = 1e-5
-
-    @nn.compact
-    def __call__(self, x):
-        """Normalises x [..., features]."""
-        f = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (f,))
-        bias = self.param("bias", nn.initializers.zeros, (f,))
-        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((f,), jnp.float32))
-        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((f,), jnp.float32))
-        if self.use_running_average:
-            mean, var = ra_mean.value, ra_var.value
-        else:
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(x, axis=axes)
-            var = jnp.mean(jnp.square(x - mean.reshape((1,) * (x.ndim - 1) + (f,))), axis=axes)
-            if not self.is_initializing():
-                n = x.size // f
-                unbiased = var * (n / max(n - 1, 1))
-                ra_mean.value = (1.0 - self.momentum) * ra_mean.value + self.momentum * mean
-                ra_var.value = (1.0 - self.momentum) * ra_var.value + self.momentum * unbiased
-        shape = (1,) * (x.ndim - 1) + (f,)
-        mul = (jax.lax.rsqrt(var + self.epsilon) * scale).reshape(shape)
-        return (x - mean.reshape(shape)) * mul + bias.reshape(shape)
+    affine: bool = True
 
 
 class Conv2d(nn.Module):

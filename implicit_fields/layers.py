@@ -140,12 +140,14 @@ class ResnetBlockFC(nn.Module):
 
 
 class BatchNorm(nn.Module):
-    """Batch norm over all axes but the last, without affine parameters.
+    """Batch norm over all axes but the last, affine parameters optional.
 
     Matches `torch.nn.BatchNorm1d(affine=False)` applied to [batch, features,
-    points]: training uses the batch mean and biased variance over batch and
-    points; the running statistics are updated with momentum `momentum` and the
-    unbiased variance; evaluation uses the running statistics.
+    points] (or, with `affine`, `BatchNorm2d` on NHWC features, parameters
+    'scale' = weight, init 1, and 'bias', init 0): training uses the batch mean
+    and biased variance over batch and points; the running statistics are
+    updated with momentum `momentum` and the unbiased variance; evaluation uses
+    the running statistics.
 
     Under `jax.jit` with the batch sharded over devices the reduction runs over
     the global batch, so the statistics do not depend on the device count.
@@ -154,16 +156,21 @@ class BatchNorm(nn.Module):
       use_running_average: evaluate with the running statistics.
       momentum: PyTorch-style momentum (weight of the new batch statistic).
       epsilon: added to the variance.
+      affine: learn a per-feature scale and bias (PyTorch's `affine=True`).
     """
 
     use_running_average: bool = False
     momentum: float = 0.1
     epsilon: float = 1e-5
+    affine: bool = False
 
     @nn.compact
     def __call__(self, x):
         """Normalises x of shape [..., features]."""
         features = x.shape[-1]
+        if self.affine:
+            scale = self.param("scale", nn.initializers.ones, (features,))
+            bias = self.param("bias", nn.initializers.zeros, (features,))
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
         if self.use_running_average:
@@ -178,7 +185,10 @@ class BatchNorm(nn.Module):
                 ra_mean.value = (1.0 - self.momentum) * ra_mean.value + self.momentum * mean
                 ra_var.value = (1.0 - self.momentum) * ra_var.value + self.momentum * unbiased
         shape = (1,) * (x.ndim - 1) + (features,)
-        return (x - mean.reshape(shape)) * jax.lax.rsqrt(var + self.epsilon).reshape(shape)
+        if not self.affine:
+            return (x - mean.reshape(shape)) * jax.lax.rsqrt(var + self.epsilon).reshape(shape)
+        mul = (jax.lax.rsqrt(var + self.epsilon) * scale).reshape(shape)
+        return (x - mean.reshape(shape)) * mul + bias.reshape(shape)
 
 
 class CBatchNorm(nn.Module):

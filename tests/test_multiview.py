@@ -290,13 +290,17 @@ def test_builtin_chair_views(tmp_path):
         multiview.generate_multiview_dataset(tmp_path, n_views=3, resolution=32, seed=0, progress=False)
 
 
-def test_jpeg_without_pillow_is_a_clear_error(tmp_path):
-    try:
-        import PIL  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("Pillow is installed: JPEG images are read")
+def test_jpeg_without_pillow_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pillow(name, *args, **kwargs):  # Pillow absent, whether or not it is installed
+        if name == "PIL" or name.startswith("PIL."):
+            raise ImportError("no Pillow")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pillow)
     os.makedirs(tmp_path / "image")
     (tmp_path / "image" / "000.jpg").write_bytes(b"\xff\xd8\xff")
     vis.write_png(tmp_path / "000.png", np.zeros((4, 4), np.uint8))

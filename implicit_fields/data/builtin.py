@@ -359,6 +359,57 @@ def _check_existing(folder, params):
 # --------------------------------------------------------------------------------------
 
 
+def _object_folders(dataset_dir, categories=None):
+    """(synset, model id, folder) of every built-in object (a folder with shape.json).
+
+    Args:
+        dataset_dir: dataset root.
+        categories: None for every category folder, or names/synsets (str or list).
+
+    Raises:
+        ValueError: a requested category folder is missing.
+    """
+    dataset_dir = os.fspath(dataset_dir)
+    if categories is None:
+        synsets = sorted(
+            d for d in os.listdir(dataset_dir)
+            if os.path.isdir(os.path.join(dataset_dir, d)) and not d.startswith(".")
+        )
+    else:
+        if isinstance(categories, str):
+            categories = [categories]
+        synsets = [category_synset(c) for c in categories]
+    out = []
+    for synset in synsets:
+        cat_dir = os.path.join(dataset_dir, synset)
+        if not os.path.isdir(cat_dir):
+            raise ValueError(f"{cat_dir}: category folder not found")
+        for entry in sorted(os.listdir(cat_dir)):
+            folder = os.path.join(cat_dir, entry)
+            if not entry.startswith(_TMP_PREFIX) and os.path.isfile(os.path.join(folder, _SHAPE_FILE)):
+                out.append((synset, entry, folder))
+    return out
+
+
+def _run_tasks(fn, tasks, num_workers, progress, desc):
+    """Runs `fn` over `tasks` on a spawn pool (or inline for one worker) with a bar."""
+    if not tasks:
+        return 0
+    workers = _usable_cores() if num_workers is None else int(num_workers)
+    workers = max(1, min(workers, len(tasks)))
+    with tqdm(total=len(tasks), disable=not progress, desc=desc, unit="obj") as bar:
+        if workers == 1:
+            for task in tasks:
+                fn(task)
+                bar.update(1)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers) as pool:
+                for _ in pool.imap_unordered(fn, tasks, chunksize=1):
+                    bar.update(1)
+    return len(tasks)
+
+
 def voxelize_shape(shape, resolution=32, subdivisions=4, num_surface_points=200_000, seed=0):
     """Voxelise an exact shape on the unit cube [-0.5, 0.5]^3 (the original's ``ray`` method).
 
@@ -443,42 +494,12 @@ def add_voxels(dataset_dir, resolution=32, categories=None, num_workers=None, pr
     Raises:
         ValueError: a folder's shape.json is unreadable, or a category folder is missing.
     """
-    dataset_dir = os.fspath(dataset_dir)
-    if categories is None:
-        synsets = sorted(
-            d for d in os.listdir(dataset_dir)
-            if os.path.isdir(os.path.join(dataset_dir, d)) and not d.startswith(".")
-        )
-    else:
-        if isinstance(categories, str):
-            categories = [categories]
-        synsets = [category_synset(c) for c in categories]
-    tasks = []
-    for synset in synsets:
-        cat_dir = os.path.join(dataset_dir, synset)
-        if not os.path.isdir(cat_dir):
-            raise ValueError(f"{cat_dir}: category folder not found")
-        for entry in sorted(os.listdir(cat_dir)):
-            folder = os.path.join(cat_dir, entry)
-            if entry.startswith(_TMP_PREFIX) or not os.path.isfile(os.path.join(folder, _SHAPE_FILE)):
-                continue
-            if not os.path.exists(os.path.join(folder, binvox.VOXELS_FILE)):
-                tasks.append((folder, int(resolution)))
-    if not tasks:
-        return 0
-    workers = _usable_cores() if num_workers is None else int(num_workers)
-    workers = max(1, min(workers, len(tasks)))
-    with tqdm(total=len(tasks), disable=not progress, desc="voxelise", unit="obj") as bar:
-        if workers == 1:
-            for task in tasks:
-                _write_voxels(task)
-                bar.update(1)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(workers) as pool:
-                for _ in pool.imap_unordered(_write_voxels, tasks, chunksize=1):
-                    bar.update(1)
-    return len(tasks)
+    tasks = [
+        (folder, int(resolution))
+        for _, _, folder in _object_folders(dataset_dir, categories)
+        if not os.path.exists(os.path.join(folder, binvox.VOXELS_FILE))
+    ]
+    return _run_tasks(_write_voxels, tasks, num_workers, progress, "voxelise")
 
 
 # --------------------------------------------------------------------------------------
@@ -593,40 +614,9 @@ def add_images(dataset_dir, n_views=24, resolution=64, categories=None, seed=0, 
     """
     import zlib
 
-    dataset_dir = os.fspath(dataset_dir)
-    if categories is None:
-        synsets = sorted(
-            d for d in os.listdir(dataset_dir)
-            if os.path.isdir(os.path.join(dataset_dir, d)) and not d.startswith(".")
-        )
-    else:
-        if isinstance(categories, str):
-            categories = [categories]
-        synsets = [category_synset(c) for c in categories]
     tasks = []
-    for synset in synsets:
-        cat_dir = os.path.join(dataset_dir, synset)
-        if not os.path.isdir(cat_dir):
-            raise ValueError(f"{cat_dir}: category folder not found")
-        for entry in sorted(os.listdir(cat_dir)):
-            folder = os.path.join(cat_dir, entry)
-            if entry.startswith(_TMP_PREFIX) or not os.path.isfile(os.path.join(folder, _SHAPE_FILE)):
-                continue
-            if not _images_done(folder, n_views, resolution):
-                obj_seed = [int(seed), zlib.crc32(synset.encode()), zlib.crc32(entry.encode()), 2016]
-                tasks.append((folder, int(n_views), int(resolution), obj_seed))
-    if not tasks:
-        return 0
-    workers = _usable_cores() if num_workers is None else int(num_workers)
-    workers = max(1, min(workers, len(tasks)))
-    with tqdm(total=len(tasks), disable=not progress, desc="render images", unit="obj") as bar:
-        if workers == 1:
-            for task in tasks:
-                _write_images(task)
-                bar.update(1)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(workers) as pool:
-                for _ in pool.imap_unordered(_write_images, tasks, chunksize=1):
-                    bar.update(1)
-    return len(tasks)
+    for synset, entry, folder in _object_folders(dataset_dir, categories):
+        if not _images_done(folder, n_views, resolution):
+            obj_seed = [int(seed), zlib.crc32(synset.encode()), zlib.crc32(entry.encode()), 2016]
+            tasks.append((folder, int(n_views), int(resolution), obj_seed))
+    return _run_tasks(_write_images, tasks, num_workers, progress, "render images")
