@@ -88,6 +88,20 @@ DECODERS = {
 }
 
 
+# Decoders whose logit is piecewise linear in the point p (for fixed c, z): linear
+# layers, ReLU and batch norm with running statistics. Their Hessian in p is zero
+# almost everywhere, so the normal term of mesh refinement needs no second-order
+# gradient (`mise.refine_mesh(second_order=False)` is exact for them).
+PIECEWISE_LINEAR = frozenset({"cbatchnorm", "simple"})
+
+
+def is_piecewise_linear(name: str) -> bool:
+    """Whether the decoder `name` is piecewise linear in the query point (eval mode)."""
+    if name not in DECODERS:
+        raise ValueError(f"unknown decoder {name!r}; choose one of {sorted(DECODERS)}")
+    return name in PIECEWISE_LINEAR
+
+
 def create_decoder(name: str, **kwargs) -> nn.Module:
     """Builds a decoder by its config name ('cbatchnorm' or 'simple')."""
     if name not in DECODERS:

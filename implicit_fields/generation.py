@@ -25,7 +25,7 @@ import numpy as np
 import tqdm
 import trimesh
 
-from implicit_fields import binvox, meshing, mise, models, vis
+from implicit_fields import binvox, decoders, meshing, mise, models, vis
 from implicit_fields.data import datasets
 
 
@@ -62,6 +62,20 @@ def create_latent_fn(model: models.OccupancyNetwork, variables):
     return posterior_mean
 
 
+def refinement_second_order(config) -> bool:
+    """Resolves `generate.refinement_gradient` ('auto', 'first_order', 'second_order')."""
+    mode = config.generate.get("refinement_gradient", "auto")
+    if mode == "second_order":
+        return True
+    if mode == "first_order":
+        return False
+    if mode == "auto":
+        return not decoders.is_piecewise_linear(config.model.decoder)
+    raise ValueError(
+        f"unknown generate.refinement_gradient {mode!r}; use 'auto', 'first_order' or 'second_order'"
+    )
+
+
 def extract(config, logit_fn):
     """Meshes one field with `config.generate` (MISE or a dense grid).
 
@@ -83,8 +97,10 @@ def extract(config, logit_fn):
             logit_fn,
             resolution0=gen.resolution0,
             upsampling_steps=gen.upsampling_steps,
+            simplify_nfaces=gen.get("simplify_nfaces", 0) or None,
             refinement_steps=gen.refinement_steps,
             refinement_key=jax.random.key(config.seed),
+            refinement_second_order=refinement_second_order(config),
             **common,
         )
     if gen.method == "dense":

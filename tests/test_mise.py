@@ -266,3 +266,72 @@ def test_simplification_to_a_face_budget_keeps_a_closed_accurate_sphere(sphere_1
     )
     assert f2.shape[0] <= 1000 and stats["time_simplify"] > 0 and stats["time_refinement"] > 0
     assert np.abs(np.linalg.norm(v2, axis=1) - R).mean() < 3e-3
+
+
+def _random_cbn_field(hidden=32, blocks=2, c_dim=16, seed=0):
+    """A CBN decoder with random weights and batch-norm statistics, as a field of p."""
+    from implicit_fields import decoders
+
+    decoder = decoders.DecoderCBatchNorm(hidden_size=hidden, n_blocks=blocks)
+    key_init, key_noise, key_c = jax.random.split(jax.random.key(seed), 3)
+    variables = decoder.init(key_init, jnp.zeros((1, 8, 3)), jnp.zeros((1, c_dim)))
+    leaves, treedef = jax.tree_util.tree_flatten(variables)
+    keys = jax.random.split(key_noise, len(leaves))
+    # Every parameter and running statistic random (variances positive), so no block is trivial.
+    leaves = [x + 0.3 * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+    variables = jax.tree_util.tree_unflatten(treedef, leaves)
+    variables = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.abs(x) + 0.1 if "var" in jax.tree_util.keystr(path) else x, variables
+    )
+    c = jax.random.normal(key_c, (1, c_dim))
+
+    def field(points):
+        return decoder.apply(variables, points[None], c, train=False)[0]
+
+    return jax.tree_util.Partial(jax.jit(field))
+
+
+def test_first_order_refinement_is_exact_for_a_relu_decoder():
+    """The CBN decoder is piecewise linear in p: the second-order term of the normal loss vanishes."""
+    from implicit_fields import decoders
+
+    assert decoders.is_piecewise_linear("cbatchnorm") and decoders.is_piecewise_linear("simple")
+    with pytest.raises(ValueError, match="unknown decoder"):
+        decoders.is_piecewise_linear("siren")
+    field = _random_cbn_field()
+    v, f = mise.extract_mesh(SPHERE, resolution0=8, upsampling_steps=1)
+    a = mise.refine_mesh(field, v, f, steps=5, lr=1e-3, key=jax.random.key(3), second_order=True)
+    b = mise.refine_mesh(field, v, f, steps=5, lr=1e-3, key=jax.random.key(3), second_order=False)
+    assert np.abs(a - v).max() > 1e-3  # the vertices did move
+    # Equal up to float32 rounding (RMSprop divides by |g|, so a near-zero component can
+    # amplify rounding to ~1e-6 of a 5e-3 step).
+    np.testing.assert_allclose(b, a, atol=1e-5)
+    assert np.median(np.abs(b - a)) < 1e-7
+    # For a smooth field the curvature term is real: the two updates differ, both converge.
+    c = mise.refine_mesh(SPHERE, v, f, steps=5, lr=1e-3, key=jax.random.key(3), second_order=True)
+    d = mise.refine_mesh(SPHERE, v, f, steps=5, lr=1e-3, key=jax.random.key(3), second_order=False)
+    assert np.abs(c - d).max() > 1e-6
+    rng = np.random.default_rng(0)
+    noisy = v + rng.normal(0.0, 0.003, v.shape).astype(np.float32)
+    before = np.abs(np.linalg.norm(noisy, axis=1) - R).mean()
+    refined = mise.refine_mesh(SPHERE, noisy, f, steps=30, key=jax.random.key(1), second_order=False)
+    assert np.abs(np.linalg.norm(refined, axis=1) - R).mean() < 0.5 * before
+
+
+def test_generation_options_reach_extract_mesh():
+    """generate.simplify_nfaces and generate.refinement_gradient are honoured by generation.extract."""
+    from experiments.configs import default
+    from implicit_fields import generation
+
+    config = default.get_config()
+    config.generate.resolution0, config.generate.upsampling_steps = 8, 2
+    config.generate.simplify_nfaces = 600
+    config.generate.refinement_steps = 2
+    assert generation.refinement_second_order(config) is False  # cbatchnorm: first order is exact
+    config.generate.refinement_gradient = "second_order"
+    assert generation.refinement_second_order(config) is True
+    v, f, stats = generation.extract(config, SPHERE)
+    assert 0 < f.shape[0] <= 600 and stats["time_simplify"] > 0 and stats["time_refinement"] > 0
+    config.generate.refinement_gradient = "exact"
+    with pytest.raises(ValueError, match="refinement_gradient"):
+        generation.refinement_second_order(config)

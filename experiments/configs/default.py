@@ -77,6 +77,10 @@ def get_config():
     gen.upsampling_steps = 2  # MISE: levels of subdivision; final grid resolution0 * 2^steps.
     gen.simplify_nfaces = 0  # MISE: simplify to about this many faces first; 0 = off (demo 5000).
     gen.refinement_steps = 0  # MISE: vertex refinement steps (original default 0, demo 30).
+    # Refinement gradient: 'second_order' (the original's, through grad f), 'first_order'
+    # (n_target held fixed, half the cost) or 'auto' (first order for piecewise-linear
+    # ReLU decoders, where the two are the same, else second order).
+    gen.refinement_gradient = "auto"
     gen.resolution = 128  # Dense: cells per side of the grid.
     gen.padding = 0.1  # Box padding (box side 1 + padding).
     gen.batch_points = 100_000  # Points per network call.
