@@ -3,7 +3,8 @@
   python -m experiments.prepare_data --input DIR_OF_MESHES --output DATASET_DIR
 
 Normalisation, occupancy points (uniform + near-surface), surface points with normals,
-32^3 voxels and splits, as documented in `implicit_fields.data.prepare`. Broken meshes
+32^3 voxels, img_choy2016 renderings (24 views of 64 px by default) and splits, as
+documented in `implicit_fields.data.prepare`. Broken meshes
 (unreadable, open, self-intersecting, no volume) are reported and skipped; the summary is
 printed and written to DATASET_DIR/prepare_report.json.
 """
@@ -20,6 +21,8 @@ def print_summary(report):
           f"in {report['seconds']:.0f} s")
     for rec in report["skipped"]:
         print(f"  skipped {rec['source']}: {rec['reason']}")
+    for rec in report.get("render_errors", []):
+        print(f"  no renderings for existing {rec['model_id']} ({rec['source']}): {rec['reason']}")
     print("splits: " + ", ".join(f"{k} {len(v)}" for k, v in report["splits"].items()))
 
 
@@ -29,6 +32,10 @@ def add_arguments(parser):
     parser.add_argument("--surface-fraction", type=float, default=0.5,
                         help="fraction of the occupancy points near the surface (after the uniform ones)")
     parser.add_argument("--voxel-resolution", type=int, default=32, help="model.binvox side (0: none)")
+    parser.add_argument("--render-views", type=int, default=24,
+                        help="img_choy2016 renderings per mesh (0: none)")
+    parser.add_argument("--render-resolution", type=int, default=64,
+                        help="rendering side in pixels (the original's: 137)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: usable cores)")
     parser.add_argument("--splits", default="0.7,0.1,0.2", help="train,val,test fractions")
     parser.add_argument("--seed", type=int, default=0)
@@ -46,6 +53,8 @@ def run(args, input_dir, output, category, category_name=None):
         num_surface_points=args.num_surface_points,
         surface_fraction=args.surface_fraction,
         voxel_resolution=args.voxel_resolution,
+        render_views=args.render_views,
+        render_resolution=args.render_resolution,
         split_fractions=[float(x) for x in args.splits.split(",")],
         seed=args.seed,
         num_workers=args.workers,

@@ -1,7 +1,8 @@
 """Mesh evaluation over a split, exactly as the original `eval_meshes.py`.
 
 Per object: IoU of the mesh's inside test on the 100k `points.npz` points
-against their ground-truth occupancy; Chamfer-L1, normal consistency and
+against their ground-truth occupancy (only the uniform ones, the first
+`num_uniform`, where points.npz says so: `datasets.iou_points`); Chamfer-L1, normal consistency and
 F-score@1% between 100k points sampled on the mesh and the 100k
 `pointcloud.npz` points. Results go to `eval_meshes.csv` (per object) and
 `metrics.json` (mean over categories, as the papers' tables, plus per-category
@@ -45,11 +46,12 @@ def evaluate_meshes(config, workdir: str, records: List[Dict]) -> Dict:
         i = index[(rec["category"], rec["model"])]
         data = ds.load(i)
         vertices, faces = load_mesh(os.path.join(workdir, rec["mesh"]))
+        points_iou, occ_iou = datasets.iou_points(data)
         out = metrics.mesh_metrics(
             vertices,
             faces,
-            data["points"],
-            data["occupancies"],
+            points_iou,
+            occ_iou,
             data["surface_points"],
             data["surface_normals"],
             n_samples=config.eval.n_samples,

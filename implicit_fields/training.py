@@ -147,6 +147,8 @@ def _val_batches(config, val_ds: datasets.ShapesDataset, num_devices: int):
                 ),
             }
         )
+        if config.data.get("img_with_camera", False):
+            objects[-1].update(datasets.view_cameras(data, datasets.image_view(data, None, train=False)))
     batches = []
     for start in range(0, count, eb):
         chunk = objects[start : start + eb]
@@ -242,6 +244,7 @@ def train_and_evaluate(
             jax.process_index(),
             jax.process_count(),
             datasets.input_type_of(config.data),
+            config.data.get("img_with_camera", False),
         )
 
     lead = jax.process_index() == 0  # only the first process writes logs

@@ -54,6 +54,20 @@ def test_points_npz_accepts_unpacked_bool(tmp_path):
     np.testing.assert_array_equal(load_points_npz(path)["occupancies"], occ)
 
 
+def test_points_npz_optional_num_uniform(tmp_path):
+    path = tmp_path / "points.npz"
+    pts, occ = _points(10)
+    arrays = dict(points=pts.astype(np.float16), occupancies=occ, loc=np.zeros(3), scale=1.0)
+    np.savez(path, **arrays)
+    assert "num_uniform" not in load_points_npz(path)  # Built-in and ShapeNet files.
+    np.savez(path, num_uniform=np.int64(4), **arrays)
+    assert load_points_npz(path)["num_uniform"] == 4
+    for bad in (np.int64(11), np.int64(-1), np.float32(4.0), np.array([4])):
+        np.savez(path, num_uniform=bad, **arrays)
+        with pytest.raises(DataFormatError, match="num_uniform"):
+            load_points_npz(path)
+
+
 def test_pointcloud_npz_round_trip(tmp_path):
     path = tmp_path / "pointcloud.npz"
     pts, _ = _points(500)

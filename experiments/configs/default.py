@@ -34,6 +34,7 @@ def get_config():
     data.img_folder = "img_choy2016"  # Per-object folder of the single-view images (original layout).
     data.img_size = 224  # Images are resized to img_size^2 on loading (original: 224).
     data.img_n_views = 24  # Views rendered per built-in object (original: 24).
+    data.img_with_camera = False  # Image items also carry their view's world_mat / camera_mat.
     data.builtin_img_resolution = 137  # Side of the built-in renders (Choy et al.: 137).
     data.cache = True  # Keep loaded objects in memory.
     data.prefetch = 2  # Batches prepared ahead on a background thread.

@@ -57,6 +57,8 @@ __all__ = [
     "voxelize_shape",
     "add_voxels",
     "IMAGES_DIR",
+    "write_images",
+    "images_done",
     "render_images",
     "add_images",
 ]
@@ -513,13 +515,58 @@ _IMAGES_INFO = "images.json"  # Ours: how the renders were made; written last (c
 _IMAGES_VERSION = 1
 
 
+def write_images(folder, images, cameras, record):
+    """Write an ``img_choy2016`` folder: ``000.png`` ..., ``cameras.npz`` and ``images.json``.
+
+    The layout every single-view render of ours has (built-in shapes here, real meshes in
+    :mod:`implicit_fields.data.prepare`). Files go to a temporary folder beside ``folder``
+    first, which replaces ``folder`` when complete (``images.json`` is written last), so
+    an interrupted run never leaves a half-written folder.
+
+    Args:
+        folder: output folder, ``<object>/img_choy2016``.
+        images: iterable of V uint8 (H, W, 3) RGB images (consumed one at a time).
+        cameras: dict with ``camera_mat``, ``world_mat`` (and ``scale_mat``), (V, 4, 4).
+        record: JSON-able dict written to ``images.json`` (how the images were made; must
+            hold ``version``, ``n_views`` and ``resolution``, which decide whether a later
+            run keeps the folder).
+
+    Returns:
+        dict, ``record``.
+    """
+    from implicit_fields import cameras as cam_lib
+    from implicit_fields import vis
+
+    folder = os.fspath(folder)
+    parent = os.path.dirname(folder) or "."
+    tmp = os.path.join(parent, f"{_TMP_PREFIX}{os.path.basename(folder)}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    count = 0
+    for i, image in enumerate(images):
+        vis.write_png(os.path.join(tmp, f"{i:03d}.png"), image)
+        count += 1
+    n_cams = np.asarray(cameras["world_mat"]).reshape(-1, 4, 4).shape[0]
+    if count != n_cams or count != int(record.get("n_views", -1)):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(
+            f"{folder}: {count} images, {n_cams} cameras and n_views={record.get('n_views')} must agree"
+        )
+    cam_lib.save_cameras(os.path.join(tmp, "cameras.npz"), cameras)
+    with open(os.path.join(tmp, _IMAGES_INFO), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.rename(tmp, folder)
+    return record
+
+
 def render_images(shape, folder, n_views=24, resolution=64, seed=0, radius=2.0,
                   elevation_range=(10.0, 40.0), texture="none"):
     """Render ``n_views`` views of a shape into ``folder`` in the ``img_choy2016`` layout.
 
     Writes ``000.png`` ... (RGB, white background), ``cameras.npz`` and ``images.json``
-    (the parameters; written last). Files go to a temporary folder first, which replaces
-    ``folder`` when complete.
+    (the parameters; written last) with :func:`write_images`.
 
     Args:
         shape: :class:`~implicit_fields.shapes.Shape` in normalised coordinates.
@@ -535,22 +582,16 @@ def render_images(shape, folder, n_views=24, resolution=64, seed=0, radius=2.0,
         dict, the images.json record.
     """
     from implicit_fields import cameras as cam_lib
-    from implicit_fields import vis
     from implicit_fields.data import multiview
 
-    folder = os.fspath(folder)
     cam_seed, app_seed = np.random.SeedSequence(seed).spawn(2)
     focal = multiview._fit_focal(shape, radius)
     cams = cam_lib.sample_views(int(n_views), radius, cam_seed, elevation_range, focal)
     appearance = multiview.Appearance.random(len(shape.primitives), app_seed, texture)
-    parent = os.path.dirname(folder) or "."
-    tmp = os.path.join(parent, f"{_TMP_PREFIX}{IMAGES_DIR}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    for i in range(int(n_views)):
-        view = multiview.render_view(shape, multiview._camera_at(cams, i), resolution, resolution, appearance)
-        vis.write_png(os.path.join(tmp, f"{i:03d}.png"), view["image"])
-    cam_lib.save_cameras(os.path.join(tmp, "cameras.npz"), cams)
+    views = (
+        multiview.render_view(shape, multiview._camera_at(cams, i), resolution, resolution, appearance)
+        for i in range(int(n_views))
+    )
     record = {
         "version": _IMAGES_VERSION,
         "n_views": int(n_views),
@@ -560,12 +601,7 @@ def render_images(shape, folder, n_views=24, resolution=64, seed=0, radius=2.0,
         "elevation_range": [float(e) for e in elevation_range],
         "texture": texture,
     }
-    with open(os.path.join(tmp, _IMAGES_INFO), "w", encoding="utf-8") as f:
-        json.dump(record, f)
-    if os.path.isdir(folder):
-        shutil.rmtree(folder)
-    os.rename(tmp, folder)
-    return record
+    return write_images(folder, (view["image"] for view in views), cams, record)
 
 
 def _write_images(task):
@@ -581,7 +617,17 @@ def _write_images(task):
     return folder
 
 
-def _images_done(folder, n_views, resolution):
+def images_done(folder, n_views, resolution):
+    """Whether ``folder/img_choy2016`` is complete with these view count and resolution.
+
+    Args:
+        folder: an object folder.
+        n_views, resolution: the wanted parameters.
+
+    Returns:
+        bool: ``images.json`` exists (so the folder is complete), from this version of
+        the writer, with these ``n_views`` and ``resolution``.
+    """
     marker = os.path.join(folder, IMAGES_DIR, _IMAGES_INFO)
     try:
         with open(marker, "r", encoding="utf-8") as f:
@@ -616,7 +662,7 @@ def add_images(dataset_dir, n_views=24, resolution=64, categories=None, seed=0, 
 
     tasks = []
     for synset, entry, folder in _object_folders(dataset_dir, categories):
-        if not _images_done(folder, n_views, resolution):
+        if not images_done(folder, n_views, resolution):
             obj_seed = [int(seed), zlib.crc32(synset.encode()), zlib.crc32(entry.encode()), 2016]
             tasks.append((folder, int(n_views), int(resolution), obj_seed))
     return _run_tasks(_write_images, tasks, num_workers, progress, "render images")

@@ -12,7 +12,12 @@ The conditioning input of an object depends on `config.data.input_type`
 'voxels' (the 32^3 `model.binvox` grid, as the original's `VoxelsField`), 'img'
 (one view of `img_choy2016/`, as the original's `ImagesField`: a random view of
 the object's renders in training, view 0 in evaluation), or None / '' (an
-unconditional model: an empty input per object).
+unconditional model: an empty input per object). With `data.img_with_camera`
+(the original's `ImagesField(with_camera=True)`) an image item also carries the
+chosen view's `world_mat` and `camera_mat` from the folder's `cameras.npz`, as
+'inputs.world_mat' and 'inputs.camera_mat' (the original's batch keys; float32
+[4, 4] in the convention of `implicit_fields.cameras`, whose [-1, 1] pixel units
+make them independent of `img_size`). Models ignore them.
 """
 
 import dataclasses
@@ -40,6 +45,9 @@ def input_type_of(data_config) -> Optional[str]:
         raise ValueError(f"unknown data.input_type {kind!r}; use 'pointcloud', 'voxels', 'img' or '' (none)")
     return kind
 
+
+CAMERA_KEYS = ("inputs.world_mat", "inputs.camera_mat")
+"""Item keys of the chosen view's camera matrices with `data.img_with_camera`."""
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 """Image files read from an `img_choy2016` folder (JPEG needs Pillow)."""
@@ -107,6 +115,51 @@ def load_images(folder: str, size: Optional[int] = None) -> np.ndarray:
     return np.stack(views)
 
 
+def load_image_cameras(folder: str, num_views: int) -> Dict[str, np.ndarray]:
+    """The camera matrices of the views of an `img_choy2016` folder (its `cameras.npz`).
+
+    View `i` (the i-th image in file order) uses `world_mat_i` and `camera_mat_i`, as
+    the original's `ImagesField`.
+
+    Args:
+      folder: the object's `img_choy2016` folder.
+      num_views: number of images in it.
+
+    Returns:
+      dict 'world_mat' and 'camera_mat': float32 [num_views, 4, 4].
+
+    Raises:
+      DataFormatError: a missing or malformed `cameras.npz`, or fewer cameras than
+        images (the message names the file).
+    """
+    from implicit_fields import cameras as cam_lib  # Local: keeps JAX out of data loading.
+
+    path = os.path.join(folder, "cameras.npz")
+    if not os.path.isfile(path):
+        raise onet_format.DataFormatError(f"{path}: camera file not found (needed by data.img_with_camera)")
+    cams = cam_lib.load_cameras(path)  # Views 0, 1, ... as long as world_mat_i exists.
+    available = cams["world_mat"].shape[0]
+    if available < num_views:
+        raise onet_format.DataFormatError(f"{path}: {available} cameras for {num_views} images in {folder}")
+    return {k: cams[k][:num_views].astype(np.float32) for k in ("world_mat", "camera_mat")}
+
+
+def image_view(data: Dict[str, np.ndarray], rng: np.random.Generator, train: bool) -> int:
+    """The view an image item uses: drawn from `rng` in training, else view 0."""
+    return int(rng.integers(0, data["images"].shape[0])) if train else 0
+
+
+def view_cameras(data: Dict[str, np.ndarray], view: int) -> Dict[str, np.ndarray]:
+    """The item entries `CAMERA_KEYS` of one view (float32 [4, 4] each).
+
+    Raises:
+      ValueError: the dataset was opened without `img_with_camera`.
+    """
+    if "world_mat" not in data:
+        raise ValueError("camera matrices requested but the dataset was opened without img_with_camera=True")
+    return {"inputs.world_mat": data["world_mat"][view], "inputs.camera_mat": data["camera_mat"][view]}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelRef:
     """One object of a split: its category id and model id."""
@@ -130,6 +183,8 @@ class ShapesDataset:
       images: also load each object's single-view images (image inputs).
       img_folder: the images' sub-folder of an object (original: 'img_choy2016').
       img_size: if set, images are resized to img_size x img_size on loading.
+      img_with_camera: with `images`, also load the views' camera matrices from
+        the images' `cameras.npz` (see `load_image_cameras`).
     """
 
     def __init__(
@@ -143,6 +198,7 @@ class ShapesDataset:
         images: bool = False,
         img_folder: str = "img_choy2016",
         img_size: Optional[int] = None,
+        img_with_camera: bool = False,
     ):
         if not os.path.isdir(path):
             raise FileNotFoundError(f"dataset folder {path!r} does not exist")
@@ -179,6 +235,7 @@ class ShapesDataset:
         self.images = images
         self.img_folder = img_folder
         self.img_size = img_size
+        self.img_with_camera = img_with_camera
         self._cache: Dict[int, Dict[str, np.ndarray]] = {}
         self._lock = threading.Lock()
 
@@ -199,9 +256,11 @@ class ShapesDataset:
         Returns:
           dict with 'points' float32 [N, 3] and 'occupancies' bool [N] (from
           points.npz), 'surface_points' and 'surface_normals' float32 [M, 3]
-          (from pointcloud.npz), 'loc' [3] and 'scale' [] ; with `voxels`,
+          (from pointcloud.npz), 'loc' [3] and 'scale' []; 'num_uniform' int
+          when points.npz has it (see `iou_points`); with `voxels`,
           also 'voxels' bool [R, R, R] (xyz order, from model.binvox); with
-          `images`, also 'images' uint8 [V, H, W, 3] (see `load_images`).
+          `images`, also 'images' uint8 [V, H, W, 3] (see `load_images`), and
+          with `img_with_camera` 'world_mat' and 'camera_mat' float32 [V, 4, 4].
 
         Raises:
           DataFormatError: a missing or malformed file (the message names it).
@@ -220,6 +279,8 @@ class ShapesDataset:
             "loc": np.asarray(pts["loc"], np.float32),
             "scale": np.asarray(pts["scale"], np.float32),
         }
+        if "num_uniform" in pts:
+            data["num_uniform"] = pts["num_uniform"]
         if self.voxels:
             vox_path = os.path.join(model_dir, binvox.VOXELS_FILE)
             vox = binvox.read_binvox(vox_path)
@@ -233,6 +294,9 @@ class ShapesDataset:
             data["voxels"] = vox.data
         if self.images:
             data["images"] = load_images(os.path.join(model_dir, self.img_folder), self.img_size)
+            if self.img_with_camera:
+                img_dir = os.path.join(model_dir, self.img_folder)
+                data.update(load_image_cameras(img_dir, data["images"].shape[0]))
         if self.cache:
             with self._lock:
                 self._cache[index] = data
@@ -247,6 +311,7 @@ def sample_item(
     input_noise: float,
     points_jitter: float = 1e-4,
     input_type: Optional[str] = "pointcloud",
+    with_camera: bool = False,
 ) -> Dict[str, np.ndarray]:
     """The original's per-object training sample.
 
@@ -257,7 +322,8 @@ def sample_item(
     Returns:
       dict 'points' float32 [num_points, 3], 'occupancies' float32
       [num_points], 'inputs' float32 [num_inputs, 3] (point cloud),
-      [R, R, R] (voxels), [H, W, 3] (a random view) or [0] (no input).
+      [R, R, R] (voxels), [H, W, 3] (a random view) or [0] (no input); with
+      `with_camera` (image inputs only) also the view's `CAMERA_KEYS` entries.
     """
     n = data["points"].shape[0]
     idx = rng.integers(0, n, size=num_points)
@@ -265,6 +331,12 @@ def sample_item(
     if points_jitter:
         points = points + points_jitter * rng.standard_normal(points.shape).astype(np.float32)
     occ = data["occupancies"][idx].astype(np.float32)
+    if with_camera:
+        if input_type != "img":
+            raise ValueError(f"with_camera needs image inputs, not input type {input_type!r}")
+        view = image_view(data, rng, train=True)  # The draw object_inputs would make.
+        inputs = object_inputs(data, rng, num_inputs, input_noise, input_type, train=True, view=view)
+        return {"points": points, "occupancies": occ, "inputs": inputs, **view_cameras(data, view)}
     inputs = object_inputs(data, rng, num_inputs, input_noise, input_type, train=True)
     return {"points": points, "occupancies": occ, "inputs": inputs}
 
@@ -276,15 +348,16 @@ def object_inputs(
     input_noise: float,
     input_type: Optional[str] = "pointcloud",
     train: bool = True,
+    view: Optional[int] = None,
 ) -> np.ndarray:
     """The conditioning input of one object.
 
     Returns:
       'pointcloud': `sample_inputs` (float32 [num_inputs, 3]); 'voxels': the
       voxel grid as float32 [R, R, R] (as the original's `VoxelsField`, no
-      randomness); 'img': one view as float32 [H, W, 3] in [0, 1], a view drawn
-      from `rng` when `train`, else view 0 (the original's `ImagesField`);
-      None: an empty float32 [0].
+      randomness); 'img': one view as float32 [H, W, 3] in [0, 1], `view` when
+      given, else a view drawn from `rng` when `train`, else view 0
+      (`image_view`, the original's `ImagesField`); None: an empty float32 [0].
     """
     if input_type == "pointcloud":
         return sample_inputs(data, rng, num_inputs, input_noise)
@@ -295,7 +368,8 @@ def object_inputs(
     if input_type == "img":
         if "images" not in data:
             raise ValueError("image inputs requested but the dataset was opened without images=True")
-        view = int(rng.integers(0, data["images"].shape[0])) if train else 0
+        if view is None:
+            view = image_view(data, rng, train)
         return data["images"][view].astype(np.float32) / 255.0
     if input_type is None:
         return np.zeros((0,), np.float32)
@@ -333,27 +407,56 @@ def eval_inputs(
     return object_inputs(data, rng, num_inputs, input_noise, input_type, train=False)
 
 
+def iou_points(data: Dict[str, np.ndarray]):
+    """The points.npz points that IoU is measured on: the uniform ones.
+
+    The original measures IoU on ShapeNet's points.npz, whose points are all uniform in
+    the box (so are the built-in dataset's). Files of `implicit_fields.data.prepare`
+    hold uniform points first and near-surface points after them, and store the count
+    of the former as `num_uniform`; then only those are used. Without the key (or with
+    `num_uniform` 0: no uniform points at all) every point is used.
+
+    Returns:
+      (points [K, 3], occupancies [K]): views of `data`'s arrays.
+    """
+    k = int(data.get("num_uniform", 0) or 0)
+    if k <= 0:
+        return data["points"], data["occupancies"]
+    return data["points"][:k], data["occupancies"][:k]
+
+
 def eval_query_points(data: Dict[str, np.ndarray], index: int, num_points: int, seed: int = 0):
     """Fixed query points of one evaluation object, deterministic in (seed, index).
 
-    `num_points` of the object's points.npz points drawn without replacement
-    (repeated cyclically if it has fewer), so any prefix is a uniform subsample.
+    `num_points` of the object's IoU points (`iou_points`: the uniform points of
+    points.npz) drawn without replacement (repeated cyclically if it has fewer), so
+    any prefix is a uniform subsample.
 
     Returns:
       (points float32 [num_points, 3], occupancies float32 [num_points]).
     """
     rng = np.random.default_rng([seed, 104729, index])
-    n = data["points"].shape[0]
+    points, occupancies = iou_points(data)
+    n = points.shape[0]
     idx = rng.choice(n, size=min(num_points, n), replace=False)
     idx = np.resize(idx, num_points)
-    return data["points"][idx].astype(np.float32), data["occupancies"][idx].astype(np.float32)
+    return points[idx].astype(np.float32), occupancies[idx].astype(np.float32)
 
 
 def from_config(data_config, split: str, cache: Optional[bool] = None) -> ShapesDataset:
     """The `split` of the dataset that `config.data` describes (`cache` defaults to data.cache).
 
-    Voxels are loaded when `data.input_type` is 'voxels', images when it is 'img'.
+    Voxels are loaded when `data.input_type` is 'voxels', images when it is 'img'
+    (with their cameras when `data.img_with_camera`).
+
+    Raises:
+      ValueError: `data.img_with_camera` without image inputs.
     """
+    with_camera = bool(data_config.get("img_with_camera", False))
+    if with_camera and input_type_of(data_config) != "img":
+        raise ValueError(
+            f"data.img_with_camera needs data.input_type 'img', got {data_config.get('input_type')!r}"
+        )
     return ShapesDataset(
         data_config.path,
         split,
@@ -364,4 +467,5 @@ def from_config(data_config, split: str, cache: Optional[bool] = None) -> Shapes
         images=input_type_of(data_config) == "img",
         img_folder=data_config.get("img_folder", "img_choy2016"),
         img_size=data_config.get("img_size", None),
+        img_with_camera=with_camera,
     )

@@ -637,7 +637,13 @@ def render_views(shape, cameras, height, width, appearance=None, progress=False)
 def _fit_focal(shape, radius):
     """Focal length that fits the shape's bounding sphere about the origin (+3%)."""
     points, _ = shape.sample_surface(4096, np.random.default_rng(0))
-    r = min(1.03 * float(np.sqrt(_dot(points, points)).max()), np.sqrt(3.0) / 2.0)
+    return _focal_for_radius(float(np.sqrt(_dot(points, points)).max()), radius)
+
+
+def _focal_for_radius(extent, radius):
+    """Focal length that fits a sphere of radius ``extent`` about the origin (+3%, at
+    most the unit cube's bounding sphere) from a camera at distance ``radius``."""
+    r = min(1.03 * float(extent), np.sqrt(3.0) / 2.0)
     if not radius > r:
         raise ValueError(f"camera radius {radius} must exceed the shape's radius {r:.3f}")
     return float(np.sqrt(radius * radius - r * r) / r)

@@ -100,11 +100,11 @@ def _write_npz(path, **arrays):
         np.savez(f, **arrays)
 
 
-def _load_npz(path, required):
+def _load_npz(path, required, optional=()):
     """Open an npz, check its keys and read them all.
 
     Returns:
-        dict key -> ndarray for the ``required`` keys.
+        dict key -> ndarray for the ``required`` keys and the ``optional`` keys present.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -123,7 +123,7 @@ def _load_npz(path, required):
         if missing:
             _fail(path, f"missing key(s) {missing}; keys found: {found}")
         out = {}
-        for k in required:
+        for k in list(required) + [k for k in optional if k in found]:
             try:
                 out[k] = data[k]
             except Exception as e:  # Truncated or corrupt member: zipfile/zlib/ValueError.
@@ -175,12 +175,14 @@ def load_points_npz(path):
 
     Returns:
         dict with ``points`` (N, 3) float32, ``occupancies`` (N,) bool, ``loc`` (3,)
-        float64 and ``scale`` float.
+        float64 and ``scale`` float; plus ``num_uniform`` int when the file has that key
+        (files of :mod:`implicit_fields.data.prepare`: the first ``num_uniform`` points
+        are uniform in the box, the rest near the surface).
 
     Raises:
         DataFormatError: naming ``path`` and the problem.
     """
-    d = _load_npz(path, ("points", "occupancies", "loc", "scale"))
+    d = _load_npz(path, ("points", "occupancies", "loc", "scale"), optional=("num_uniform",))
     pts = _check_points(path, "points", d["points"])
     n = pts.shape[0]
     occ = d["occupancies"]
@@ -201,7 +203,13 @@ def load_points_npz(path):
     else:
         _fail(path, f"'occupancies' must be packbits uint8 or bool, got dtype {occ.dtype}")
     loc, scale = _check_loc_scale(path, d["loc"], d["scale"])
-    return {"points": pts.astype(np.float32), "occupancies": occ, "loc": loc, "scale": scale}
+    out = {"points": pts.astype(np.float32), "occupancies": occ, "loc": loc, "scale": scale}
+    if "num_uniform" in d:
+        nu = np.asarray(d["num_uniform"])
+        if nu.shape != () or not np.issubdtype(nu.dtype, np.integer) or not 0 <= int(nu) <= n:
+            _fail(path, f"'num_uniform' must be an integer in [0, {n}], got {nu.dtype} {nu.shape}: {nu}")
+        out["num_uniform"] = int(nu)
+    return out
 
 
 def write_pointcloud_npz(path, points, normals, loc, scale):

@@ -46,6 +46,7 @@ def make_train_batch(
     process_index: int = 0,
     process_count: int = 1,
     input_type: Optional[str] = "pointcloud",
+    with_camera: bool = False,
 ) -> Dict[str, np.ndarray]:
     """The training batch of `step`, or this process's share of it.
 
@@ -56,7 +57,8 @@ def make_train_batch(
     Returns:
       dict 'points' [b, T, 3], 'occupancies' [b, T], 'inputs' [b, n, 3] (point
       clouds; [b, R, R, R] for voxels, [b, 0] without inputs), float32, with
-      b = batch_size / process_count.
+      b = batch_size / process_count; with `with_camera` (image inputs) also
+      'inputs.world_mat' and 'inputs.camera_mat' [b, 4, 4] of the chosen views.
     """
     if batch_size % process_count:
         raise ValueError(f"batch size {batch_size} is not divisible by {process_count} processes")
@@ -70,7 +72,7 @@ def make_train_batch(
         samples.append(
             datasets.sample_item(
                 dataset.load(int(index)), rng, num_points, num_inputs, input_noise, points_jitter,
-                input_type,
+                input_type, with_camera,
             )
         )
     return {k: np.stack([s[k] for s in samples]) for k in samples[0]}

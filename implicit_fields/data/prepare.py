@@ -8,6 +8,7 @@
     DATASET/<category>/<model_id>/pointcloud.npz surface points with face normals
     DATASET/<category>/<model_id>/model.binvox   32^3 voxels over [-0.5, 0.5]^3 (xyz order)
     DATASET/<category>/<model_id>/mesh.json      source file, loc, scale, labeller, checks
+    DATASET/<category>/<model_id>/img_choy2016/  renderings 000.png ... with cameras.npz
     DATASET/prepare_report.json                  converted and skipped meshes (with reasons)
 
 **Normalisation** follows the original's ``scripts/sample_mesh.py``: ``loc`` is the centre
@@ -19,10 +20,11 @@ of the mesh's bounding box, ``scale`` its largest extent, and everything stored 
 in the cube of side 1.1 (the original's padding 0.1), the rest are surface samples plus
 N(0, ``surface_sigma``^2) noise (sigma 0.01 in normalised units, the original's surface
 sampling). The uniform part comes first and its size is stored as the extra key
-``num_uniform``, so an evaluation can restrict IoU to the uniform points; readers that only
-know ``points``/``occupancies``/``loc``/``scale`` ignore it. Note that the generic
-evaluation of ``implicit_fields.training`` draws its IoU points from all of ``points.npz``
-(the mix); use ``surface_fraction=0`` for the original's uniform-only file. Labels are
+``num_uniform``; the mesh evaluation (:mod:`implicit_fields.evaluation`) and the
+validation IoU of training measure IoU on those uniform points only, as the original does
+on ShapeNet's all-uniform files (:func:`implicit_fields.data.datasets.iou_points`), while
+training samples from all of them. Readers that only know
+``points``/``occupancies``/``loc``/``scale`` ignore the key. Labels are
 computed at the float16-rounded coordinates that are stored, so rounding never flips one.
 
 **Inside test.** Two independent tests:
@@ -48,12 +50,23 @@ and the mesh is **broken, reported and skipped** when
   (large holes, self-intersections, nested or inconsistent shells);
 * it encloses (almost) no volume (fewer than 0.1% of the check points inside).
 
-Renderings are not produced here (the multi-view renderer of
-:mod:`implicit_fields.data.multiview` traces the built-in analytic shapes, not meshes).
+**Renderings** (``img_choy2016/``, the input of the single-image model; ``render_views``
+0 turns them off) are written exactly as the built-in dataset's
+(:func:`implicit_fields.data.builtin.write_images`: ``000.png`` ... on a white background,
+``cameras.npz`` in the DVR convention of :mod:`implicit_fields.cameras`, ``images.json``):
+``render_views`` views (default 24, as the original) of ``render_resolution`` pixels
+(default 64; the original's are 137, resized to 224 when loaded) of the normalised mesh,
+rasterised by :mod:`implicit_fields.data.mesh_render` with the built-in renders' shading
+and a random per-object colour. Cameras are :func:`implicit_fields.cameras.sample_views`
+at distance 2, elevations 10..40 degrees, with the focal length fitted to the mesh's
+bounding sphere about the origin (as the built-in renders); cameras and colour derive
+from the object's seed.
 
 Objects are written to a temporary folder and renamed when complete; re-running skips the
-objects already there (the skipped ones are tried again). The splits, the report and
-``metadata.yaml`` are written last.
+objects already there (the skipped ones are tried again), except that an existing object
+whose ``img_choy2016/`` is missing or was rendered with another view count or resolution
+gets it (re-)rendered from its source mesh (with the stored ``loc`` and ``scale``); its
+other files are left alone. The splits, the report and ``metadata.yaml`` are written last.
 """
 
 import json
@@ -80,6 +93,7 @@ __all__ = [
     "label_points",
     "check_inside_tests",
     "voxelize_mesh",
+    "render_mesh_images",
     "prepare_object",
     "prepare_dataset",
 ]
@@ -90,6 +104,7 @@ MESH_INFO_FILE = "mesh.json"
 PREPARE_VERSION = 1
 _TMP_PREFIX = ".tmp-"
 _BOX_SIZE = 1.1  # Side of the cube of uniform points (the original's padding 0.1).
+_IMAGE_SEED_TAG = 2016  # Mixed into the object seed for the renderings' cameras and colour.
 
 
 class MeshError(ValueError):
@@ -363,6 +378,58 @@ def voxelize_mesh(vertices, faces, resolution=32, num_surface_points=200_000, se
     return occ
 
 
+def render_mesh_images(vertices, faces, n_views=24, resolution=64, seed=0, radius=2.0,
+                       elevation_range=(10.0, 40.0), texture="none"):
+    """Single-view renderings of a normalised mesh, as ``builtin.render_images`` makes them.
+
+    Cameras: :func:`implicit_fields.cameras.sample_views` with the focal length fitted to
+    the mesh (:func:`implicit_fields.data.mesh_render.fit_focal`); colour:
+    ``multiview.Appearance.random(1, ...)``; both from ``seed``.
+
+    Args:
+        vertices: float [V, 3] normalised vertices.
+        faces: int [F, 3].
+        n_views: int >= 1.
+        resolution: int >= 2, image side in pixels.
+        seed: int or list of ints.
+        radius: camera distance from the origin.
+        elevation_range: degrees, (low, high).
+        texture: 'none' or 'stripes'.
+
+    Returns:
+        (images uint8 [n_views, R, R, 3], cameras dict of (n_views, 4, 4) matrices, the
+        ``images.json`` record for :func:`implicit_fields.data.builtin.write_images`).
+    """
+    # Local: the renderer imports JAX (through the cameras), which spawned workers that
+    # make no renderings need not pay for.
+    from implicit_fields import cameras as cam_lib
+    from implicit_fields.data import mesh_render, multiview
+
+    n_views, resolution = int(n_views), int(resolution)
+    if n_views < 1 or resolution < 2:
+        raise ValueError(f"need n_views >= 1 and resolution >= 2, got {n_views}, {resolution}")
+    cam_seed, app_seed = np.random.SeedSequence(seed).spawn(2)
+    focal = mesh_render.fit_focal(vertices, radius)
+    cams = cam_lib.sample_views(n_views, radius, cam_seed, elevation_range, focal)
+    appearance = multiview.Appearance.random(1, app_seed, texture)
+    images = mesh_render.render_mesh_views(vertices, faces, cams, resolution, resolution, appearance)["image"]
+    record = {
+        "version": builtin._IMAGES_VERSION,
+        "n_views": n_views,
+        "resolution": resolution,
+        "seed": [int(x) for x in np.atleast_1d(seed)],
+        "radius": float(radius),
+        "elevation_range": [float(e) for e in elevation_range],
+        "texture": texture,
+        "renderer": "mesh_render",
+    }
+    return images, {k: cams[k] for k in cam_lib.CAMERA_KEYS}, record
+
+
+def _image_seed(seed):
+    return [int(seed), _IMAGE_SEED_TAG]
+
+
 # --------------------------------------------------------------------------------------
 # One object.
 # --------------------------------------------------------------------------------------
@@ -377,6 +444,8 @@ def prepare_object(
     surface_sigma=0.01,
     voxel_resolution=32,
     winding_budget=3e7,
+    render_views=24,
+    render_resolution=64,
 ):
     """Convert one mesh file in memory.
 
@@ -390,11 +459,15 @@ def prepare_object(
         surface_sigma: std of the near-surface noise, normalised units.
         voxel_resolution: voxels per side (0: none).
         winding_budget: see :func:`label_points`.
+        render_views: renderings (0: none), see :func:`render_mesh_images`.
+        render_resolution: their side in pixels.
 
     Returns:
         dict: ``loc`` (3,), ``scale``, ``points`` float16 [num_points, 3], ``occupancies``
         bool, ``num_uniform`` int, ``surface_points``/``normals`` float64, ``voxels`` bool
-        [R, R, R] or None, ``info`` (labeller, checks, face count, seconds).
+        [R, R, R] or None, ``images`` uint8 [render_views, R, R, 3], ``cameras`` and
+        ``images_record`` (all three None without renderings), ``info`` (labeller,
+        checks, face count, seconds).
 
     Raises:
         MeshError: the mesh is broken (the message says why).
@@ -422,6 +495,11 @@ def prepare_object(
     if voxel_resolution:
         voxels = voxelize_mesh(vertices, faces, voxel_resolution, seed=int(seed),
                                winding_budget=winding_budget)
+    images = cams = images_record = None
+    if render_views:
+        images, cams, images_record = render_mesh_images(
+            vertices, faces, render_views, render_resolution, _image_seed(seed)
+        )
     info = {
         "num_vertices": int(world_vertices.shape[0]),
         "num_faces": int(faces.shape[0]),
@@ -439,6 +517,9 @@ def prepare_object(
         "surface_points": surface,
         "normals": normals,
         "voxels": voxels,
+        "images": images,
+        "cameras": cams,
+        "images_record": images_record,
         "info": info,
     }
 
@@ -452,7 +533,15 @@ def _write_object(task):
     final = os.path.join(task["category_dir"], task["model_id"])
     record = {"model_id": task["model_id"], "source": task["source"]}
     if os.path.isdir(final):
-        return dict(record, status="exists")
+        record["status"] = "exists"
+        views, resolution = task["render_views"], task["render_resolution"]
+        if views and not builtin.images_done(final, views, resolution):
+            try:
+                _render_existing(final, task)
+                record["rendered"] = True
+            except Exception as e:  # noqa: BLE001 - reported; the object itself stays.
+                record["render_error"] = f"{type(e).__name__}: {e}"
+        return record
     try:
         obj = prepare_object(
             task["source"],
@@ -463,6 +552,8 @@ def _write_object(task):
             surface_sigma=task["surface_sigma"],
             voxel_resolution=task["voxel_resolution"],
             winding_budget=task["winding_budget"],
+            render_views=task["render_views"],
+            render_resolution=task["render_resolution"],
         )
     except MeshError as e:
         return dict(record, status="skipped", reason=str(e))
@@ -484,6 +575,9 @@ def _write_object(task):
     )
     if obj["voxels"] is not None:
         binvox.write_binvox(os.path.join(tmp, binvox.VOXELS_FILE), obj["voxels"])
+    if obj["images"] is not None:
+        builtin.write_images(os.path.join(tmp, builtin.IMAGES_DIR), obj["images"], obj["cameras"],
+                             obj["images_record"])
     info = dict(
         obj["info"],
         source=os.path.abspath(task["source"]),
@@ -502,6 +596,22 @@ def _write_object(task):
         shutil.rmtree(tmp)
     return dict(record, status="converted", seconds=obj["info"]["seconds"],
                 faces=obj["info"]["num_faces"], labeller=obj["info"]["labeller"])
+
+
+def _render_existing(folder, task):
+    """(Re-)render ``img_choy2016/`` of a converted object from its source mesh.
+
+    The mesh is normalised with the ``loc`` and ``scale`` stored in the object's
+    points.npz, so the renders match its other files; nothing else is touched.
+    """
+    stored = onet_format.load_points_npz(os.path.join(folder, onet_format.POINTS_FILE))
+    world, faces = load_mesh(task["source"])
+    vertices = (world - stored["loc"]) / stored["scale"]
+    images, cams, rec = render_mesh_images(
+        vertices, faces, task["render_views"], task["render_resolution"],
+        _image_seed(_object_seed(task["seed"], task["model_id"])),
+    )
+    builtin.write_images(os.path.join(folder, builtin.IMAGES_DIR), images, cams, rec)
 
 
 # --------------------------------------------------------------------------------------
@@ -556,6 +666,8 @@ def prepare_dataset(
     num_workers=None,
     progress=True,
     winding_budget=3e7,
+    render_views=24,
+    render_resolution=64,
 ):
     """Convert every mesh of a folder into a one-category dataset (see the module doc).
 
@@ -565,7 +677,8 @@ def prepare_dataset(
         category: category id (folder name).
         category_name: name in metadata.yaml (default: ``category``).
         num_points, num_surface_points, surface_fraction, surface_sigma, voxel_resolution,
-        winding_budget: see :func:`prepare_object`.
+        winding_budget, render_views, render_resolution: see :func:`prepare_object`
+        (renderings go to ``<model_id>/img_choy2016/``; 0 views: none).
         split_fractions: (train, val, test) fractions summing to 1; objects are assigned by
             a permutation seeded with ``seed``.
         seed: int >= 0.
@@ -574,7 +687,8 @@ def prepare_dataset(
 
     Returns:
         dict report: ``converted`` (ids), ``skipped`` (list of {model_id, source, reason}),
-        ``splits`` {split: ids}, ``seconds``. Also written to ``out_dir/prepare_report.json``.
+        ``render_errors`` (existing objects whose renderings could not be added, same
+        form), ``splits`` {split: ids}, ``seconds``. Also written to ``out_dir/prepare_report.json``.
 
     Raises:
         ValueError: bad arguments, no mesh files, or no mesh could be converted.
@@ -590,6 +704,10 @@ def prepare_dataset(
         raise ValueError(f"surface_fraction must be in [0, 1], got {surface_fraction}")
     if int(num_points) < 1 or int(num_surface_points) < 1:
         raise ValueError("num_points and num_surface_points must be >= 1")
+    if int(render_views) < 0 or (int(render_views) and int(render_resolution) < 2):
+        raise ValueError(
+            f"render_views must be >= 0 and render_resolution >= 2, got {render_views}, {render_resolution}"
+        )
     meshes = find_meshes(input_dir)
     if not meshes:
         raise ValueError(f"{input_dir}: no {'/'.join(MESH_EXTENSIONS)} files found")
@@ -606,6 +724,8 @@ def prepare_dataset(
         "surface_fraction": float(surface_fraction),
         "surface_sigma": float(surface_sigma),
         "voxel_resolution": int(voxel_resolution),
+        "render_views": int(render_views),
+        "render_resolution": int(render_resolution),
     }
     tasks = [
         {
@@ -619,6 +739,8 @@ def prepare_dataset(
             "surface_sigma": float(surface_sigma),
             "voxel_resolution": int(voxel_resolution),
             "winding_budget": float(winding_budget),
+            "render_views": int(render_views),
+            "render_resolution": int(render_resolution),
             "params": params,
         }
         for mid, path in meshes
@@ -662,6 +784,10 @@ def prepare_dataset(
         "converted": converted,
         "skipped": [
             {"model_id": r["model_id"], "source": r["source"], "reason": r["reason"]} for r in skipped
+        ],
+        "render_errors": [
+            {"model_id": r["model_id"], "source": r["source"], "reason": r["render_error"]}
+            for r in records if "render_error" in r
         ],
         "records": records,
         "splits": splits,
