@@ -15,9 +15,16 @@ batched form (`mise.extract_meshes_batched`) and the cost of the optional
 refinement. Times are medians of warm runs (compilation excluded; the first
 call is reported separately).
 
+With `--compare-marching-cubes` it also times marching cubes alone on the
+sphere's dense grid at each resolution: PyMCubes on the host
+(`meshing.marching_cubes`) versus the jitted active-cell version
+(`marching_cubes.marching_cubes`), both from a numpy grid to numpy arrays,
+with their ratio and whether the vertex sets agree.
+
   python benchmarks/mise.py                                  # everything (dense CBN 256^3 takes minutes)
   python benchmarks/mise.py --skip-dense-cbn-256             # the usual run
   python benchmarks/mise.py --fields sphere --resolutions 128 --repeats 5
+  python benchmarks/mise.py --only-marching-cubes --repeats 5  # PyMCubes vs JAX marching cubes only
 """
 
 import argparse
@@ -32,7 +39,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from implicit_fields import decoders, losses, meshing, mise  # noqa: E402
+from implicit_fields import decoders, losses, marching_cubes, meshing, mise  # noqa: E402
 
 LOGIT_TH = losses.probability_to_logit(0.2)
 RADIUS = 0.4
@@ -99,6 +106,28 @@ def same_mesh(a, b):
     if fa.shape != fb.shape or not np.array_equal(fa, fb):
         return "faces differ"
     return f"identical (max |dv| {np.abs(va - vb).max() if len(va) else 0.0:.1e})"
+
+
+def compare_marching_cubes(args, fn, res):
+    """Times PyMCubes and the jitted marching cubes on one dense grid; prints and returns a row."""
+    values = meshing.evaluate_points(fn, meshing.grid_points(res), args.batch_points).reshape((res + 1,) * 3)
+    print(f"\n== marching cubes, sphere {res}^3 ==", flush=True)
+    t0 = time.perf_counter()
+    marching_cubes.marching_cubes(values, LOGIT_TH)
+    first = time.perf_counter() - t0
+    t_jax, (v, f) = median_time(lambda: marching_cubes.marching_cubes(values, LOGIT_TH), args.repeats)
+    t_pmc, (vr, fr) = median_time(lambda: meshing.marching_cubes(values, LOGIT_TH), args.repeats)
+    from scipy.spatial import cKDTree
+
+    gap = max(cKDTree(vr).query(v)[0].max(), cKDTree(v).query(vr)[0].max()) if len(v) and len(vr) else 0.0
+    same = f"same set: {len(v) == len(vr) and gap < 1e-6} (max gap {gap:.1e})"
+    print(
+        f"PyMCubes {t_pmc:.4f} s  JAX {t_jax:.4f} s (first call {first:.2f} s)  PyMCubes / JAX = "
+        f"{t_pmc / t_jax:.2f}x  vertices {len(v):,} (PyMCubes {len(vr):,}, {same})  "
+        f"faces {len(f):,} (PyMCubes {len(fr):,})",
+        flush=True,
+    )
+    return {"res": res, "pymcubes": t_pmc, "jax": t_jax}
 
 
 def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, refine_steps, repeats, dense):
@@ -221,14 +250,21 @@ def main():
         "--skip-dense-cbn-256", action="store_true", help="skip the slow dense CBN 256^3 case"
     )
     parser.add_argument("--skip-batched", action="store_true")
+    parser.add_argument("--compare-marching-cubes", action="store_true",
+                        help="also time PyMCubes vs the jitted marching cubes on the sphere's dense grid")
+    parser.add_argument("--only-marching-cubes", action="store_true",
+                        help="only the marching cubes comparison (implies --compare-marching-cubes)")
     args = parser.parse_args()
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
     rng = np.random.default_rng(0)
     sphere_fn = jax.jit(sphere_logits)
     sphere_codes = jnp.asarray(rng.uniform(-0.05, 0.05, size=(max(args.batch, 1), 3)).astype(np.float32))
+    mc_rows = []
+    if args.compare_marching_cubes or args.only_marching_cubes:
+        mc_rows = [compare_marching_cubes(args, sphere_fn, res) for res in args.resolutions]
     rows = []
-    for field in args.fields:
+    for field in [] if args.only_marching_cubes else args.fields:
         if field == "sphere":
             fn, batched_fn, codes = sphere_fn, sphere_batched, sphere_codes
             refine_fn, repeats = sphere_fn, args.repeats
@@ -268,6 +304,14 @@ def main():
                 )
             )
 
+    if mc_rows:
+        print("\n== marching cubes on the sphere (seconds) ==")
+        print(f"{'grid':<8} {'PyMCubes':>9} {'JAX':>9} {'ratio':>7}")
+        for r in mc_rows:
+            ratio = r["pymcubes"] / r["jax"]
+            print(f"{str(r['res']) + '^3':<8} {r['pymcubes']:9.4f} {r['jax']:9.4f} {ratio:6.2f}x")
+    if not rows:
+        return
     print("\n== summary (seconds per mesh) ==")
     print(f"{'case':<12} {'MISE':>9} {'dense':>9} {'dense/MISE':>10} {'queries':>10} {'batched m/s':>12}")
     for r in rows:

@@ -101,6 +101,7 @@ def extract(config, logit_fn):
             refinement_steps=gen.refinement_steps,
             refinement_key=jax.random.key(config.seed),
             refinement_second_order=refinement_second_order(config),
+            marching_cubes=gen.get("marching_cubes", "pymcubes"),
             **common,
         )
     if gen.method == "dense":

@@ -28,7 +28,9 @@ replaces the octree and hash map by dense per-level grids on the device:
 
 Marching cubes then runs on the final `(R + 1)^3` grid with
 `meshing.marching_cubes` (PyMCubes on the host, padded with -1e6, so meshes
-are closed and the vertices are in query coordinates).
+are closed and the vertices are in query coordinates), or with
+`marching_cubes.marching_cubes` (`marching_cubes="jax"`: jitted over the
+active cells only; the same vertices, a generated triangle table).
 
 Static shapes: the new points of a round are compacted (`jnp.nonzero` with
 a static `size`, in two levels: occupied 4^3 blocks first, then their points)
@@ -64,6 +66,7 @@ import numpy as np
 from jax import lax
 
 from implicit_fields import losses, meshing
+from implicit_fields import marching_cubes as active_marching_cubes
 
 LogitFn = Callable[[jnp.ndarray], jnp.ndarray]
 
@@ -567,6 +570,7 @@ def extract_mesh(
     refinement_key=None,
     simplify_nfaces: Optional[int] = None,
     refinement_second_order: bool = True,
+    marching_cubes: str = "pymcubes",
 ):
     """Extracts the iso-surface of one field with MISE, then marching cubes.
 
@@ -592,6 +596,10 @@ def extract_mesh(
       refinement_second_order: differentiate the refinement's normal term
         through the field's gradient, as the original does (see `refine_mesh`;
         False is exact and about twice as fast for piecewise-linear fields).
+      marching_cubes: 'pymcubes' (`meshing.marching_cubes`, on the host over
+        the whole grid) or 'jax' (`marching_cubes.marching_cubes`, jitted over
+        the active cells only): the same vertices, possibly another
+        triangulation of some cells.
 
     Returns:
       (vertices float32 [V, 3], faces int64 [F, 3]) in query coordinates,
@@ -604,6 +612,8 @@ def extract_mesh(
     Raises:
       ValueError: when the field returns NaN or the wrong shape.
     """
+    if marching_cubes not in ("pymcubes", "jax"):
+        raise ValueError(f"marching_cubes must be 'pymcubes' or 'jax', got {marching_cubes!r}")
     t0 = time.perf_counter()
     values, stats = refine_grid(
         logit_fn,
@@ -615,7 +625,8 @@ def extract_mesh(
         capacity=capacity,
     )
     t1 = time.perf_counter()
-    vertices, faces = meshing.marching_cubes(values, losses.probability_to_logit(threshold), padding)
+    mc = meshing.marching_cubes if marching_cubes == "pymcubes" else active_marching_cubes.marching_cubes
+    vertices, faces = mc(values, losses.probability_to_logit(threshold), padding)
     t2 = time.perf_counter()
     if simplify_nfaces and len(faces) > 0:
         vertices, faces = meshing.simplify_mesh(vertices, faces, simplify_nfaces)

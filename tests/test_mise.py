@@ -332,6 +332,12 @@ def test_generation_options_reach_extract_mesh():
     assert generation.refinement_second_order(config) is True
     v, f, stats = generation.extract(config, SPHERE)
     assert 0 < f.shape[0] <= 600 and stats["time_simplify"] > 0 and stats["time_refinement"] > 0
+    config.generate.marching_cubes = "jax"
+    v2, f2, _ = generation.extract(config, SPHERE)
+    assert 0 < f2.shape[0] <= 600
+    config.generate.marching_cubes = "skimage"
+    with pytest.raises(ValueError, match="marching_cubes"):
+        generation.extract(config, SPHERE)
     config.generate.refinement_gradient = "exact"
     with pytest.raises(ValueError, match="refinement_gradient"):
         generation.refinement_second_order(config)

@@ -82,6 +82,8 @@ def get_config():
     # (n_target held fixed, half the cost) or 'auto' (first order for piecewise-linear
     # ReLU decoders, where the two are the same, else second order).
     gen.refinement_gradient = "auto"
+    # MISE: marching cubes by 'pymcubes' (host, whole grid) or 'jax' (jitted, active cells only).
+    gen.marching_cubes = "pymcubes"
     gen.resolution = 128  # Dense: cells per side of the grid.
     gen.padding = 0.1  # Box padding (box side 1 + padding).
     gen.batch_points = 100_000  # Points per network call.
