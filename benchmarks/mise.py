@@ -12,11 +12,14 @@ For each field and final resolution (128^3: r0=32 and 2 upsampling steps;
 of the dense grid (`meshing.extract_mesh_dense`), their ratio, the points
 queried, whether the two meshes are identical, the meshes per second of the
 batched form (`mise.extract_meshes_batched`) and the cost of the optional
-refinement. Times are medians of warm runs (compilation excluded; the first
-call is reported separately).
+refinement, with the original's second-order gradient and with the
+first-order one (`refine_mesh(second_order=False)`, exact for ReLU decoders;
+the test field's sphere term is smooth, so the two differ slightly there).
+Times are medians of warm runs (compilation excluded; the first call is
+reported separately).
 
 With `--compare-marching-cubes` it also times marching cubes alone on the
-sphere's dense grid at each resolution: PyMCubes on the host
+sphere's dense grid at each resolution, and MISE with each: PyMCubes on the host
 (`meshing.marching_cubes`) versus the jitted active-cell version
 (`marching_cubes.marching_cubes`), both from a numpy grid to numpy arrays,
 with their ratio and whether the vertex sets agree.
@@ -153,6 +156,17 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         flush=True,
     )
     row = {"case": label, "mise": t_mise, "queries": st["num_queries"], "dense": None}
+    if args.compare_marching_cubes:
+        mise.extract_mesh(fn, marching_cubes="jax", **kw)
+        t_jmc, (vj, fj, sj) = median_time(
+            lambda: mise.extract_mesh(fn, return_stats=True, marching_cubes="jax", **kw), repeats
+        )
+        print(
+            f"MISE with JAX marching cubes: {t_jmc:8.3f} s/mesh  "
+            f"marching cubes {sj['time_marching_cubes']:.3f} "
+            f"(PyMCubes {st['time_marching_cubes']:.3f})  {len(vj):,} vertices {len(fj):,} faces",
+            flush=True,
+        )
 
     if dense == "skip":
         print("dense: skipped")
@@ -192,39 +206,50 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         single = mise.extract_mesh(fn_for_code(codes[0]), **kw)
         print(f"       object 0 batched vs alone: {same_mesh(meshes[0], single)}", flush=True)
 
-    if refine_steps > 0:
+    orders = {"second": [True], "first": [False], "both": [True, False]}[args.refine_gradient]
+    for second_order in orders if refine_steps > 0 else []:
+        name = "second-order (original)" if second_order else "first-order"
         t0 = time.perf_counter()
-        mise.refine_mesh(refine_fn, v, f, steps=refine_steps)
+        mise.refine_mesh(refine_fn, v, f, steps=refine_steps, second_order=second_order)
         first = time.perf_counter() - t0
-        t_ref, v_ref = median_time(lambda: mise.refine_mesh(refine_fn, v, f, steps=refine_steps), repeats)
+        t_ref, v_ref = median_time(
+            lambda so=second_order: mise.refine_mesh(refine_fn, v, f, steps=refine_steps, second_order=so),
+            repeats,
+        )
         # Distance to the iso-surface, to first order: both fields have slope ~20 logits per unit.
         err0 = np.abs(np.asarray(refine_fn(jnp.asarray(v))) - LOGIT_TH).mean() / 20.0
         err1 = np.abs(np.asarray(refine_fn(jnp.asarray(v_ref))) - LOGIT_TH).mean() / 20.0
-        row["refine"] = t_ref
+        row["refine" if second_order else "refine_first"] = t_ref
         print(
-            f"refinement: {refine_steps} steps on {len(f):,} faces {t_ref:.3f} s ({t_ref / refine_steps:.3f} "
-            f"s/step; first call {first:.2f} s); MISE + refinement {t_mise + t_ref:.3f} s/mesh; "
-            f"mean |f - logit(0.2)| / 20 (~distance to the surface) {err0:.2e} -> {err1:.2e}",
+            f"{name} refinement: {refine_steps} steps on {len(f):,} faces {t_ref:.3f} s "
+            f"({t_ref / refine_steps:.3f} s/step; first call {first:.2f} s); MISE + refinement "
+            f"{t_mise + t_ref:.3f} s/mesh; mean |f - logit(0.2)| / 20 (~distance to the surface) "
+            f"{err0:.2e} -> {err1:.2e}",
             flush=True,
         )
     if refine_steps > 0 and args.simplify_nfaces > 0:
         # The original's demo pipeline: simplify to a face budget, then 30 refinement steps.
         t_simp, (vs, fs) = median_time(lambda: meshing.simplify_mesh(v, f, args.simplify_nfaces), repeats)
         steps = args.simplified_refine_steps
-        t0 = time.perf_counter()
-        mise.refine_mesh(refine_fn, vs, fs, steps=steps)
-        first = time.perf_counter() - t0
-        t_ref, v_ref = median_time(lambda: mise.refine_mesh(refine_fn, vs, fs, steps=steps), repeats)
-        err0 = np.abs(np.asarray(refine_fn(jnp.asarray(vs))) - LOGIT_TH).mean() / 20.0
-        err1 = np.abs(np.asarray(refine_fn(jnp.asarray(v_ref))) - LOGIT_TH).mean() / 20.0
-        row["simplify_refine"] = t_simp + t_ref
-        print(
-            f"simplify {len(f):,} -> {len(fs):,} faces {t_simp:.3f} s, then {steps} refinement steps "
-            f"{t_ref:.3f} s ({t_ref / steps:.4f} s/step; first call {first:.2f} s); "
-            f"MISE + simplify + refine {t_mise + t_simp + t_ref:.3f} s/mesh; "
-            f"mean |f - logit(0.2)| / 20 {err0:.2e} -> {err1:.2e}",
-            flush=True,
-        )
+        for second_order in orders:
+            name = "second-order (original)" if second_order else "first-order"
+            t0 = time.perf_counter()
+            mise.refine_mesh(refine_fn, vs, fs, steps=steps, second_order=second_order)
+            first = time.perf_counter() - t0
+            t_ref, v_ref = median_time(
+                lambda so=second_order: mise.refine_mesh(refine_fn, vs, fs, steps=steps, second_order=so),
+                repeats,
+            )
+            err0 = np.abs(np.asarray(refine_fn(jnp.asarray(vs))) - LOGIT_TH).mean() / 20.0
+            err1 = np.abs(np.asarray(refine_fn(jnp.asarray(v_ref))) - LOGIT_TH).mean() / 20.0
+            row["simplify_refine" if second_order else "simplify_refine_first"] = t_simp + t_ref
+            print(
+                f"simplify {len(f):,} -> {len(fs):,} faces {t_simp:.3f} s, then {steps} {name} refinement "
+                f"steps {t_ref:.3f} s ({t_ref / steps:.4f} s/step; first call {first:.2f} s); "
+                f"MISE + simplify + refine {t_mise + t_simp + t_ref:.3f} s/mesh; "
+                f"mean |f - logit(0.2)| / 20 {err0:.2e} -> {err1:.2e}",
+                flush=True,
+            )
     return row
 
 
@@ -250,6 +275,9 @@ def main():
         "--skip-dense-cbn-256", action="store_true", help="skip the slow dense CBN 256^3 case"
     )
     parser.add_argument("--skip-batched", action="store_true")
+    parser.add_argument("--refine-gradient", default="both", choices=["second", "first", "both"],
+                        help="refinement gradient(s) to time: the original's second-order one, the "
+                        "first-order one (exact for ReLU decoders), or both")
     parser.add_argument("--compare-marching-cubes", action="store_true",
                         help="also time PyMCubes vs the jitted marching cubes on the sphere's dense grid")
     parser.add_argument("--only-marching-cubes", action="store_true",
