@@ -142,6 +142,26 @@ def test_image_reader_errors_name_the_file(tmp_path, monkeypatch):
         datasets.load_images(str(folder))
 
 
+def test_jpeg_views_as_in_the_original_layout_are_read(tmp_path):
+    """The original's img_choy2016 holds 000.jpg ...: a JPEG round trip, grey-scale too, and a broken file."""
+    Image = pytest.importorskip("PIL.Image")
+    folder = tmp_path / "img_choy2016"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:32, 0:32]
+    view = np.stack([8 * xx, 8 * yy, np.full_like(xx, 128)], -1).astype(np.uint8)  # smooth: JPEG keeps it
+    Image.fromarray(view).save(folder / "000.jpg", quality=95)
+    grey = (rng.uniform(0, 1) * 255 * np.ones((32, 32))).astype(np.uint8)
+    Image.fromarray(grey, mode="L").save(folder / "001.jpg", quality=95)
+    images = datasets.load_images(str(folder))
+    assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+    assert np.abs(images[0].astype(float) - view).mean() < 3.0
+    np.testing.assert_allclose(images[1], np.repeat(grey[..., None], 3, -1), atol=2)  # L -> RGB
+    (folder / "002.jpg").write_bytes((folder / "000.jpg").read_bytes()[:200])  # truncated
+    with pytest.raises(onet_format.DataFormatError, match=r"002\.jpg"):
+        datasets.load_images(str(folder))
+
+
 def test_resize_image_keeps_constants_and_averages_when_shrinking():
     const = np.full((7, 9, 3), 0.25, np.float32)
     np.testing.assert_allclose(datasets.resize_image(const, 5), 0.25, atol=1e-6)

@@ -29,7 +29,7 @@ does so with ``voxel_resolution > 0``.
 
 Single-view images (the input of the single-image model) follow the original's
 ``img_choy2016`` layout: 24 views ``000.png`` .. ``023.png`` (the original's are 137 x 137
-JPEGs; we have no JPEG encoder, and the reader takes both) on a white background, with
+JPEGs; ours are lossless PNGs, and the reader takes both) on a white background, with
 ``cameras.npz`` (``world_mat_i``, ``camera_mat_i``, in the DVR convention of
 :mod:`implicit_fields.cameras`). They are exact renders of ``shape.json``
 (:func:`implicit_fields.data.multiview.render_view`); cameras and colours derive from
