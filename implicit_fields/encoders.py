@@ -29,6 +29,8 @@ __all__ = [
     "ResnetPointnet",
     "VoxelEncoder",
     "Conv3d",
+    "Conv2d",
+    "conv2d",
     "Resnet18",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -227,23 +229,31 @@ class Conv2d(nn.Module):
 
     Parameter 'kernel' [k, k, in, out] (PyTorch's weight transposed by
     (2, 3, 1, 0)), initialised as torchvision's ResNet: Kaiming normal with
-    fan_out and gain sqrt(2). Padding is symmetric, as PyTorch's.
+    fan_out and gain sqrt(2). Padding is symmetric, as PyTorch's. On the CPU
+    backend 1x1 convolutions and those with outputs under 64 pixels are
+    computed as k^2 strided slices and one matmul (im2col, as `Conv3d`):
+    XLA's CPU kernels for the gradient of a convolution with few pixels and
+    many channels (ResNet-18's layer3 and layer4) are up to ~30x slower than
+    that; larger ones, and all of them elsewhere, use
+    `lax.conv_general_dilated`. Both give the same result up to float rounding.
 
     Attributes:
       features: output channels.
       kernel_size: k.
       stride: stride along both spatial axes.
       padding: zeros added on each side.
+      impl: 'auto' (see `conv2d`), 'im2col' or 'xla'.
     """
 
     features: int
     kernel_size: int = 3
     stride: int = 1
     padding: int = 1
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x):
-        """Maps x [batch, H, W, in] to [batch, H', W', features]."""
+        """Maps x [batch, H, W, in] to [batch, H', W', features], H' = (H + 2 padding - k) // stride + 1."""
         k = self.kernel_size
         std = math.sqrt(2.0 / (self.features * k * k))
 
@@ -252,11 +262,96 @@ class Conv2d(nn.Module):
             return std * jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
 
         kernel = self.param("kernel", kernel_init, (k, k, x.shape[-1], self.features))
-        p = self.padding
+        return conv2d(x, kernel, self.stride, self.padding, self.impl)
+
+
+def conv2d(x, kernel, stride: int = 1, padding: int = 0, impl: str = "auto"):
+    """A bias-free 2-D convolution with symmetric zero padding (PyTorch's `F.conv2d`), NHWC.
+
+    Args:
+      x: [batch, H, W, in].
+      kernel: [kh, kw, in, out].
+      stride: stride along both spatial axes.
+      padding: zeros added on each side of both spatial axes.
+      impl: 'auto' (XLA's convolution off CPU; on CPU im2col for 1x1 kernels
+        and small outputs, XLA's convolution for large ones), 'im2col' or 'xla'.
+
+    Returns:
+      [batch, H', W', out] with H' = (H + 2 padding - kh) // stride + 1 (W' alike).
+    """
+    if impl == "auto":
+        impl = _auto_conv2d_impl(x.shape, kernel.shape, stride, padding)
+    if impl == "xla":
+        p = padding
         return jax.lax.conv_general_dilated(
-            x, kernel, (self.stride, self.stride), ((p, p), (p, p)),
+            x, kernel, (stride, stride), ((p, p), (p, p)),
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
+    if impl == "im2col":
+        return _conv2d_im2col(x, kernel, stride, padding)
+    raise ValueError(f"unknown Conv2d impl {impl!r}; use 'auto', 'im2col' or 'xla'")
+
+
+_IM2COL_MAX_PIXELS = 64
+"""On CPU, im2col computes a k x k convolution whose output has fewer pixels than
+this per image; XLA's convolution the larger ones (see `_auto_conv2d_impl`)."""
+
+
+def _auto_conv2d_impl(x_shape, kernel_shape, stride: int, padding: int) -> str:
+    """What `conv2d(impl='auto')` runs: 'xla' off CPU; on CPU the faster path for the shape.
+
+    Forward+backward on CPU (benchmarks/conv2d.py): XLA's convolution is up to
+    ~2x faster on large feature maps (ResNet-18's stem and layer1 at 64^2 or
+    224^2 inputs), but its gradient kernels slow down badly on small maps with
+    many channels (~10-40x slower than im2col at 4x4 and 2x2 with 256-512
+    channels); a 1x1 convolution is a strided slice and a plain matmul,
+    slightly faster than XLA's at every size.
+    """
+    if jax.default_backend() != "cpu":
+        return "xla"
+    kh, kw = kernel_shape[:2]
+    oh = (x_shape[1] + 2 * padding - kh) // stride + 1
+    ow = (x_shape[2] + 2 * padding - kw) // stride + 1
+    if kh * kw == 1 or oh * ow < _IM2COL_MAX_PIXELS:
+        return "im2col"
+    return "xla"
+
+
+@functools.partial(jax.jit, static_argnames=("stride", "padding"))
+def _conv2d_im2col(x, kernel, stride: int, padding: int):
+    """`conv2d` as kh kw strided slices of the padded input and one matmul.
+
+    Jitted so that eager calls (e.g. `model.init`) compile it once. A 1x1
+    convolution is one strided slice and a matmul.
+
+    Args:
+      x: [batch, H, W, in].
+      kernel: [kh, kw, in, out].
+      stride: stride along both spatial axes.
+      padding: zeros added on each side of both spatial axes.
+
+    Returns:
+      [batch, H', W', out] with H' = (H + 2 padding - kh) // stride + 1.
+    """
+    kh, kw, in_features, out_features = kernel.shape
+    assert x.shape[-1] == in_features, (x.shape, kernel.shape)
+    s, p = stride, padding
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
+    oh = (x.shape[1] + 2 * p - kh) // s + 1
+    ow = (x.shape[2] + 2 * p - kw) // s + 1
+    cols = [
+        jax.lax.slice(
+            xp,
+            (0, a, b, 0),
+            (x.shape[0], a + s * (oh - 1) + 1, b + s * (ow - 1) + 1, in_features),
+            (1, s, s, 1),
+        )
+        for a in range(kh)
+        for b in range(kw)
+    ]
+    # Column (a, b, i) of the patches matches kernel[a, b, i] in C order.
+    patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+    return patches @ kernel.reshape(kh * kw * in_features, out_features)
 
 
 class BasicBlock(nn.Module):
@@ -269,20 +364,22 @@ class BasicBlock(nn.Module):
     Attributes:
       features: output channels.
       stride: stride of conv1 (and of the shortcut).
+      conv_impl: `Conv2d.impl` of the convolutions.
     """
 
     features: int
     stride: int = 1
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        ura = not train
-        out = Conv2d(self.features, 3, self.stride, 1, name="conv1")(x)
+        ura, impl = not train, self.conv_impl
+        out = Conv2d(self.features, 3, self.stride, 1, impl, name="conv1")(x)
         out = nn.relu(BatchNorm2d(ura, name="bn1")(out))
-        out = Conv2d(self.features, 3, 1, 1, name="conv2")(out)
+        out = Conv2d(self.features, 3, 1, 1, impl, name="conv2")(out)
         out = BatchNorm2d(ura, name="bn2")(out)
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = _Downsample(self.features, self.stride, name="downsample")(x, train)
+            x = _Downsample(self.features, self.stride, impl, name="downsample")(x, train)
         return nn.relu(out + x)
 
 
@@ -291,10 +388,11 @@ class _Downsample(nn.Module):
 
     features: int
     stride: int
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = Conv2d(self.features, 1, self.stride, 0, name="0")(x)
+        x = Conv2d(self.features, 1, self.stride, 0, self.conv_impl, name="0")(x)
         return BatchNorm2d(not train, name="1")(x)
 
 
@@ -304,11 +402,13 @@ class _ResnetLayer(nn.Module):
     features: int
     num_blocks: int = 2
     stride: int = 1
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         for i in range(self.num_blocks):
-            x = BasicBlock(self.features, self.stride if i == 0 else 1, name=str(i))(x, train)
+            stride = self.stride if i == 0 else 1
+            x = BasicBlock(self.features, stride, self.conv_impl, name=str(i))(x, train)
         return x
 
 
@@ -316,15 +416,16 @@ class _Resnet18Features(nn.Module):
     """torchvision's `resnet18` without `fc`: NHWC image -> [batch, 8 width] pooled features."""
 
     width: int = 64
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        w = self.width
-        x = Conv2d(w, 7, 2, 3, name="conv1")(x)
+        w, impl = self.width, self.conv_impl
+        x = Conv2d(w, 7, 2, 3, impl, name="conv1")(x)
         x = nn.relu(BatchNorm2d(not train, name="bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for i, (mult, stride) in enumerate(((1, 1), (2, 2), (4, 2), (8, 2))):
-            x = _ResnetLayer(w * mult, 2, stride, name=f"layer{i + 1}")(x, train)
+            x = _ResnetLayer(w * mult, 2, stride, impl, name=f"layer{i + 1}")(x, train)
         return jnp.mean(x, axis=(1, 2))  # adaptive average pooling to 1x1, flattened
 
 
@@ -344,11 +445,15 @@ class Resnet18(nn.Module):
       c_dim: output code size (original image config: 256).
       hidden_dim: w, the channels of conv1 (torchvision: 64).
       normalize: apply the ImageNet mean / std normalisation.
+      conv_impl: how the convolutions are computed (`Conv2d.impl`): 'auto'
+        (XLA's convolution off CPU, per shape the faster path on CPU),
+        'im2col' or 'xla'.
     """
 
     c_dim: int = 256
     hidden_dim: int = 64
     normalize: bool = True
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, images, train: bool = False):
@@ -364,7 +469,7 @@ class Resnet18(nn.Module):
         if self.normalize:
             mean = jnp.asarray(IMAGENET_MEAN).reshape(1, 1, 1, 3)
             x = (x - mean) / jnp.asarray(IMAGENET_STD).reshape(1, 1, 1, 3)
-        net = _Resnet18Features(self.hidden_dim, name="features")(x, train)
+        net = _Resnet18Features(self.hidden_dim, self.conv_impl, name="features")(x, train)
         return layers.Dense(self.c_dim, name="fc")(net)
 
 

@@ -186,3 +186,55 @@ def test_image_model_trains_meshes_and_evaluates(tiny_dataset, tmp_path):
     assert saved["inputs"].shape == (16, 16, 3)
     image = vis.read_png(os.path.join(workdir, "reconstruction.png"))
     assert image.std() > 5
+
+
+@pytest.mark.parametrize(
+    "kernel_size, stride, padding, size",
+    [(7, 2, 3, (13, 10)), (3, 1, 1, (7, 6)), (3, 2, 1, (9, 8)), (3, 2, 1, (4, 5)), (1, 2, 0, (7, 6))],
+)
+def test_conv2d_im2col_matches_xla_values_and_gradients(kernel_size, stride, padding, size):
+    # ResNet-18's convolutions: the 7x7/2 stem, 3x3/1 and 3x3/2 blocks, 1x1/2 shortcuts; odd sizes too.
+    rng = np.random.default_rng(kernel_size + 10 * stride + size[0])  # numpy: no per-shape RNG compiles
+    x = rng.normal(size=(2, *size, 3)).astype(np.float32)
+    kernel = rng.normal(size=(kernel_size, kernel_size, 3, 5)).astype(np.float32)
+    expected = tuple((n + 2 * padding - kernel_size) // stride + 1 for n in size)
+    cotangent = rng.normal(size=(2, *expected, 5)).astype(np.float32)
+
+    @jax.jit
+    def values_and_grads(x, kernel):
+        out = {}
+        for impl in ("xla", "im2col"):
+            y, vjp = jax.vjp(lambda x, w, impl=impl: encoders.conv2d(x, w, stride, padding, impl), x, kernel)
+            out[impl] = (y, *vjp(cotangent))
+        return out
+
+    out = values_and_grads(x, kernel)
+    assert out["im2col"][0].shape == out["xla"][0].shape == (2, *expected, 5)
+    for a, b in zip(out["im2col"], out["xla"]):  # y, d/dx, d/dkernel
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown Conv2d impl"):
+        encoders.conv2d(x, kernel, stride, padding, impl="fft")
+
+
+def test_conv2d_auto_picks_im2col_for_small_outputs_and_1x1_on_cpu():
+    assert jax.default_backend() == "cpu"
+    pick = encoders._auto_conv2d_impl
+    assert pick((8, 64, 64, 3), (7, 7, 3, 64), 2, 3) == "xla"  # stem: 32 x 32 output
+    assert pick((8, 16, 16, 64), (3, 3, 64, 64), 1, 1) == "xla"
+    assert pick((8, 4, 4, 256), (3, 3, 256, 256), 1, 1) == "im2col"  # 16 pixels
+    assert pick((8, 2, 2, 512), (3, 3, 512, 512), 1, 1) == "im2col"
+    assert pick((8, 56, 56, 64), (1, 1, 64, 128), 2, 0) == "im2col"  # 1x1: a matmul
+
+
+def test_resnet18_is_the_same_with_either_conv_impl(key):
+    # 'auto' on CPU mixes the two per layer; forcing each gives the same codes (gradients: per conv above).
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(2, 19, 17, 3)).astype(np.float32)
+    # Random variables from numpy: an eager `init` compiles one RNG program per shape (~10 s here).
+    shapes = jax.eval_shape(encoders.Resnet18(c_dim=6, hidden_dim=4).init, key, images)
+    variables = jax.tree.map(lambda s: rng.uniform(0.5, 1.5, s.shape).astype(np.float32), shapes)
+    codes = jax.jit(
+        lambda v: {impl: encoders.Resnet18(c_dim=6, hidden_dim=4, conv_impl=impl).apply(v, images)
+                   for impl in ("xla", "im2col")}
+    )(variables)
+    np.testing.assert_allclose(codes["im2col"], codes["xla"], rtol=1e-5, atol=1e-5)
