@@ -1,4 +1,4 @@
-"""A few-minute CPU run of the voxel super-resolution model on the built-in data.
+"""A short CPU run (about 15 minutes) of the voxel super-resolution model on the built-in data.
 
 As `voxels.py` (the original voxel encoder, c_dim 256) with decoder width 128, 8 objects
 x 1,024 points per step, a cosine-decayed learning rate from 1e-3, and the quickstart's
@@ -18,10 +18,10 @@ def get_config():
     config.optim.learning_rate = 1e-3
     config.optim.schedule = "cosine"
     config.train.batch_size = 8
-    config.train.num_steps = 600
+    config.train.num_steps = 2000
     config.train.log_every = 50
-    config.train.eval_every = 200
-    config.train.checkpoint_every = 200
+    config.train.eval_every = 500
+    config.train.checkpoint_every = 500
     config.train.val_objects = 24
     config.train.val_points = 20_000
     config.generate.resolution0 = 32
