@@ -133,6 +133,27 @@ def compare_marching_cubes(args, fn, res):
     return {"res": res, "pymcubes": t_pmc, "jax": t_jax}
 
 
+def _gradient_name(second_order):
+    return "second-order (original)" if second_order else "first-order"
+
+
+def time_refinement(refine_fn, v, f, steps, second_order, repeats):
+    """Times `mise.refine_mesh`; returns (median s, first-call s, distance before, after).
+
+    The distance to the iso-surface is |f - logit(0.2)| / 20 to first order: both
+    test fields have a slope of ~20 logits per unit.
+    """
+    t0 = time.perf_counter()
+    mise.refine_mesh(refine_fn, v, f, steps=steps, second_order=second_order)
+    first = time.perf_counter() - t0
+    t_ref, v_ref = median_time(
+        lambda: mise.refine_mesh(refine_fn, v, f, steps=steps, second_order=second_order), repeats
+    )
+    err0 = np.abs(np.asarray(refine_fn(jnp.asarray(v))) - LOGIT_TH).mean() / 20.0
+    err1 = np.abs(np.asarray(refine_fn(jnp.asarray(v_ref))) - LOGIT_TH).mean() / 20.0
+    return t_ref, first, err0, err1
+
+
 def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, refine_steps, repeats, dense):
     """Times one field at one resolution; prints and returns a summary row."""
     steps = int(np.log2(res // args.resolution0))
@@ -208,21 +229,11 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
 
     orders = {"second": [True], "first": [False], "both": [True, False]}[args.refine_gradient]
     for second_order in orders if refine_steps > 0 else []:
-        name = "second-order (original)" if second_order else "first-order"
-        t0 = time.perf_counter()
-        mise.refine_mesh(refine_fn, v, f, steps=refine_steps, second_order=second_order)
-        first = time.perf_counter() - t0
-        t_ref, v_ref = median_time(
-            lambda so=second_order: mise.refine_mesh(refine_fn, v, f, steps=refine_steps, second_order=so),
-            repeats,
-        )
-        # Distance to the iso-surface, to first order: both fields have slope ~20 logits per unit.
-        err0 = np.abs(np.asarray(refine_fn(jnp.asarray(v))) - LOGIT_TH).mean() / 20.0
-        err1 = np.abs(np.asarray(refine_fn(jnp.asarray(v_ref))) - LOGIT_TH).mean() / 20.0
+        t_ref, first, err0, err1 = time_refinement(refine_fn, v, f, refine_steps, second_order, repeats)
         row["refine" if second_order else "refine_first"] = t_ref
         print(
-            f"{name} refinement: {refine_steps} steps on {len(f):,} faces {t_ref:.3f} s "
-            f"({t_ref / refine_steps:.3f} s/step; first call {first:.2f} s); MISE + refinement "
+            f"{_gradient_name(second_order)} refinement: {refine_steps} steps on {len(f):,} faces "
+            f"{t_ref:.3f} s ({t_ref / refine_steps:.3f} s/step; first call {first:.2f} s); MISE + refinement "
             f"{t_mise + t_ref:.3f} s/mesh; mean |f - logit(0.2)| / 20 (~distance to the surface) "
             f"{err0:.2e} -> {err1:.2e}",
             flush=True,
@@ -232,21 +243,12 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         t_simp, (vs, fs) = median_time(lambda: meshing.simplify_mesh(v, f, args.simplify_nfaces), repeats)
         steps = args.simplified_refine_steps
         for second_order in orders:
-            name = "second-order (original)" if second_order else "first-order"
-            t0 = time.perf_counter()
-            mise.refine_mesh(refine_fn, vs, fs, steps=steps, second_order=second_order)
-            first = time.perf_counter() - t0
-            t_ref, v_ref = median_time(
-                lambda so=second_order: mise.refine_mesh(refine_fn, vs, fs, steps=steps, second_order=so),
-                repeats,
-            )
-            err0 = np.abs(np.asarray(refine_fn(jnp.asarray(vs))) - LOGIT_TH).mean() / 20.0
-            err1 = np.abs(np.asarray(refine_fn(jnp.asarray(v_ref))) - LOGIT_TH).mean() / 20.0
+            t_ref, first, err0, err1 = time_refinement(refine_fn, vs, fs, steps, second_order, repeats)
             row["simplify_refine" if second_order else "simplify_refine_first"] = t_simp + t_ref
             print(
-                f"simplify {len(f):,} -> {len(fs):,} faces {t_simp:.3f} s, then {steps} {name} refinement "
-                f"steps {t_ref:.3f} s ({t_ref / steps:.4f} s/step; first call {first:.2f} s); "
-                f"MISE + simplify + refine {t_mise + t_simp + t_ref:.3f} s/mesh; "
+                f"simplify {len(f):,} -> {len(fs):,} faces {t_simp:.3f} s, then {steps} "
+                f"{_gradient_name(second_order)} refinement steps {t_ref:.3f} s ({t_ref / steps:.4f} s/step; "
+                f"first call {first:.2f} s); MISE + simplify + refine {t_mise + t_simp + t_ref:.3f} s/mesh; "
                 f"mean |f - logit(0.2)| / 20 {err0:.2e} -> {err1:.2e}",
                 flush=True,
             )

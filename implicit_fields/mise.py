@@ -486,6 +486,19 @@ def refine_grid(
         'resolution', 'capacity_growths', 'time_network',
         'time_refine_bookkeeping'.
     """
+    values, stats = _refine_grid_on_device(
+        logit_fn, resolution0=resolution0, upsampling_steps=upsampling_steps, threshold=threshold,
+        padding=padding, batch_points=batch_points, capacity=capacity,
+    )
+    t0 = time.perf_counter()
+    host_values = np.asarray(values)
+    stats["time_refine_bookkeeping"] += time.perf_counter() - t0
+    return host_values, stats
+
+
+def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold, padding, batch_points,
+                           capacity):
+    """`refine_grid` with the final grid left on the device (a jax array)."""
     th = float(_check_args(resolution0, upsampling_steps, threshold, padding, batch_points))
     steps = int(upsampling_steps)
     resolution = int(resolution0) * 2**steps
@@ -540,9 +553,6 @@ def refine_grid(
             )
             time_bookkeeping += time.perf_counter() - t1
         queries.append(level_queries)
-    t0 = time.perf_counter()
-    host_values = np.asarray(values)
-    time_bookkeeping += time.perf_counter() - t0
     stats = {
         "num_queries": int(sum(queries)),
         "queries_per_level": queries,
@@ -552,7 +562,7 @@ def refine_grid(
         "time_network": time_network,
         "time_refine_bookkeeping": time_bookkeeping,
     }
-    return host_values, stats
+    return values, stats
 
 
 def extract_mesh(
@@ -615,7 +625,8 @@ def extract_mesh(
     if marching_cubes not in ("pymcubes", "jax"):
         raise ValueError(f"marching_cubes must be 'pymcubes' or 'jax', got {marching_cubes!r}")
     t0 = time.perf_counter()
-    values, stats = refine_grid(
+    # JAX marching cubes takes the grid where MISE left it (no device -> host -> device copy).
+    values, stats = (_refine_grid_on_device if marching_cubes == "jax" else refine_grid)(
         logit_fn,
         resolution0=resolution0,
         upsampling_steps=upsampling_steps,

@@ -9,6 +9,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from implicit_fields import losses, marching_cubes, meshing, mise
+from mesh_checks import assert_closed_and_oriented, directed_edges, volume_area
 
 R = 0.4
 LOGIT_TH = losses.probability_to_logit(0.2)
@@ -27,28 +28,6 @@ def torus_grid(resolution, major=0.3, minor=0.1):
     p = _grid(resolution) - np.array([0.013, -0.021, 0.007])
     ring = np.sqrt(p[..., 0] ** 2 + p[..., 1] ** 2) - major
     return (LOGIT_TH + 20.0 * (minor - np.sqrt(ring**2 + p[..., 2] ** 2))).astype(np.float32)
-
-
-def _directed_edges(faces):
-    return np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-
-
-def _assert_closed_and_oriented(faces):
-    """Every undirected edge in exactly two faces, traversed once each way."""
-    directed = _directed_edges(faces)
-    undirected = np.sort(directed, axis=1)
-    _, counts = np.unique(undirected, axis=0, return_counts=True)
-    assert np.all(counts == 2), np.bincount(counts)
-    _, counts = np.unique(directed, axis=0, return_counts=True)
-    assert np.all(counts == 1)  # consistent orientation: (a, b) and (b, a), never twice (a, b)
-
-
-def _volume_area(v, f):
-    v = v.astype(np.float64)
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    volume = float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
-    area = float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
-    return volume, area
 
 
 def _assert_same_vertex_set(v, vr, atol=1e-6):
@@ -145,7 +124,7 @@ def test_each_case_is_a_surface_bounded_by_its_face_segments(case):
     occupied = [(case >> c) & 1 for c in range(8)]
     crossing = {e for e in range(12) if occupied[edges[e, 0]] != occupied[edges[e, 1]]}
     assert set(triangles.reshape(-1).tolist()) == crossing
-    directed = [tuple(x) for x in _directed_edges(triangles).tolist()]
+    directed = [tuple(x) for x in directed_edges(triangles).tolist()]
     assert len(set(directed)) == len(directed)
     boundary = {e for e in directed if (e[1], e[0]) not in directed}
     assert boundary == set(segments)
@@ -163,8 +142,8 @@ def test_every_single_cell_case_is_closed_outward_and_matches_pymcubes():
         for c, (dx, dy, dz) in enumerate(marching_cubes.CORNERS):
             values[dx, dy, dz] = 2.0 * bits[c] - 1.0 + 0.1 * c  # distinct positions along edges
         v, f = marching_cubes.marching_cubes(values, 0.0)
-        _assert_closed_and_oriented(f)
-        assert _volume_area(v, f)[0] > 0, case
+        assert_closed_and_oriented(f)
+        assert volume_area(v, f)[0] > 0, case
         vr, _ = meshing.marching_cubes(values, 0.0)
         _assert_same_vertex_set(v, vr)
 
@@ -178,13 +157,13 @@ def test_sphere_64_closed_outward_and_pymcubes_vertices():
     values = sphere_grid(64)
     v, f = marching_cubes.marching_cubes(values, LOGIT_TH)
     assert v.dtype == np.float32 and f.dtype == np.int64 and v.shape[1] == 3 and f.shape[1] == 3
-    _assert_closed_and_oriented(f)
+    assert_closed_and_oriented(f)
     vr, fr = meshing.marching_cubes(values, LOGIT_TH)
     _assert_same_vertex_set(v, vr)
     assert len(f) == len(fr)
-    volume, _ = _volume_area(v, f)
+    volume, _ = volume_area(v, f)
     assert volume > 0
-    assert abs(volume - _volume_area(vr, fr)[0]) < 1e-3 * volume
+    assert abs(volume - volume_area(vr, fr)[0]) < 1e-3 * volume
     _assert_same_as_reference((v, f), values, LOGIT_TH)
     v2, f2 = marching_cubes.marching_cubes(jnp.asarray(values), LOGIT_TH)  # a device array works too
     np.testing.assert_array_equal(v2, v)
@@ -193,8 +172,8 @@ def test_sphere_64_closed_outward_and_pymcubes_vertices():
 
 def test_sphere_128_volume_and_area_within_one_percent():
     v, f = marching_cubes.marching_cubes(sphere_grid(128), LOGIT_TH)
-    _assert_closed_and_oriented(f)
-    volume, area = _volume_area(v, f)
+    assert_closed_and_oriented(f)
+    volume, area = volume_area(v, f)
     assert abs(volume - 4 / 3 * np.pi * R**3) / (4 / 3 * np.pi * R**3) < 0.01
     assert abs(area - 4 * np.pi * R**2) / (4 * np.pi * R**2) < 0.01
     assert np.abs(np.linalg.norm(v, axis=1) - R).mean() < 1e-4
@@ -204,9 +183,9 @@ def test_torus_closed_and_pymcubes_vertices():
     values = torus_grid(64)  # the sphere's grid size: the compiled function is reused
     v, f = marching_cubes.marching_cubes(values, LOGIT_TH, padding=0.1)
     assert len(f) > 1000
-    _assert_closed_and_oriented(f)
+    assert_closed_and_oriented(f)
     _assert_same_vertex_set(v, meshing.marching_cubes(values, LOGIT_TH)[0])
-    assert _volume_area(v, f)[0] > 0
+    assert volume_area(v, f)[0] > 0
     _assert_same_as_reference((v, f), values, LOGIT_TH)
 
 
@@ -219,14 +198,14 @@ def test_random_noise_closed_and_pymcubes_vertices(seed):
     ambiguous = (s[:-1, :-1] == s[1:, 1:]) & (s[1:, :-1] == s[:-1, 1:]) & (s[:-1, :-1] != s[1:, :-1])
     assert ambiguous.sum() > 200
     v, f = marching_cubes.marching_cubes(values, 0.0, padding=0.25, capacity=1 << 14)
-    _assert_closed_and_oriented(f)
+    assert_closed_and_oriented(f)
     vr, _ = meshing.marching_cubes(values, 0.0, padding=0.25)
     _assert_same_vertex_set(v, vr)
     # Against the numpy reference, with an unoccupied border (vertices on the
     # padding layer nearly coincide, so the vertex correspondence needs them apart).
     values[[0, -1], :, :] = values[:, [0, -1], :] = values[:, :, [0, -1]] = -1.0
     v, f = marching_cubes.marching_cubes(values, 0.0, padding=0.25, capacity=1 << 14)
-    _assert_closed_and_oriented(f)
+    assert_closed_and_oriented(f)
     _assert_same_as_reference((v, f), values, 0.0, padding=0.25)
 
 
@@ -246,9 +225,9 @@ def test_empty_full_and_nan():
     v, f = marching_cubes.marching_cubes(full, 0.0)
     vr, fr = meshing.marching_cubes(full, 0.0)
     _assert_same_vertex_set(v, vr)
-    _assert_closed_and_oriented(f)
-    assert abs(_volume_area(v, f)[0] - _volume_area(vr, fr)[0]) < 1e-6
-    assert abs(_volume_area(v, f)[0] - 1.1**3) < 1e-4  # the box's boundary
+    assert_closed_and_oriented(f)
+    assert abs(volume_area(v, f)[0] - volume_area(vr, fr)[0]) < 1e-6
+    assert abs(volume_area(v, f)[0] - 1.1**3) < 1e-4  # the box's boundary
     bad = full.copy()
     bad[1, 2, 3] = np.nan
     with pytest.raises(ValueError, match="NaN at 1 of 729"):
@@ -285,7 +264,7 @@ def test_mise_extract_mesh_with_jax_marching_cubes():
     kw = dict(resolution0=8, upsampling_steps=1)
     v, f = mise.extract_mesh(sphere, marching_cubes="jax", **kw)
     vr, fr = mise.extract_mesh(sphere, **kw)  # PyMCubes, the default
-    _assert_closed_and_oriented(f)
+    assert_closed_and_oriented(f)
     _assert_same_vertex_set(v, vr)
     assert len(f) == len(fr)
     with pytest.raises(ValueError, match="marching_cubes"):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from implicit_fields import losses, meshing
+from mesh_checks import edges_shared_twice, volume_area
 
 R = 0.4
 
@@ -14,17 +15,6 @@ def sphere_logits(points, radius=R, center=(0.0, 0.0, 0.0)):
     """The reference note's analytic field: logit(0.2) + 20 (r - |p - c|); surface at |p - c| = r."""
     d = jnp.linalg.norm(points - jnp.asarray(center, points.dtype)[None, :], axis=-1)
     return losses.probability_to_logit(0.2) + 20.0 * (radius - d)
-
-
-def _edges_shared_twice(faces):
-    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    _, counts = np.unique(e, axis=0, return_counts=True)
-    return np.all(counts == 2)
-
-
-def _signed_volume(v, f):
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
 def test_grid_points_span_the_padded_box():
@@ -41,8 +31,8 @@ def test_dense_sphere_is_watertight_outward_and_accurate():
     assert stats["num_queries"] == 65**3 and stats["resolution"] == 64
     r = np.linalg.norm(v, axis=1)
     assert np.abs(r - R).mean() < 1e-3  # the field is linear in r near the surface
-    assert _edges_shared_twice(f)
-    vol = _signed_volume(v, f)
+    assert edges_shared_twice(f)
+    vol, _ = volume_area(v, f)
     assert vol > 0  # outward faces
     assert abs(vol - 4 / 3 * np.pi * R**3) / (4 / 3 * np.pi * R**3) < 0.01
 
@@ -55,7 +45,7 @@ def test_shifted_sphere_lands_where_the_field_says():
 
 def test_full_field_gives_the_closed_box_and_empty_field_no_mesh():
     v, f = meshing.extract_mesh_dense(lambda p: jnp.full(p.shape[:1], 10.0), resolution=8)
-    assert len(f) > 0 and _edges_shared_twice(f)
+    assert len(f) > 0 and edges_shared_twice(f)
     np.testing.assert_allclose(np.abs(v).max(), 0.55, atol=0.55 / 8)
     v, f = meshing.extract_mesh_dense(lambda p: jnp.full(p.shape[:1], -10.0), resolution=8)
     assert len(v) == 0 and len(f) == 0

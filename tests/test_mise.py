@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from implicit_fields import losses, meshing, metrics, mise
+from mesh_checks import edges_shared_twice, volume_area
 
 R = 0.4
 LOGIT_TH = losses.probability_to_logit(0.2)
@@ -52,20 +53,6 @@ SPHERE = jax.jit(sphere_logits)
 CODES = np.array([[0.4, 0.0, 0.0, 0.0], [0.27, 0.11, -0.09, 0.05], [0.18, -0.2, 0.13, -0.17]], np.float32)
 
 
-def _edges_shared_twice(faces):
-    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    _, counts = np.unique(e, axis=0, return_counts=True)
-    return bool(np.all(counts == 2))
-
-
-def _volume_area(v, f):
-    v = v.astype(np.float64)
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    volume = float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
-    area = float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
-    return volume, area
-
-
 def _assert_same_mesh(mesh, reference, atol=1e-6):
     (v, f), (vr, fr) = mesh[:2], reference[:2]
     assert f.shape == fr.shape and v.shape == vr.shape, (f.shape, fr.shape)
@@ -97,8 +84,8 @@ def test_sphere_128_matches_dense_with_under_10_percent_of_the_queries(sphere_12
 
 def test_sphere_128_is_closed_outward_and_accurate(sphere_128):
     (v, f, _), _ = sphere_128
-    assert _edges_shared_twice(f)
-    volume, area = _volume_area(v, f)
+    assert edges_shared_twice(f)
+    volume, area = volume_area(v, f)
     assert volume > 0  # outward faces
     assert abs(volume - 4 / 3 * np.pi * R**3) / (4 / 3 * np.pi * R**3) < 0.01
     assert abs(area - 4 * np.pi * R**2) / (4 * np.pi * R**2) < 0.01
@@ -112,7 +99,7 @@ def test_analytic_shapes_match_dense(field):
     dense = meshing.extract_mesh_dense(fn, resolution=32)
     assert len(f) > 1000
     _assert_same_mesh((v, f), dense)
-    assert _edges_shared_twice(f)
+    assert edges_shared_twice(f)
     assert stats["num_queries"] < 0.5 * 33**3
 
 
@@ -141,7 +128,7 @@ def test_refinement_propagates_into_a_neighbouring_coarse_cell():
     assert stats["rounds"] > 3  # closure rounds ran
     dense = meshing.extract_mesh_dense(fn, resolution=32)
     _assert_same_mesh((v, f), dense)
-    assert _edges_shared_twice(f)
+    assert edges_shared_twice(f)
     assert v[:, 0].max() > 1.3 * h
 
 
@@ -152,7 +139,7 @@ def test_empty_and_full_fields():
     v, f, stats = mise.extract_mesh(full, resolution0=8, upsampling_steps=2, return_stats=True)
     assert stats["num_queries"] == 9**3  # nothing straddles: no refinement
     _assert_same_mesh((v, f), meshing.extract_mesh_dense(full, resolution=32))
-    assert _edges_shared_twice(f)
+    assert edges_shared_twice(f)
     np.testing.assert_allclose(np.abs(v).max(axis=0), 0.55, atol=1e-6)  # the padded cube's boundary
 
 
@@ -251,8 +238,8 @@ def test_simplification_to_a_face_budget_keeps_a_closed_accurate_sphere(sphere_1
     (v, f, _), _ = sphere_128
     vs, fs = meshing.simplify_mesh(v, f, 2000)
     assert 1500 <= fs.shape[0] <= 2000, fs.shape
-    assert _edges_shared_twice(fs)  # still closed
-    volume, _ = _volume_area(vs, fs)
+    assert edges_shared_twice(fs)  # still closed
+    volume, _ = volume_area(vs, fs)
     assert volume > 0  # orientation kept
     # 2000 flat faces under-estimate the volume by a little; vertices stay near the sphere.
     assert abs(volume - 4 / 3 * np.pi * R**3) / (4 / 3 * np.pi * R**3) < 0.02

@@ -53,6 +53,8 @@ __all__ = [
     "generate_object",
     "generate_dataset",
     "split_counts",
+    "object_folders",
+    "load_shape",
     "model_id",
     "voxelize_shape",
     "add_voxels",
@@ -356,12 +358,35 @@ def _check_existing(folder, params):
         )
 
 
+def load_shape(object_folder):
+    """The exact normalised shape of a built-in object (its ``shape.json``).
+
+    Args:
+        object_folder: ``DATASET/<synset>/<model_id>``.
+
+    Returns:
+        :class:`~implicit_fields.shapes.Shape` in the object's normalised coordinates
+        (those of ``points.npz``).
+
+    Raises:
+        DataFormatError: a missing or invalid ``shape.json`` (the message names it).
+    """
+    path = os.path.join(os.fspath(object_folder), _SHAPE_FILE)
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return Shape.from_dict(json.load(f))
+    except FileNotFoundError as e:
+        raise onet_format.DataFormatError(f"{path}: file not found (not a built-in object?)") from e
+    except (ValueError, TypeError, KeyError) as e:
+        raise onet_format.DataFormatError(f"{path}: not a valid shape ({e})") from e
+
+
 # --------------------------------------------------------------------------------------
 # Voxelisations.
 # --------------------------------------------------------------------------------------
 
 
-def _object_folders(dataset_dir, categories=None):
+def object_folders(dataset_dir, categories=None):
     """(synset, model id, folder) of every built-in object (a folder with shape.json).
 
     Args:
@@ -369,7 +394,7 @@ def _object_folders(dataset_dir, categories=None):
         categories: None for every category folder, or names/synsets (str or list).
 
     Raises:
-        ValueError: a requested category folder is missing.
+        DataFormatError: a requested category folder is missing.
     """
     dataset_dir = os.fspath(dataset_dir)
     if categories is None:
@@ -385,7 +410,7 @@ def _object_folders(dataset_dir, categories=None):
     for synset in synsets:
         cat_dir = os.path.join(dataset_dir, synset)
         if not os.path.isdir(cat_dir):
-            raise ValueError(f"{cat_dir}: category folder not found")
+            raise onet_format.DataFormatError(f"{cat_dir}: category folder not found")
         for entry in sorted(os.listdir(cat_dir)):
             folder = os.path.join(cat_dir, entry)
             if not entry.startswith(_TMP_PREFIX) and os.path.isfile(os.path.join(folder, _SHAPE_FILE)):
@@ -466,13 +491,7 @@ def _write_voxels(task):
     out = os.path.join(folder, binvox.VOXELS_FILE)
     if os.path.exists(out):
         return out
-    path = os.path.join(folder, _SHAPE_FILE)
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            shape = Shape.from_dict(json.load(f))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: cannot read the exact shape to voxelise ({e})") from e
-    binvox.write_binvox(out, voxelize_shape(shape, resolution))
+    binvox.write_binvox(out, voxelize_shape(load_shape(folder), resolution))
     return out
 
 
@@ -498,7 +517,7 @@ def add_voxels(dataset_dir, resolution=32, categories=None, num_workers=None, pr
     """
     tasks = [
         (folder, int(resolution))
-        for _, _, folder in _object_folders(dataset_dir, categories)
+        for _, _, folder in object_folders(dataset_dir, categories)
         if not os.path.exists(os.path.join(folder, binvox.VOXELS_FILE))
     ]
     return _run_tasks(_write_voxels, tasks, num_workers, progress, "voxelise")
@@ -607,13 +626,7 @@ def render_images(shape, folder, n_views=24, resolution=64, seed=0, radius=2.0,
 def _write_images(task):
     """Render one object folder's img_choy2016 from its shape.json."""
     folder, n_views, resolution, seed = task
-    path = os.path.join(folder, _SHAPE_FILE)
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            shape = Shape.from_dict(json.load(f))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: cannot read the exact shape to render ({e})") from e
-    render_images(shape, os.path.join(folder, IMAGES_DIR), n_views, resolution, seed)
+    render_images(load_shape(folder), os.path.join(folder, IMAGES_DIR), n_views, resolution, seed)
     return folder
 
 
@@ -661,7 +674,7 @@ def add_images(dataset_dir, n_views=24, resolution=64, categories=None, seed=0, 
     import zlib
 
     tasks = []
-    for synset, entry, folder in _object_folders(dataset_dir, categories):
+    for synset, entry, folder in object_folders(dataset_dir, categories):
         if not images_done(folder, n_views, resolution):
             obj_seed = [int(seed), zlib.crc32(synset.encode()), zlib.crc32(entry.encode()), 2016]
             tasks.append((folder, int(n_views), int(resolution), obj_seed))

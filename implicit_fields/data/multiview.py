@@ -43,8 +43,10 @@ from tqdm import tqdm
 
 from implicit_fields import cameras as cam_lib
 from implicit_fields import vis
+from implicit_fields.data import builtin
+from implicit_fields.data.builtin import load_shape  # noqa: F401 - re-exported (see __all__)
 from implicit_fields.data.onet_format import DataFormatError
-from implicit_fields.shapes import Box, Capsule, Cylinder, Shape, Sphere, Torus
+from implicit_fields.shapes import Box, Capsule, Cylinder, Sphere, Torus
 
 __all__ = [
     "IMAGE_DIR",
@@ -75,7 +77,6 @@ INFO_FILE = "multiview.json"
 MULTIVIEW_VERSION = 1
 """Bumped whenever the renderer's output changes; stored in every multiview.json."""
 
-_SHAPE_FILE = "shape.json"
 _TMP_PREFIX = ".tmp-multiview-"
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
@@ -751,26 +752,6 @@ def write_multiview(
     return record
 
 
-def load_shape(object_folder):
-    """The exact normalised shape of a built-in object (its ``shape.json``).
-
-    Args:
-        object_folder: ``DATASET/<synset>/<model_id>``.
-
-    Returns:
-        :class:`~implicit_fields.shapes.Shape` in the object's normalised coordinates
-        (those of ``points.npz``).
-    """
-    path = os.path.join(os.fspath(object_folder), _SHAPE_FILE)
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            return Shape.from_dict(json.load(f))
-    except FileNotFoundError as e:
-        raise DataFormatError(f"{path}: file not found (not a built-in object?)") from e
-    except (ValueError, TypeError, KeyError) as e:
-        raise DataFormatError(f"{path}: not a valid shape ({e})") from e
-
-
 def _object_seed(seed, synset, model):
     return [int(seed), zlib.crc32(synset.encode()), zlib.crc32(model.encode())]
 
@@ -811,32 +792,14 @@ def generate_multiview_dataset(
     Returns:
         list of the object folders (rendered now or before).
     """
-    from implicit_fields.shapes import category_synset  # Local: keeps imports light.
-
     dataset_dir = os.fspath(dataset_dir)
     if not os.path.isdir(dataset_dir):
         raise DataFormatError(f"{dataset_dir}: dataset folder not found")
-    if categories is None:
-        synsets = sorted(
-            d
-            for d in os.listdir(dataset_dir)
-            if os.path.isdir(os.path.join(dataset_dir, d)) and not d.startswith(".")
-        )
-    else:
-        synsets = [category_synset(c) for c in ([categories] if isinstance(categories, str) else categories)]
-    objects = []
-    for synset in synsets:
-        cat_dir = os.path.join(dataset_dir, synset)
-        if not os.path.isdir(cat_dir):
-            raise DataFormatError(f"{cat_dir}: category folder not found")
-        models = sorted(
-            m
-            for m in os.listdir(cat_dir)
-            if not m.startswith(".") and os.path.isfile(os.path.join(cat_dir, m, _SHAPE_FILE))
-        )
-        if max_objects is not None:
-            models = models[: int(max_objects)]
-        objects += [(synset, m) for m in models]
+    objects, per_synset = [], {}
+    for synset, model, _ in builtin.object_folders(dataset_dir, categories):
+        per_synset[synset] = per_synset.get(synset, 0) + 1
+        if max_objects is None or per_synset[synset] <= int(max_objects):
+            objects.append((synset, model))
     height, width = _resolution(resolution)
     done = []
     for synset, model in tqdm(objects, disable=not progress, desc="multi-view", unit="obj"):

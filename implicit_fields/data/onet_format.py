@@ -136,7 +136,7 @@ def _load_npz(path, required, optional=()):
 # --------------------------------------------------------------------------------------
 
 
-def write_points_npz(path, points, occupancies, loc, scale):
+def write_points_npz(path, points, occupancies, loc, scale, num_uniform=None):
     """Write ``points.npz`` exactly as the original ``sample_mesh.py --packbits --float16``.
 
     Args:
@@ -145,6 +145,8 @@ def write_points_npz(path, points, occupancies, loc, scale):
         occupancies: (N,) bool (or 0/1), stored as ``np.packbits`` uint8 (ceil(N / 8),).
         loc: (3,) float, stored as float64.
         scale: float > 0, stored as a float64 scalar.
+        num_uniform: optional int in [0, N], stored as the extra key ``num_uniform``
+            (ours, see `load_points_npz`); None writes the original's keys only.
     """
     pts = _check_points(path, "points", points)
     occ = np.asarray(occupancies)
@@ -155,12 +157,18 @@ def write_points_npz(path, points, occupancies, loc, scale):
             _fail(path, "'occupancies' must be boolean (0/1)")
         occ = occ.astype(bool)
     loc, scale = _check_loc_scale(path, loc, scale)
+    extra = {}
+    if num_uniform is not None:
+        if not 0 <= int(num_uniform) <= pts.shape[0]:
+            _fail(path, f"'num_uniform' must be in [0, {pts.shape[0]}], got {num_uniform}")
+        extra["num_uniform"] = np.int64(num_uniform)
     _write_npz(
         path,
         points=_to_float16(path, "points", pts),
         occupancies=np.packbits(occ),
         loc=loc,
         scale=np.float64(scale),
+        **extra,
     )
 
 

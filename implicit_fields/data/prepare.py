@@ -532,9 +532,10 @@ def _write_object(task):
     """Convert one mesh and write its folder atomically; returns a report record."""
     final = os.path.join(task["category_dir"], task["model_id"])
     record = {"model_id": task["model_id"], "source": task["source"]}
+    p = task["params"]
     if os.path.isdir(final):
         record["status"] = "exists"
-        views, resolution = task["render_views"], task["render_resolution"]
+        views, resolution = p["render_views"], p["render_resolution"]
         if views and not builtin.images_done(final, views, resolution):
             try:
                 _render_existing(final, task)
@@ -545,15 +546,15 @@ def _write_object(task):
     try:
         obj = prepare_object(
             task["source"],
-            seed=_object_seed(task["seed"], task["model_id"]),
-            num_points=task["num_points"],
-            num_surface_points=task["num_surface_points"],
-            surface_fraction=task["surface_fraction"],
-            surface_sigma=task["surface_sigma"],
-            voxel_resolution=task["voxel_resolution"],
+            seed=_object_seed(p["seed"], task["model_id"]),
+            num_points=p["num_points"],
+            num_surface_points=p["num_surface_points"],
+            surface_fraction=p["surface_fraction"],
+            surface_sigma=p["surface_sigma"],
+            voxel_resolution=p["voxel_resolution"],
             winding_budget=task["winding_budget"],
-            render_views=task["render_views"],
-            render_resolution=task["render_resolution"],
+            render_views=p["render_views"],
+            render_resolution=p["render_resolution"],
         )
     except MeshError as e:
         return dict(record, status="skipped", reason=str(e))
@@ -563,12 +564,10 @@ def _write_object(task):
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
-    points_path = os.path.join(tmp, onet_format.POINTS_FILE)
-    onet_format.write_points_npz(points_path, obj["points"], obj["occupancies"], obj["loc"], obj["scale"])
-    with np.load(points_path) as data:  # Add num_uniform next to the standard keys.
-        arrays = {k: data[k] for k in data.files}
-    with open(points_path, "wb") as f:
-        np.savez(f, num_uniform=np.int64(obj["num_uniform"]), **arrays)
+    onet_format.write_points_npz(
+        os.path.join(tmp, onet_format.POINTS_FILE), obj["points"], obj["occupancies"], obj["loc"],
+        obj["scale"], num_uniform=obj["num_uniform"],
+    )
     onet_format.write_pointcloud_npz(
         os.path.join(tmp, onet_format.POINTCLOUD_FILE),
         obj["surface_points"], obj["normals"], obj["loc"], obj["scale"],
@@ -608,8 +607,8 @@ def _render_existing(folder, task):
     world, faces = load_mesh(task["source"])
     vertices = (world - stored["loc"]) / stored["scale"]
     images, cams, rec = render_mesh_images(
-        vertices, faces, task["render_views"], task["render_resolution"],
-        _image_seed(_object_seed(task["seed"], task["model_id"])),
+        vertices, faces, task["params"]["render_views"], task["params"]["render_resolution"],
+        _image_seed(_object_seed(task["params"]["seed"], task["model_id"])),
     )
     builtin.write_images(os.path.join(folder, builtin.IMAGES_DIR), images, cams, rec)
 
@@ -728,21 +727,8 @@ def prepare_dataset(
         "render_resolution": int(render_resolution),
     }
     tasks = [
-        {
-            "category_dir": cat_dir,
-            "model_id": mid,
-            "source": path,
-            "seed": int(seed),
-            "num_points": int(num_points),
-            "num_surface_points": int(num_surface_points),
-            "surface_fraction": float(surface_fraction),
-            "surface_sigma": float(surface_sigma),
-            "voxel_resolution": int(voxel_resolution),
-            "winding_budget": float(winding_budget),
-            "render_views": int(render_views),
-            "render_resolution": int(render_resolution),
-            "params": params,
-        }
+        {"category_dir": cat_dir, "model_id": mid, "source": path,
+         "winding_budget": float(winding_budget), "params": params}
         for mid, path in meshes
     ]
     workers = builtin._usable_cores() if num_workers is None else int(num_workers)
