@@ -16,7 +16,11 @@ refinement, with the original's second-order gradient and with the
 first-order one (`refine_mesh(second_order=False)`, exact for ReLU decoders;
 the test field's sphere term is smooth, so the two differ slightly there).
 Times are medians of warm runs (compilation excluded; the first call is
-reported separately).
+reported separately). Each case also times MISE with `subdivision='surface'`
+(only the new corners of the fine cells the surface crosses are evaluated),
+and with `--compare-marching-cubes` that plus the jitted marching cubes: the
+fastest settings. `--compare-batch-points 100000` times the original's chunk
+size against the default one (4096 points per call on the CPU).
 
 With `--compare-marching-cubes` it also times marching cubes alone on the
 sphere's dense grid at each resolution, and MISE with each: PyMCubes on the host
@@ -133,6 +137,10 @@ def compare_marching_cubes(args, fn, res):
     return {"res": res, "pymcubes": t_pmc, "jax": t_jax}
 
 
+def batch_label(args):
+    return f"batch_points={args.batch_points or meshing.default_batch_points():,}"
+
+
 def _gradient_name(second_order):
     return "second-order (original)" if second_order else "first-order"
 
@@ -177,6 +185,28 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         flush=True,
     )
     row = {"case": label, "mise": t_mise, "queries": st["num_queries"], "dense": None}
+    if args.compare_batch_points:
+        kw_b = dict(kw, batch_points=args.compare_batch_points)
+        mise.extract_mesh(fn, **kw_b)
+        t_b, (vb, fb, sb) = median_time(lambda: mise.extract_mesh(fn, return_stats=True, **kw_b), repeats)
+        print(
+            f"MISE with batch_points={args.compare_batch_points:,}: {t_b:8.3f} s/mesh  network "
+            f"{sb['time_network']:.3f}  ({t_b / t_mise:.2f}x the time with {batch_label(args)});  "
+            f"meshes: {same_mesh((vb, fb), (v, f))}",
+            flush=True,
+        )
+    if not args.skip_surface:
+        kw_s = dict(kw, subdivision="surface")
+        mise.extract_mesh(fn, **kw_s)
+        t_s, (vs, fs, ss) = median_time(lambda: mise.extract_mesh(fn, return_stats=True, **kw_s), repeats)
+        row["surface"] = t_s
+        print(
+            f"MISE subdivision='surface': {t_s:8.3f} s/mesh  network {ss['time_network']:.3f}  queries "
+            f"{ss['num_queries']:,} ({ss['num_queries'] / st['num_queries']:.2f}x) per level "
+            f"{ss['queries_per_level']}  rounds {ss['rounds']}  cells / surface = {t_mise / t_s:.2f}x;  "
+            f"meshes: {same_mesh((vs, fs), (v, f))}",
+            flush=True,
+        )
     if args.compare_marching_cubes:
         mise.extract_mesh(fn, marching_cubes="jax", **kw)
         t_jmc, (vj, fj, sj) = median_time(
@@ -188,6 +218,17 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
             f"(PyMCubes {st['time_marching_cubes']:.3f})  {len(vj):,} vertices {len(fj):,} faces",
             flush=True,
         )
+        if not args.skip_surface:
+            kw_f = dict(kw, subdivision="surface", marching_cubes="jax")
+            mise.extract_mesh(fn, **kw_f)
+            t_f, (vf, ff, sf) = median_time(lambda: mise.extract_mesh(fn, return_stats=True, **kw_f), repeats)
+            row["fast"] = t_f
+            print(
+                f"MISE subdivision='surface' + JAX marching cubes: {t_f:8.3f} s/mesh  network "
+                f"{sf['time_network']:.3f}  bookkeeping {sf['time_refine_bookkeeping']:.3f}  marching cubes "
+                f"{sf['time_marching_cubes']:.3f}  ({t_mise / t_f:.2f}x faster than plain MISE)",
+                flush=True,
+            )
 
     if dense == "skip":
         print("dense: skipped")
@@ -262,7 +303,12 @@ def main():
     parser.add_argument("--fields", nargs="+", default=["sphere", "cbn"], choices=["sphere", "cbn"])
     parser.add_argument("--resolutions", nargs="+", type=int, default=[128, 256], choices=[64, 128, 256, 512])
     parser.add_argument("--resolution0", type=int, default=32)
-    parser.add_argument("--batch-points", type=int, default=100_000)
+    parser.add_argument("--batch-points", type=int, default=0,
+                        help="points per network call; 0: the library's default (CPU 4096, GPU/TPU 100k)")
+    parser.add_argument("--compare-batch-points", type=int, default=0,
+                        help="also time MISE with this many points per call (e.g. 100000, the original's)")
+    parser.add_argument("--skip-surface", action="store_true",
+                        help="skip MISE with subdivision='surface' (fewer queries, same mesh here)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the sphere cases (median)")
     parser.add_argument("--cbn-repeats", type=int, default=1, help="timed runs of the CBN cases")
     parser.add_argument("--batch", type=int, default=4, help="objects in the batched form")
@@ -286,7 +332,8 @@ def main():
                         help="only the marching cubes comparison (implies --compare-marching-cubes)")
     args = parser.parse_args()
 
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
+    args.batch_points = args.batch_points or None  # None: meshing.default_batch_points()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs, {batch_label(args)}")
     rng = np.random.default_rng(0)
     sphere_fn = jax.jit(sphere_logits)
     sphere_codes = jnp.asarray(rng.uniform(-0.05, 0.05, size=(max(args.batch, 1), 3)).astype(np.float32))
@@ -343,12 +390,17 @@ def main():
     if not rows:
         return
     print("\n== summary (seconds per mesh) ==")
-    print(f"{'case':<12} {'MISE':>9} {'dense':>9} {'dense/MISE':>10} {'queries':>10} {'batched m/s':>12}")
+    print(f"{'case':<12} {'MISE':>9} {'surface':>9} {'+JAX MC':>9} {'dense':>9} {'dense/MISE':>10} "
+          f"{'queries':>10} {'batched m/s':>12}")
+
+    def cell(r, key, fmt="9.3f"):
+        return f"{r[key]:{fmt}}" if r.get(key) is not None else f"{'-':>9}"
+
     for r in rows:
-        dense = f"{r['dense']:9.3f}" if r["dense"] is not None else f"{'-':>9}"
         ratio = f"{r['dense'] / r['mise']:9.1f}x" if r["dense"] is not None else f"{'-':>10}"
         batched = f"{r['batched']:12.2f}" if "batched" in r else f"{'-':>12}"
-        print(f"{r['case']:<12} {r['mise']:9.3f} {dense} {ratio} {r['queries']:>10,} {batched}")
+        print(f"{r['case']:<12} {r['mise']:9.3f} {cell(r, 'surface')} {cell(r, 'fast')} {cell(r, 'dense')} "
+              f"{ratio} {r['queries']:>10,} {batched}")
 
 
 if __name__ == "__main__":

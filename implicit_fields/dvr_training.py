@@ -315,7 +315,7 @@ def generate(config, workdir: str, decoder=None, state=None) -> Dict[str, Any]:
     vertices, faces, stats = mise.extract_mesh(
         jax.jit(lambda p: logit_fn(params, p)), resolution0=config.generate.resolution0,
         upsampling_steps=config.generate.upsampling_steps, threshold=config.loss.threshold,
-        padding=config.loss.padding, batch_points=config.generate.batch_points, return_stats=True)
+        padding=config.loss.padding, batch_points=config.generate.batch_points or None, return_stats=True)
     t_mesh = time.perf_counter() - t0
     colors = np.asarray(rgb_fn(params, jnp.asarray(vertices))) if len(vertices) else np.zeros((0, 3))
     mesh_path = os.path.join(workdir, "mesh.ply")

@@ -89,7 +89,7 @@ def extract(config, logit_fn):
     common = dict(
         threshold=config.train.threshold,
         padding=gen.padding,
-        batch_points=gen.batch_points,
+        batch_points=gen.batch_points or None,
         return_stats=True,
     )
     if gen.method == "mise":
@@ -102,6 +102,7 @@ def extract(config, logit_fn):
             refinement_key=jax.random.key(config.seed),
             refinement_second_order=refinement_second_order(config),
             marching_cubes=gen.get("marching_cubes", "pymcubes"),
+            subdivision=gen.get("subdivision", "cells"),
             **common,
         )
     if gen.method == "dense":

@@ -11,8 +11,9 @@ Faces are oriented outward (occupied side = inside).
 """
 
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
+import jax
 import mcubes
 import numpy as np
 
@@ -42,30 +43,69 @@ def grid_points(resolution: int, padding: float = 0.1) -> np.ndarray:
     return grid.reshape(-1, 3)
 
 
-def evaluate_points(logit_fn: LogitFn, points: np.ndarray, batch_points: int = 100_000) -> np.ndarray:
+def default_batch_points() -> int:
+    """Points per network call when none is given.
+
+    100,000 (the original's chunk) on GPU and TPU. On the CPU, 4096: chunks
+    whose 256-wide activations stay in cache run the ONet decoders about 1.3x
+    faster than 100,000-point chunks (`benchmarks/mise.py --batch-points`).
+    """
+    return 4096 if jax.default_backend() == "cpu" else 100_000
+
+
+def evaluate_chunks(logit_fn: LogitFn, points: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """Calls `logit_fn` on consecutive chunks of `points` with the given sizes.
+
+    Chunks running past the end are zero-padded. Every call is issued before
+    any result is read back, so an accelerator (or XLA's CPU thread pool)
+    never waits for the host between chunks.
+
+    Args:
+      logit_fn: maps float32 points [n, 3] to logits [n].
+      points: float32 numpy [N, 3].
+      sizes: chunk sizes (each a shape `logit_fn` is called with).
+
+    Returns:
+      float32 numpy [min(N, sum(sizes))].
+
+    Raises:
+      ValueError: when `logit_fn` returns another shape than (n,).
+    """
+    n = points.shape[0]
+    outputs, start = [], 0
+    for size in sizes:
+        chunk = points[start : start + size]
+        if chunk.shape[0] < size:
+            chunk = np.concatenate([chunk, np.zeros((size - chunk.shape[0], 3), np.float32)])
+        outputs.append(logit_fn(chunk))
+        start += size
+    results = []
+    for size, values in zip(sizes, outputs):
+        if getattr(values, "shape", None) != (size,):
+            raise ValueError(
+                f"logit_fn must map points (N, 3) to logits (N,); got shape "
+                f"{getattr(values, 'shape', type(values).__name__)} for N={size}"
+            )
+        results.append(np.asarray(values, np.float32))
+    if not results:
+        return np.zeros(0, np.float32)
+    return np.concatenate(results)[:n]
+
+
+def evaluate_points(logit_fn: LogitFn, points: np.ndarray, batch_points: Optional[int] = None) -> np.ndarray:
     """Evaluates `logit_fn` on `points` in fixed-size chunks (the last one padded).
 
     Fixed chunk shapes mean a jitted `logit_fn` compiles once.
+
+    Args:
+      batch_points: points per call (default: `default_batch_points()`).
 
     Returns:
       float32 [N].
     """
     n = points.shape[0]
-    batch_points = int(min(batch_points, max(n, 1)))
-    out = np.empty(n, np.float32)
-    for start in range(0, n, batch_points):
-        chunk = points[start : start + batch_points]
-        m = chunk.shape[0]
-        if m < batch_points:
-            chunk = np.concatenate([chunk, np.zeros((batch_points - m, 3), chunk.dtype)])
-        values = np.asarray(logit_fn(chunk), np.float32)
-        if values.shape != (batch_points,):
-            raise ValueError(
-                f"logit_fn must map points (N, 3) to logits (N,); got shape {values.shape} "
-                f"for N={batch_points}"
-            )
-        out[start : start + m] = values[:m]
-    return out
+    batch_points = int(min(batch_points or default_batch_points(), max(n, 1)))
+    return evaluate_chunks(logit_fn, np.asarray(points, np.float32), [batch_points] * (-(-n // batch_points)))
 
 
 def marching_cubes(
@@ -134,7 +174,7 @@ def extract_mesh_dense(
     resolution: int = 128,
     threshold: float = 0.2,
     padding: float = 0.1,
-    batch_points: int = 100_000,
+    batch_points: Optional[int] = None,
     return_stats: bool = False,
 ):
     """Evaluates the field on the full `(R+1)^3` grid, then runs marching cubes.
@@ -144,7 +184,8 @@ def extract_mesh_dense(
       resolution: cells per side R.
       threshold: occupancy probability of the surface (0.2 in the ONet configs).
       padding: box padding (the box has side 1 + padding).
-      batch_points: points per call of `logit_fn`.
+      batch_points: points per call of `logit_fn` (default:
+        `default_batch_points()`).
       return_stats: also return a dict with 'num_queries', 'resolution' and
         per-stage seconds.
 

@@ -25,6 +25,15 @@ replaces the octree and hash map by dense per-level grids on the device:
   exactly as on the dense grid (identical faces and vertices). Like the
   original, a component that lies entirely inside cells that look inactive at
   `resolution0` is missed.
+* `subdivision="surface"` (opt-in) evaluates fewer points when going one
+  level finer: not every new point of an active coarse cell, only the new
+  corners of the fine cells that straddle the threshold under the upsampled
+  values. Every active coarse cell has at least one such fine cell, and the
+  closure rounds then follow the exact surface wherever it leaves them, so
+  each component is still meshed exactly as on the dense grid. On a 128^3
+  mesh this saves about a quarter of the queries (the network dominates the
+  time); what it can miss beyond the original is a component wholly inside
+  an active coarse cell that touches none of those fine cells.
 
 Marching cubes then runs on the final `(R + 1)^3` grid with
 `meshing.marching_cubes` (PyMCubes on the host, padded with -1e6, so meshes
@@ -246,23 +255,33 @@ def _scatter(values, known, index, new_values):
     return values, known
 
 
-def _subdivide(values, known, threshold: float):
-    """Goes one level finer: upsampled grid and the new points of the active cells.
+SUBDIVISIONS = ("cells", "surface")
+
+
+def _subdivide(values, known, threshold: float, subdivision: str = "cells"):
+    """Goes one level finer: upsampled grid and the new points to evaluate.
 
     Args:
       values: float32 [r+1]^3, a closed level (active cells have exact corners).
       known: bool [r+1]^3.
       threshold: static float.
+      subdivision: static; 'cells' (the original): every new point of the
+        active coarse cells. 'surface': only the new corners of the fine cells
+        that straddle the threshold under the upsampled values (a subset; the
+        closure rounds then follow the exact surface into the rest).
 
     Returns:
       values float32 [2r+1]^3, known bool [2r+1]^3, mask bool [2r+1]^3 of the
       points to evaluate.
     """
-    cells = _active_cells(values, threshold)
+    cells = _active_cells(values, threshold) if subdivision == "cells" else None
     values = _upsample_values(values)
     known = _upsample_known(known)
-    mask = _fine_points_of_cells(cells) & ~known
-    return values, known, mask
+    if subdivision == "cells":
+        mask = _fine_points_of_cells(cells)
+    else:
+        mask = _cells_to_points(_active_cells(values, threshold))
+    return values, known, mask & ~known
 
 
 def _proposal_sizes(cells):
@@ -314,9 +333,9 @@ def _single_gather(mask, axis_values, capacity, block_capacity):
     return _gather(mask, axis_values, capacity, block_capacity)
 
 
-@functools.partial(jax.jit, static_argnames=("threshold",) + _CAPS)
-def _single_next_level(values, known, axis_values, threshold, capacity, block_capacity):
-    values, known, mask = _subdivide(values, known, threshold)
+@functools.partial(jax.jit, static_argnames=("threshold", "subdivision") + _CAPS)
+def _single_next_level(values, known, axis_values, threshold, capacity, block_capacity, subdivision):
+    values, known, mask = _subdivide(values, known, threshold, subdivision)
     return (values, known, mask) + _gather(mask, axis_values, capacity, block_capacity)
 
 
@@ -382,19 +401,7 @@ def _evaluate_host(logit_fn: LogitFn, points, count: int, batch_points: int) -> 
     """
     host_points = np.asarray(points)
     out = np.zeros(host_points.shape[0], np.float32)
-    start = 0
-    for size in _chunk_sizes(count, batch_points):
-        chunk = host_points[start : start + size]
-        m = min(size, count - start)
-        if chunk.shape[0] < size:
-            chunk = np.concatenate([chunk, np.zeros((size - chunk.shape[0], 3), np.float32)])
-        values = np.asarray(logit_fn(chunk), np.float32)
-        if values.shape != (size,):
-            raise ValueError(
-                f"logit_fn must map points (N, 3) to logits (N,); got shape {values.shape} for N={size}"
-            )
-        out[start : start + m] = values[:m]
-        start += m
+    out[:count] = meshing.evaluate_chunks(logit_fn, host_points[:count], _chunk_sizes(count, batch_points))
     bad = int(np.isnan(out[:count]).sum())
     if bad:
         raise ValueError(
@@ -452,12 +459,14 @@ def _grown(caps, count, num_blocks, resolution):
     return cap, block_cap
 
 
-def _check_args(resolution0, upsampling_steps, threshold, padding, batch_points):
+def _check_args(resolution0, upsampling_steps, threshold, padding, batch_points, subdivision="cells"):
+    if subdivision not in SUBDIVISIONS:
+        raise ValueError(f"subdivision must be one of {SUBDIVISIONS}, got {subdivision!r}")
     if int(resolution0) < 1 or int(upsampling_steps) < 0:
         raise ValueError(
             f"need resolution0 >= 1 and upsampling_steps >= 0, got {resolution0} and {upsampling_steps}"
         )
-    if int(batch_points) < 1:
+    if batch_points is not None and int(batch_points) < 1:
         raise ValueError(f"batch_points must be positive, got {batch_points}")
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}")
@@ -472,8 +481,9 @@ def refine_grid(
     upsampling_steps: int = 2,
     threshold: float = 0.2,
     padding: float = 0.1,
-    batch_points: int = 100_000,
+    batch_points: Optional[int] = None,
     capacity: Optional[int] = None,
+    subdivision: str = "cells",
 ):
     """Runs MISE for one object and returns the final grid of logits.
 
@@ -488,7 +498,7 @@ def refine_grid(
     """
     values, stats = _refine_grid_on_device(
         logit_fn, resolution0=resolution0, upsampling_steps=upsampling_steps, threshold=threshold,
-        padding=padding, batch_points=batch_points, capacity=capacity,
+        padding=padding, batch_points=batch_points, capacity=capacity, subdivision=subdivision,
     )
     t0 = time.perf_counter()
     host_values = np.asarray(values)
@@ -497,9 +507,10 @@ def refine_grid(
 
 
 def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold, padding, batch_points,
-                           capacity):
+                           capacity, subdivision="cells"):
     """`refine_grid` with the final grid left on the device (a jax array)."""
-    th = float(_check_args(resolution0, upsampling_steps, threshold, padding, batch_points))
+    th = float(_check_args(resolution0, upsampling_steps, threshold, padding, batch_points, subdivision))
+    batch_points = int(batch_points or meshing.default_batch_points())
     steps = int(upsampling_steps)
     resolution = int(resolution0) * 2**steps
     full_axis = meshing.grid_axis(resolution, padding)
@@ -520,7 +531,7 @@ def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold
             index, points, count, blocks = _single_gather(mask, axis, *caps)
         else:
             values, known, mask, index, points, count, blocks = _single_next_level(
-                values, known, axis, th, *caps
+                values, known, axis, th, *caps, subdivision=subdivision
             )
         count, blocks = int(count), int(blocks)
         time_bookkeeping += time.perf_counter() - t0
@@ -537,7 +548,7 @@ def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold
                 if level_queries:  # a closure round overflowed: keep the larger closure buffers
                     closure_caps = caps
             t0 = time.perf_counter()
-            new_values = _evaluate_host(logit_fn, points, count, int(batch_points))
+            new_values = _evaluate_host(logit_fn, points, count, batch_points)
             t1 = time.perf_counter()
             time_network += t1 - t0
             level_queries += count
@@ -572,7 +583,7 @@ def extract_mesh(
     upsampling_steps: int = 2,
     threshold: float = 0.2,
     padding: float = 0.1,
-    batch_points: int = 100_000,
+    batch_points: Optional[int] = None,
     return_stats: bool = False,
     capacity: Optional[int] = None,
     refinement_steps: int = 0,
@@ -581,6 +592,7 @@ def extract_mesh(
     simplify_nfaces: Optional[int] = None,
     refinement_second_order: bool = True,
     marching_cubes: str = "pymcubes",
+    subdivision: str = "cells",
 ):
     """Extracts the iso-surface of one field with MISE, then marching cubes.
 
@@ -593,7 +605,9 @@ def extract_mesh(
       threshold: occupancy probability of the surface (converted to the logit
         log(t) - log(1 - t), as the original does).
       padding: box padding; the grid spans the cube of side 1 + padding.
-      batch_points: largest number of points per call of `logit_fn`.
+      batch_points: largest number of points per call of `logit_fn`
+        (default: `meshing.default_batch_points()`, 100,000 on GPU/TPU and
+        4096 on the CPU).
       return_stats: also return a dict of statistics.
       capacity: initial size of the gather buffer at every level (default:
         sized from the level); it grows automatically when too small.
@@ -610,6 +624,14 @@ def extract_mesh(
         the whole grid) or 'jax' (`marching_cubes.marching_cubes`, jitted over
         the active cells only): the same vertices, possibly another
         triangulation of some cells.
+      subdivision: 'cells' (the original) evaluates every new lattice point
+        of each active cell when going one level finer; 'surface' only the
+        new corners of the fine cells that straddle the threshold under the
+        interpolated values, and lets the closure rounds follow the exact
+        surface from there: about a quarter fewer queries and, on every
+        field we test, the same mesh (it can miss a surface component that
+        lies wholly inside an active cell without touching its fine cells
+        that look active, which 'cells' can find).
 
     Returns:
       (vertices float32 [V, 3], faces int64 [F, 3]) in query coordinates,
@@ -634,6 +656,7 @@ def extract_mesh(
         padding=padding,
         batch_points=batch_points,
         capacity=capacity,
+        subdivision=subdivision,
     )
     t1 = time.perf_counter()
     mc = meshing.marching_cubes if marching_cubes == "pymcubes" else active_marching_cubes.marching_cubes
@@ -668,10 +691,12 @@ def extract_mesh(
 
 
 @functools.partial(
-    jax.jit, static_argnames=("fn", "threshold", "caps", "closure_caps", "chunks", "first", "final")
+    jax.jit,
+    static_argnames=("fn", "threshold", "caps", "closure_caps", "chunks", "first", "final", "subdivision"),
 )
 def _batched_level(
-    fn, codes, values, known, axis_values, *, threshold, caps, closure_caps, chunks, first, final
+    fn, codes, values, known, axis_values, *, threshold, caps, closure_caps, chunks, first, final,
+    subdivision="cells",
 ):
     """One MISE level for a batch of objects, evaluation rounds included.
 
@@ -689,6 +714,7 @@ def _batched_level(
         closure rounds (each divides its capacity).
       first: level 0 (evaluate the whole lattice).
       final: the last level (skip the next level's sizes).
+      subdivision: static, as `extract_mesh`.
 
     Returns:
       dict: values, known (this level, closed unless `overflow`); counts and
@@ -700,7 +726,8 @@ def _batched_level(
     if first:
         mask = ~known
     else:
-        values, known, mask = jax.vmap(functools.partial(_subdivide, threshold=threshold))(values, known)
+        subdivide = functools.partial(_subdivide, threshold=threshold, subdivision=subdivision)
+        values, known, mask = jax.vmap(subdivide)(values, known)
 
     def gather(mask, caps):
         fn_ = functools.partial(_gather, capacity=caps[0], block_capacity=caps[1])
@@ -794,8 +821,9 @@ def refine_grids_batched(
     upsampling_steps: int = 2,
     threshold: float = 0.2,
     padding: float = 0.1,
-    batch_points: int = 100_000,
+    batch_points: Optional[int] = None,
     capacity: Optional[int] = None,
+    subdivision: str = "cells",
 ):
     """Runs MISE for a batch of objects; returns the final grids.
 
@@ -807,7 +835,7 @@ def refine_grids_batched(
         (per level, list per object), 'rounds', 'resolution',
         'capacity_growths', 'time_refine' (network and bookkeeping, fused).
     """
-    th = float(_check_args(resolution0, upsampling_steps, threshold, padding, batch_points))
+    th = float(_check_args(resolution0, upsampling_steps, threshold, padding, batch_points, subdivision))
     if not (callable(logit_fn_batched) and _is_hashable(logit_fn_batched)):
         raise TypeError("logit_fn_batched must be a hashable callable (a module-level or jitted function)")
     leaves = jax.tree_util.tree_leaves(codes)
@@ -816,7 +844,7 @@ def refine_grids_batched(
     n = int(leaves[0].shape[0])
     resolution = int(resolution0) * 2 ** int(upsampling_steps)
     full_axis = meshing.grid_axis(resolution, padding)
-    per_object_chunk = _pow2_floor(max(1, int(batch_points) // n))
+    per_object_chunk = _pow2_floor(max(1, int(batch_points or meshing.default_batch_points()) // n))
     steps = int(upsampling_steps)
     t0 = time.perf_counter()
     queries, rounds, growths = [], 0, 0
@@ -841,6 +869,7 @@ def refine_grids_batched(
                 chunks=(min(caps[0], per_object_chunk), min(closure_caps[0], per_object_chunk)),
                 first=level == 0,
                 final=level == steps,
+                subdivision=subdivision,
             )
             if not bool(out["overflow"]):
                 break
@@ -892,9 +921,10 @@ def extract_meshes_batched(
     upsampling_steps: int = 2,
     threshold: float = 0.2,
     padding: float = 0.1,
-    batch_points: int = 100_000,
+    batch_points: Optional[int] = None,
     return_stats: bool = False,
     capacity: Optional[int] = None,
+    subdivision: str = "cells",
 ):
     """MISE for several objects at once (one jitted call per level), then marching cubes.
 
@@ -907,9 +937,11 @@ def extract_meshes_batched(
       codes: pytree of arrays with leading dimension B (e.g. c [B, c_dim]).
       resolution0, upsampling_steps, threshold, padding: as `extract_mesh`.
       batch_points: points per call of `fn` over all objects (each call gets
-        the largest power of two <= batch_points / B points per object).
+        the largest power of two <= batch_points / B points per object;
+        default `meshing.default_batch_points()`).
       return_stats: also return a dict of statistics.
       capacity: initial gather buffer per object (grows automatically).
+      subdivision: 'cells' (the original) or 'surface', as `extract_mesh`.
 
     Returns:
       A list of B (vertices, faces) pairs; with `return_stats`, (meshes, stats)
@@ -930,6 +962,7 @@ def extract_meshes_batched(
         padding=padding,
         batch_points=batch_points,
         capacity=capacity,
+        subdivision=subdivision,
     )
     t1 = time.perf_counter()
     th_logit = losses.probability_to_logit(threshold)

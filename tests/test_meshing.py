@@ -59,3 +59,15 @@ def test_nan_field_is_a_clear_error():
 def test_wrong_output_shape_is_a_clear_error():
     with pytest.raises(ValueError, match=r"logits \(N,\)"):
         meshing.extract_mesh_dense(lambda p: p, resolution=4)
+
+
+def test_evaluate_chunks_issues_every_call_then_checks_shapes():
+    points = np.random.default_rng(0).uniform(-0.5, 0.5, (1000, 3)).astype(np.float32)
+    fn = jax.jit(lambda p: jnp.sum(p**2, axis=-1))
+    reference = np.sum(points**2, axis=-1)
+    for sizes in ([1000], [512, 256, 256], [300] * 4):  # the last pads 200 points
+        np.testing.assert_allclose(meshing.evaluate_chunks(fn, points, sizes), reference, rtol=1e-6)
+    np.testing.assert_allclose(meshing.evaluate_points(fn, points, batch_points=7), reference, rtol=1e-6)
+    np.testing.assert_allclose(meshing.evaluate_points(fn, points), reference, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"logits \(N,\); got shape \(300, 3\) for N=300"):
+        meshing.evaluate_chunks(lambda p: p, points, [300] * 4)

@@ -132,6 +132,30 @@ def test_refinement_propagates_into_a_neighbouring_coarse_cell():
     assert v[:, 0].max() > 1.3 * h
 
 
+@pytest.mark.parametrize(
+    "field", [torus_logits, boxes_logits, capsule_logits], ids=["torus", "boxes", "capsule"]
+)
+def test_surface_subdivision_gives_the_dense_mesh_with_fewer_queries(field):
+    fn = jax.jit(field)
+    kwargs = dict(resolution0=8, upsampling_steps=2, return_stats=True)
+    *cells_mesh, cells = mise.extract_mesh(fn, **kwargs)
+    v, f, surface = mise.extract_mesh(fn, subdivision="surface", **kwargs)
+    _assert_same_mesh((v, f), meshing.extract_mesh_dense(fn, resolution=32))
+    _assert_same_mesh((v, f), cells_mesh)
+    assert edges_shared_twice(f)
+    assert surface["queries_per_level"][0] == cells["queries_per_level"][0] == 9**3
+    assert surface["num_queries"] < cells["num_queries"], (surface["num_queries"], cells["num_queries"])
+
+
+def test_surface_subdivision_saves_a_fifth_of_the_queries_at_128(sphere_128):
+    (_, _, cells), dense = sphere_128
+    v, f, surface = mise.extract_mesh(SPHERE, subdivision="surface", return_stats=True)
+    _assert_same_mesh((v, f), dense)
+    assert surface["num_queries"] < 0.8 * cells["num_queries"], (surface["num_queries"], cells["num_queries"])
+    with pytest.raises(ValueError, match="subdivision"):
+        mise.extract_mesh(SPHERE, subdivision="octree")
+
+
 def test_empty_and_full_fields():
     v, f = mise.extract_mesh(lambda p: jnp.full(p.shape[:1], -10.0), resolution0=8, upsampling_steps=2)
     assert v.shape == (0, 3) and f.shape == (0, 3)
@@ -185,6 +209,16 @@ def test_batched_matches_one_object_at_a_time():
         assert queries == single["num_queries"]
         _assert_same_mesh(mesh, (v, f))
         np.testing.assert_allclose(v.mean(0), code[1:], atol=2e-3)
+    # The same with the 'surface' subdivision.
+    meshes, stats = mise.extract_meshes_batched(
+        batched_spheres, jnp.asarray(CODES[1:]), resolution0=8, upsampling_steps=2, subdivision="surface",
+        return_stats=True,
+    )
+    fn = jax.jit(lambda p: sphere_logits(p, CODES[1, 0], tuple(CODES[1, 1:])))
+    v, f, single = mise.extract_mesh(fn, resolution0=8, upsampling_steps=2, subdivision="surface",
+                                     return_stats=True)
+    assert stats["num_queries"][0] == single["num_queries"]
+    _assert_same_mesh(meshes[0], (v, f))
 
 
 def test_capacity_overflow_grows_the_buffer():

@@ -84,9 +84,12 @@ def get_config():
     gen.refinement_gradient = "auto"
     # MISE: marching cubes by 'pymcubes' (host, whole grid) or 'jax' (jitted, active cells only).
     gen.marching_cubes = "pymcubes"
+    # MISE: which new points a finer level evaluates: 'cells' (the original: all of each active
+    # cell's) or 'surface' (only those of the fine cells the surface crosses; ~25% fewer queries).
+    gen.subdivision = "cells"
     gen.resolution = 128  # Dense: cells per side of the grid.
     gen.padding = 0.1  # Box padding (box side 1 + padding).
-    gen.batch_points = 100_000  # Points per network call.
+    gen.batch_points = 0  # Points per network call; 0: 100k on GPU/TPU, 4096 on the CPU (faster there).
     gen.max_objects = 0  # Objects to mesh; 0 means the whole split.
     gen.checkpoint = "best"  # 'best' (highest val IoU) or 'latest'.
     gen.num_pictures = 8  # Objects (one per category) shown in the comparison picture.

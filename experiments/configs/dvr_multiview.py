@@ -75,7 +75,7 @@ def get_config():
     config.generate = gen = ml_collections.ConfigDict()
     gen.resolution0 = 32  # MISE first level.
     gen.upsampling_steps = 2  # MISE: final grid 128^3.
-    gen.batch_points = 100_000
+    gen.batch_points = 0  # Points per network call; 0: meshing.default_batch_points().
     gen.num_views = 4  # Held-out views shown in renderings.png.
 
     config.eval = ev = ml_collections.ConfigDict()
