@@ -27,6 +27,11 @@ _MODE = flags.DEFINE_enum("mode", "all", ["train", "generate", "eval", "all"], "
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Multi-host: call jax.distributed.initialize() (from the cluster environment)."
 )
+_CACHE = flags.DEFINE_string(
+    "compilation_cache", os.environ.get("JAX_COMPILATION_CACHE_DIR", "~/.cache/implicit_fields/jax"),
+    "Persistent XLA compilation cache: a second run skips the compiles of the first "
+    "(MISE's alone take seconds). Empty: off.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -76,9 +81,12 @@ def main(argv):
     absl_logger.setLevel(logging.INFO)
     # Orbax reports every save and restore at INFO; keep its warnings only.
     absl_logger.addFilter(lambda r: r.levelno >= logging.WARNING or "/orbax/" not in r.pathname)
-    if _DISTRIBUTED.value:
-        import jax
+    import jax
 
+    if _CACHE.value:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_CACHE.value))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    if _DISTRIBUTED.value:
         jax.distributed.initialize()
     try:
         run(_CONFIG.value, _WORKDIR.value, _MODE.value)

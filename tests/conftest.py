@@ -5,6 +5,10 @@ import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Persistent compilation cache, shared with the CLI runs the tests start as subprocesses
+# (they compile many of the same programs).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO, ".pytest_cache", "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
