@@ -156,11 +156,13 @@ def test_surface_subdivision_saves_a_fifth_of_the_queries_at_128(sphere_128):
         mise.extract_mesh(SPHERE, subdivision="octree")
 
 
-def test_empty_and_full_fields():
-    v, f = mise.extract_mesh(lambda p: jnp.full(p.shape[:1], -10.0), resolution0=8, upsampling_steps=2)
+@pytest.mark.parametrize("subdivision", mise.SUBDIVISIONS)
+def test_empty_and_full_fields(subdivision):
+    kwargs = dict(resolution0=8, upsampling_steps=2, subdivision=subdivision)
+    v, f = mise.extract_mesh(lambda p: jnp.full(p.shape[:1], -10.0), **kwargs)
     assert v.shape == (0, 3) and f.shape == (0, 3)
     full = lambda p: jnp.full(p.shape[:1], 10.0)  # noqa: E731
-    v, f, stats = mise.extract_mesh(full, resolution0=8, upsampling_steps=2, return_stats=True)
+    v, f, stats = mise.extract_mesh(full, return_stats=True, **kwargs)
     assert stats["num_queries"] == 9**3  # nothing straddles: no refinement
     _assert_same_mesh((v, f), meshing.extract_mesh_dense(full, resolution=32))
     assert edges_shared_twice(f)
@@ -236,6 +238,13 @@ def test_capacity_overflow_grows_the_buffer():
     assert stats["capacity_growths"] > 0 and stats["num_queries"] == [9**3, 9**3]
     for mesh, ref in zip(meshes, reference):
         _assert_same_mesh(mesh, ref)
+    # The surface subdivision's closure rounds outgrow a small buffer too.
+    torus = jax.jit(torus_logits)
+    v, f, stats = mise.extract_mesh(
+        torus, resolution0=8, upsampling_steps=2, capacity=256, subdivision="surface", return_stats=True
+    )
+    assert stats["capacity_growths"] > 0
+    _assert_same_mesh((v, f), meshing.extract_mesh_dense(torus, resolution=32))
 
 
 def test_second_mesh_does_not_recompile():
