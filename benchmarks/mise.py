@@ -184,7 +184,8 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         f"{len(v):,} vertices {len(f):,} faces",
         flush=True,
     )
-    row = {"case": label, "mise": t_mise, "queries": st["num_queries"], "dense": None}
+    row = {"case": label, "mise": t_mise, "queries": st["num_queries"], "dense": None,
+           "network": st["time_network"]}
     if args.compare_batch_points:
         kw_b = dict(kw, batch_points=args.compare_batch_points)
         mise.extract_mesh(fn, **kw_b)
@@ -222,7 +223,7 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
             kw_f = dict(kw, subdivision="surface", marching_cubes="jax")
             mise.extract_mesh(fn, **kw_f)
             t_f, (vf, ff, sf) = median_time(lambda: mise.extract_mesh(fn, return_stats=True, **kw_f), repeats)
-            row["fast"] = t_f
+            row["fast"], row["fast_network"] = t_f, sf["time_network"]
             print(
                 f"MISE subdivision='surface' + JAX marching cubes: {t_f:8.3f} s/mesh  network "
                 f"{sf['time_network']:.3f}  bookkeeping {sf['time_refine_bookkeeping']:.3f}  marching cubes "
@@ -286,6 +287,7 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         for second_order in orders:
             t_ref, first, err0, err1 = time_refinement(refine_fn, vs, fs, steps, second_order, repeats)
             row["simplify_refine" if second_order else "simplify_refine_first"] = t_simp + t_ref
+            row["simplify_refine_steps"] = steps
             print(
                 f"simplify {len(f):,} -> {len(fs):,} faces {t_simp:.3f} s, then {steps} "
                 f"{_gradient_name(second_order)} refinement steps {t_ref:.3f} s ({t_ref / steps:.4f} s/step; "
@@ -401,6 +403,41 @@ def main():
         batched = f"{r['batched']:12.2f}" if "batched" in r else f"{'-':>12}"
         print(f"{r['case']:<12} {r['mise']:9.3f} {cell(r, 'surface')} {cell(r, 'fast')} {cell(r, 'dense')} "
               f"{ratio} {r['queries']:>10,} {batched}")
+    print_targets(rows, jax.devices()[0].platform)
+
+
+def print_targets(rows, platform):
+    """The issue's targets, checked against this run's figures (where it measured them)."""
+    by_case = {r["case"]: r for r in rows}
+    cbn128, cbn256 = by_case.get("cbn 128^3"), by_case.get("cbn 256^3")
+    lines = []
+
+    def check(name, value, limit, unit="s", scale=1.0):
+        verdict = "met" if value < limit else "NOT met"
+        lines.append(f"  {name}: {value * scale:.3f} {unit} (target < {limit * scale:g} {unit}): {verdict}")
+
+    if platform == "cpu":
+        if cbn128:
+            check("CBN 128^3 mesh, default settings", cbn128["mise"], 2.0)
+            best = min(cbn128[k] for k in ("mise", "surface", "fast") if cbn128.get(k) is not None)
+            check("CBN 128^3 mesh, fastest settings (aim)", best, 1.0)
+            if cbn128.get("simplify_refine_first") is not None:
+                steps = cbn128["simplify_refine_steps"]
+                check(f"simplify + {steps} first-order refinement steps, CBN 128^3",
+                      cbn128["simplify_refine_first"], 3.0)
+        for r in (cbn256, by_case.get("sphere 256^3")):
+            if r and r["dense"] is not None:
+                ratio = r["dense"] / r["mise"]
+                lines.append(f"  {r['case']}: dense / MISE = {ratio:.1f}x (target >= 5x): "
+                             f"{'met' if ratio >= 5 else 'NOT met'}")
+    elif cbn128:  # GPU / TPU
+        check("CBN 128^3, all network queries", cbn128["network"], 0.030, "ms", 1e3)
+        if cbn128.get("fast") is not None:
+            check("CBN 128^3 with JAX marching cubes, whole mesh", cbn128["fast"], 0.100, "ms", 1e3)
+            check("CBN 128^3 network, surface subdivision", cbn128["fast_network"], 0.030, "ms", 1e3)
+    if lines:
+        print(f"\n== targets ({platform}) ==")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
