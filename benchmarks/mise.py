@@ -268,6 +268,19 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         )
         single = mise.extract_mesh(fn_for_code(codes[0]), **kw)
         print(f"       object 0 batched vs alone: {same_mesh(meshes[0], single)}", flush=True)
+        if args.compare_marching_cubes:
+            kw_j = dict(kw, marching_cubes="jax")
+            mise.extract_meshes_batched(batched_fn, codes, **kw_j)
+            t_bj, (_, bj) = median_time(
+                lambda: mise.extract_meshes_batched(batched_fn, codes, return_stats=True, **kw_j), repeats
+            )
+            row["batched_jax_mc"] = args.batch / t_bj
+            print(
+                f"batched x{args.batch} with JAX marching cubes: {t_bj:8.3f} s = {args.batch / t_bj:.2f} "
+                f"meshes/s  marching cubes {bj['time_marching_cubes']:.3f} (PyMCubes "
+                f"{bs['time_marching_cubes']:.3f})",
+                flush=True,
+            )
 
     orders = {"second": [True], "first": [False], "both": [True, False]}[args.refine_gradient]
     for second_order in orders if refine_steps > 0 else []:

@@ -835,6 +835,20 @@ def refine_grids_batched(
         (per level, list per object), 'rounds', 'resolution',
         'capacity_growths', 'time_refine' (network and bookkeeping, fused).
     """
+    t0 = time.perf_counter()
+    values, stats = _refine_grids_batched_on_device(
+        logit_fn_batched, codes, resolution0=resolution0, upsampling_steps=upsampling_steps,
+        threshold=threshold, padding=padding, batch_points=batch_points, capacity=capacity,
+        subdivision=subdivision,
+    )
+    host_values = np.asarray(values)
+    stats["time_refine"] = time.perf_counter() - t0
+    return host_values, stats
+
+
+def _refine_grids_batched_on_device(logit_fn_batched, codes, *, resolution0, upsampling_steps, threshold,
+                                    padding, batch_points, capacity, subdivision):
+    """`refine_grids_batched` with the final grids left on the device (a jax array)."""
     th = float(_check_args(resolution0, upsampling_steps, threshold, padding, batch_points, subdivision))
     if not (callable(logit_fn_batched) and _is_hashable(logit_fn_batched)):
         raise TypeError("logit_fn_batched must be a hashable callable (a module-level or jitted function)")
@@ -893,7 +907,7 @@ def refine_grids_batched(
         next_count = int(np.max(np.asarray(out["next_count"])))
         next_blocks = int(np.max(np.asarray(out["next_blocks"])))
         rounds += int(out["rounds"])
-    host_values = np.asarray(values)
+    values.block_until_ready()
     stats = {
         "num_queries": np.sum(np.asarray(queries, np.int64), axis=0).tolist(),
         "queries_per_level": queries,
@@ -902,7 +916,7 @@ def refine_grids_batched(
         "capacity_growths": growths,
         "time_refine": time.perf_counter() - t0,
     }
-    return host_values, stats
+    return values, stats
 
 
 def _is_hashable(obj) -> bool:
@@ -925,6 +939,7 @@ def extract_meshes_batched(
     return_stats: bool = False,
     capacity: Optional[int] = None,
     subdivision: str = "cells",
+    marching_cubes: str = "pymcubes",
 ):
     """MISE for several objects at once (one jitted call per level), then marching cubes.
 
@@ -942,6 +957,8 @@ def extract_meshes_batched(
       return_stats: also return a dict of statistics.
       capacity: initial gather buffer per object (grows automatically).
       subdivision: 'cells' (the original) or 'surface', as `extract_mesh`.
+      marching_cubes: 'pymcubes' (on the host, per object) or 'jax' (on the
+        device, over the active cells of each grid), as `extract_mesh`.
 
     Returns:
       A list of B (vertices, faces) pairs; with `return_stats`, (meshes, stats)
@@ -952,8 +969,10 @@ def extract_meshes_batched(
     Raises:
       ValueError: when the field returns NaN or the wrong shape.
     """
+    if marching_cubes not in ("pymcubes", "jax"):
+        raise ValueError(f"marching_cubes must be 'pymcubes' or 'jax', got {marching_cubes!r}")
     t0 = time.perf_counter()
-    values, stats = refine_grids_batched(
+    values, stats = (_refine_grids_batched_on_device if marching_cubes == "jax" else refine_grids_batched)(
         logit_fn_batched,
         codes,
         resolution0=resolution0,
@@ -966,7 +985,8 @@ def extract_meshes_batched(
     )
     t1 = time.perf_counter()
     th_logit = losses.probability_to_logit(threshold)
-    meshes = [meshing.marching_cubes(v, th_logit, padding) for v in values]
+    mc = meshing.marching_cubes if marching_cubes == "pymcubes" else active_marching_cubes.marching_cubes
+    meshes = [mc(v, th_logit, padding) for v in values]
     t2 = time.perf_counter()
     if not return_stats:
         return meshes

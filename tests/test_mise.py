@@ -211,16 +211,18 @@ def test_batched_matches_one_object_at_a_time():
         assert queries == single["num_queries"]
         _assert_same_mesh(mesh, (v, f))
         np.testing.assert_allclose(v.mean(0), code[1:], atol=2e-3)
-    # The same with the 'surface' subdivision.
-    meshes, stats = mise.extract_meshes_batched(
-        batched_spheres, jnp.asarray(CODES[1:]), resolution0=8, upsampling_steps=2, subdivision="surface",
-        return_stats=True,
-    )
-    fn = jax.jit(lambda p: sphere_logits(p, CODES[1, 0], tuple(CODES[1, 1:])))
-    v, f, single = mise.extract_mesh(fn, resolution0=8, upsampling_steps=2, subdivision="surface",
-                                     return_stats=True)
-    assert stats["num_queries"][0] == single["num_queries"]
-    _assert_same_mesh(meshes[0], (v, f))
+    # The same with the 'surface' subdivision and marching cubes on the device.
+    kwargs = dict(resolution0=8, upsampling_steps=2, subdivision="surface", marching_cubes="jax",
+                  return_stats=True)
+    meshes, stats = mise.extract_meshes_batched(batched_spheres, jnp.asarray(CODES[1:]), **kwargs)
+    for code, mesh, queries in zip(CODES[1:], meshes, stats["num_queries"]):
+        fn = jax.jit(lambda p, code=code: sphere_logits(p, code[0], tuple(code[1:])))
+        v, f, single = mise.extract_mesh(fn, **kwargs)
+        assert queries == single["num_queries"]
+        _assert_same_mesh(mesh, (v, f))
+        assert edges_shared_twice(f)
+    with pytest.raises(ValueError, match="marching_cubes"):
+        mise.extract_meshes_batched(batched_spheres, jnp.asarray(CODES), marching_cubes="skimage")
 
 
 def test_capacity_overflow_grows_the_buffer():
