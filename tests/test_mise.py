@@ -351,7 +351,7 @@ def test_first_order_refinement_is_exact_for_a_relu_decoder():
 
 
 def test_generation_options_reach_extract_mesh():
-    """generate.simplify_nfaces and generate.refinement_gradient are honoured by generation.extract."""
+    """generate.simplify_nfaces, refinement_gradient, marching_cubes and subdivision reach extract()."""
     from experiments.configs import default
     from implicit_fields import generation
 
@@ -367,6 +367,13 @@ def test_generation_options_reach_extract_mesh():
     config.generate.marching_cubes = "jax"
     v2, f2, _ = generation.extract(config, SPHERE)
     assert 0 < f2.shape[0] <= 600
+    config.generate.subdivision = "surface"
+    _, f3, surface = generation.extract(config, SPHERE)
+    assert 0 < f3.shape[0] <= 600 and surface["num_queries"] < stats["num_queries"]
+    config.generate.subdivision = "octree"
+    with pytest.raises(ValueError, match="subdivision"):
+        generation.extract(config, SPHERE)
+    config.generate.subdivision = "cells"
     config.generate.marching_cubes = "skimage"
     with pytest.raises(ValueError, match="marching_cubes"):
         generation.extract(config, SPHERE)
