@@ -47,8 +47,9 @@ def default_batch_points() -> int:
     """Points per network call when none is given.
 
     100,000 (the original's chunk) on GPU and TPU. On the CPU, 4096: chunks
-    whose 256-wide activations stay in cache run the ONet decoders about 1.3x
-    faster than 100,000-point chunks (`benchmarks/mise.py --batch-points`).
+    whose 256-wide activations stay in cache run the ONet decoders about 1.2x
+    faster than 100,000-point chunks (`benchmarks/mise.py --compare-batch-points
+    100000`).
     """
     return 4096 if jax.default_backend() == "cpu" else 100_000
 

@@ -274,11 +274,11 @@ def _subdivide(values, known, threshold: float, subdivision: str = "cells"):
       values float32 [2r+1]^3, known bool [2r+1]^3, mask bool [2r+1]^3 of the
       points to evaluate.
     """
-    cells = _active_cells(values, threshold) if subdivision == "cells" else None
+    coarse_cells = _active_cells(values, threshold)  # (unused by 'surface': removed under jit)
     values = _upsample_values(values)
     known = _upsample_known(known)
     if subdivision == "cells":
-        mask = _fine_points_of_cells(cells)
+        mask = _fine_points_of_cells(coarse_cells)
     else:
         mask = _cells_to_points(_active_cells(values, threshold))
     return values, known, mask & ~known
