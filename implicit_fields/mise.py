@@ -41,11 +41,11 @@ are closed and the vertices are in query coordinates), or with
 `marching_cubes.marching_cubes` (`marching_cubes="jax"`: jitted over the
 active cells only; the same vertices, a generated triangle table).
 
-Static shapes: the new points of a round are compacted (`jnp.nonzero` with
-a static `size`, in two levels: occupied 4^3 blocks first, then their points)
-into buffers whose power-of-two capacities are sized from the level: the
-first round of a level knows its exact count from the previous level's
-active cells, closure rounds start smaller. When more points (or blocks) are
+Static shapes: the new points of a round are compacted (a prefix sum and a
+scatter into a static size, in two levels: occupied 4^3 blocks first, then
+their points) into buffers whose power-of-two capacities are sized from the
+level: the first round of a level knows its exact count from the previous
+level's active cells, closure rounds start smaller. When more points (or blocks) are
 pending than a buffer holds, it grows to the next bucket (one new compilation
 for that size, reused afterwards) and the round is gathered again; nothing is
 truncated. All jitted functions live at module level and take the threshold
@@ -192,11 +192,21 @@ def _fine_points_of_cells(cells):
     return cells
 
 
+def _compact(mask, size: int):
+    """`jnp.nonzero(mask, size=size, fill_value=0)[0]` for a 1-D mask, as a prefix sum and a scatter.
+
+    The same result, and XLA:CPU compiles it in about half the time.
+    """
+    slot = jnp.cumsum(mask, dtype=jnp.int32) - 1
+    slot = jnp.where(mask, slot, size)  # unmarked entries (and those past `size`) are dropped
+    return jnp.zeros(size, jnp.int32).at[slot].set(jnp.arange(mask.shape[0], dtype=jnp.int32), mode="drop")
+
+
 def _gather(mask, axis_values, capacity: int, block_capacity: int):
     """The points of a sparse `mask`, compacted into a fixed-capacity buffer.
 
-    Two-level compaction (a plain `jnp.nonzero` over the whole grid is a
-    prefix sum over millions of entries): the grid is cut into blocks of
+    Two-level compaction (a plain compaction of the whole grid is a prefix
+    sum over millions of entries): the grid is cut into blocks of
     `_BLOCK`^3 points, the occupied blocks are found first (at most
     `block_capacity`), and only their entries are compacted.
 
@@ -224,9 +234,9 @@ def _gather(mask, axis_values, capacity: int, block_capacity: int):
     occupied = row_counts > 0
     count = jnp.sum(row_counts)
     num_blocks = jnp.sum(occupied, dtype=jnp.int32)
-    (block,) = jnp.nonzero(occupied, size=block_capacity, fill_value=0)
+    block = _compact(occupied, block_capacity)
     sub = rows[block] & (jnp.arange(block_capacity) < num_blocks)[:, None]
-    (pos,) = jnp.nonzero(sub.reshape(-1), size=capacity, fill_value=0)
+    pos = _compact(sub.reshape(-1), capacity)
     blk, off = block[pos // b3], pos % b3
     i = jnp.minimum((blk // (nb * nb)) * b + off // (b * b), r1 - 1)
     j = jnp.minimum(((blk // nb) % nb) * b + (off // b) % b, r1 - 1)
