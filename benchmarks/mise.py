@@ -99,6 +99,18 @@ def make_cbn_fields():
     return decode, batched
 
 
+def first_and_median(call, repeats):
+    """Times a first call (compilation included), then `median_time` of warm calls.
+
+    Returns:
+      (first-call seconds, median seconds, output of the last call).
+    """
+    t0 = time.perf_counter()
+    call()
+    first = time.perf_counter() - t0
+    return (first,) + median_time(call, repeats)
+
+
 def median_time(fn, repeats):
     times, out = [], None
     for _ in range(repeats):
@@ -119,10 +131,9 @@ def compare_marching_cubes(args, fn, res):
     """Times PyMCubes and the jitted marching cubes on one dense grid; prints and returns a row."""
     values = meshing.evaluate_points(fn, meshing.grid_points(res), args.batch_points).reshape((res + 1,) * 3)
     print(f"\n== marching cubes, sphere {res}^3 ==", flush=True)
-    t0 = time.perf_counter()
-    marching_cubes.marching_cubes(values, LOGIT_TH)
-    first = time.perf_counter() - t0
-    t_jax, (v, f) = median_time(lambda: marching_cubes.marching_cubes(values, LOGIT_TH), args.repeats)
+    first, t_jax, (v, f) = first_and_median(
+        lambda: marching_cubes.marching_cubes(values, LOGIT_TH), args.repeats
+    )
     t_pmc, (vr, fr) = median_time(lambda: meshing.marching_cubes(values, LOGIT_TH), args.repeats)
     from scipy.spatial import cKDTree
 
@@ -151,10 +162,7 @@ def time_refinement(refine_fn, v, f, steps, second_order, repeats):
     The distance to the iso-surface is |f - logit(0.2)| / 20 to first order: both
     test fields have a slope of ~20 logits per unit.
     """
-    t0 = time.perf_counter()
-    mise.refine_mesh(refine_fn, v, f, steps=steps, second_order=second_order)
-    first = time.perf_counter() - t0
-    t_ref, v_ref = median_time(
+    first, t_ref, v_ref = first_and_median(
         lambda: mise.refine_mesh(refine_fn, v, f, steps=steps, second_order=second_order), repeats
     )
     err0 = np.abs(np.asarray(refine_fn(jnp.asarray(v))) - LOGIT_TH).mean() / 20.0
@@ -169,10 +177,12 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
     kw = dict(resolution0=args.resolution0, upsampling_steps=steps, batch_points=args.batch_points)
     print(f"\n== {label} ==", flush=True)
 
-    t0 = time.perf_counter()
-    mise.extract_mesh(fn, **kw)
-    first = time.perf_counter() - t0
-    t_mise, (v, f, st) = median_time(lambda: mise.extract_mesh(fn, return_stats=True, **kw), repeats)
+    def mise_run(**options):
+        """First-call and median seconds of `mise.extract_mesh` with `kw` updated by `options`."""
+        options = dict(kw, **options)
+        return first_and_median(lambda: mise.extract_mesh(fn, return_stats=True, **options), repeats)
+
+    first, t_mise, (v, f, st) = mise_run()
     dense_points = (res + 1) ** 3
     print(
         f"MISE : {t_mise:8.3f} s/mesh (first call {first:.2f} s)  network {st['time_network']:.3f}  "
@@ -187,9 +197,7 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
     row = {"case": label, "mise": t_mise, "queries": st["num_queries"], "dense": None,
            "network": st["time_network"]}
     if args.compare_batch_points:
-        kw_b = dict(kw, batch_points=args.compare_batch_points)
-        mise.extract_mesh(fn, **kw_b)
-        t_b, (vb, fb, sb) = median_time(lambda: mise.extract_mesh(fn, return_stats=True, **kw_b), repeats)
+        _, t_b, (vb, fb, sb) = mise_run(batch_points=args.compare_batch_points)
         print(
             f"MISE with batch_points={args.compare_batch_points:,}: {t_b:8.3f} s/mesh  network "
             f"{sb['time_network']:.3f}  ({t_b / t_mise:.2f}x the time with {batch_label(args)});  "
@@ -197,9 +205,7 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
             flush=True,
         )
     if not args.skip_surface:
-        kw_s = dict(kw, subdivision="surface")
-        mise.extract_mesh(fn, **kw_s)
-        t_s, (vs, fs, ss) = median_time(lambda: mise.extract_mesh(fn, return_stats=True, **kw_s), repeats)
+        _, t_s, (vs, fs, ss) = mise_run(subdivision="surface")
         row["surface"] = t_s
         print(
             f"MISE subdivision='surface': {t_s:8.3f} s/mesh  network {ss['time_network']:.3f}  queries "
@@ -209,10 +215,7 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
             flush=True,
         )
     if args.compare_marching_cubes:
-        mise.extract_mesh(fn, marching_cubes="jax", **kw)
-        t_jmc, (vj, fj, sj) = median_time(
-            lambda: mise.extract_mesh(fn, return_stats=True, marching_cubes="jax", **kw), repeats
-        )
+        _, t_jmc, (vj, fj, sj) = mise_run(marching_cubes="jax")
         print(
             f"MISE with JAX marching cubes: {t_jmc:8.3f} s/mesh  "
             f"marching cubes {sj['time_marching_cubes']:.3f} "
@@ -220,9 +223,7 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
             flush=True,
         )
         if not args.skip_surface:
-            kw_f = dict(kw, subdivision="surface", marching_cubes="jax")
-            mise.extract_mesh(fn, **kw_f)
-            t_f, (vf, ff, sf) = median_time(lambda: mise.extract_mesh(fn, return_stats=True, **kw_f), repeats)
+            _, t_f, (_, _, sf) = mise_run(subdivision="surface", marching_cubes="jax")
             row["fast"], row["fast_network"] = t_f, sf["time_network"]
             print(
                 f"MISE subdivision='surface' + JAX marching cubes: {t_f:8.3f} s/mesh  network "
@@ -253,12 +254,13 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         print(f"       dense / MISE = {t_dense / t_mise:.1f}x;  meshes: {same_mesh((v, f), dense_mesh)}")
 
     if not args.skip_batched and args.batch > 1:
-        t0 = time.perf_counter()
-        mise.extract_meshes_batched(batched_fn, codes, **kw)
-        first = time.perf_counter() - t0
-        t_batch, (meshes, bs) = median_time(
-            lambda: mise.extract_meshes_batched(batched_fn, codes, return_stats=True, **kw), repeats
-        )
+        def batched_run(**options):
+            options = dict(kw, **options)
+            return first_and_median(
+                lambda: mise.extract_meshes_batched(batched_fn, codes, return_stats=True, **options), repeats
+            )
+
+        first, t_batch, (meshes, bs) = batched_run()
         row["batched"] = args.batch / t_batch
         print(
             f"batched x{args.batch}: {t_batch:8.3f} s = {args.batch / t_batch:.2f} meshes/s "
@@ -269,11 +271,7 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         single = mise.extract_mesh(fn_for_code(codes[0]), **kw)
         print(f"       object 0 batched vs alone: {same_mesh(meshes[0], single)}", flush=True)
         if args.compare_marching_cubes:
-            kw_j = dict(kw, marching_cubes="jax")
-            mise.extract_meshes_batched(batched_fn, codes, **kw_j)
-            t_bj, (_, bj) = median_time(
-                lambda: mise.extract_meshes_batched(batched_fn, codes, return_stats=True, **kw_j), repeats
-            )
+            _, t_bj, (_, bj) = batched_run(marching_cubes="jax")
             row["batched_jax_mc"] = args.batch / t_bj
             print(
                 f"batched x{args.batch} with JAX marching cubes: {t_bj:8.3f} s = {args.batch / t_bj:.2f} "

@@ -470,6 +470,7 @@ def _grown(caps, count, num_blocks, resolution):
 
 
 def _check_args(resolution0, upsampling_steps, threshold, padding, batch_points, subdivision="cells"):
+    """Validates the MISE arguments; returns (threshold logit, points per call)."""
     if subdivision not in SUBDIVISIONS:
         raise ValueError(f"subdivision must be one of {SUBDIVISIONS}, got {subdivision!r}")
     if int(resolution0) < 1 or int(upsampling_steps) < 0:
@@ -480,7 +481,8 @@ def _check_args(resolution0, upsampling_steps, threshold, padding, batch_points,
         raise ValueError(f"batch_points must be positive, got {batch_points}")
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}")
-    return losses.probability_to_logit(threshold)
+    batch_points = int(batch_points or meshing.default_batch_points())
+    return float(losses.probability_to_logit(threshold)), batch_points
 
 
 
@@ -519,8 +521,9 @@ def refine_grid(
 def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold, padding, batch_points,
                            capacity, subdivision="cells"):
     """`refine_grid` with the final grid left on the device (a jax array)."""
-    th = float(_check_args(resolution0, upsampling_steps, threshold, padding, batch_points, subdivision))
-    batch_points = int(batch_points or meshing.default_batch_points())
+    th, batch_points = _check_args(
+        resolution0, upsampling_steps, threshold, padding, batch_points, subdivision
+    )
     steps = int(upsampling_steps)
     resolution = int(resolution0) * 2**steps
     full_axis = meshing.grid_axis(resolution, padding)
@@ -845,21 +848,23 @@ def refine_grids_batched(
         (per level, list per object), 'rounds', 'resolution',
         'capacity_growths', 'time_refine' (network and bookkeeping, fused).
     """
-    t0 = time.perf_counter()
     values, stats = _refine_grids_batched_on_device(
         logit_fn_batched, codes, resolution0=resolution0, upsampling_steps=upsampling_steps,
         threshold=threshold, padding=padding, batch_points=batch_points, capacity=capacity,
         subdivision=subdivision,
     )
+    t0 = time.perf_counter()
     host_values = np.asarray(values)
-    stats["time_refine"] = time.perf_counter() - t0
+    stats["time_refine"] += time.perf_counter() - t0
     return host_values, stats
 
 
 def _refine_grids_batched_on_device(logit_fn_batched, codes, *, resolution0, upsampling_steps, threshold,
                                     padding, batch_points, capacity, subdivision):
     """`refine_grids_batched` with the final grids left on the device (a jax array)."""
-    th = float(_check_args(resolution0, upsampling_steps, threshold, padding, batch_points, subdivision))
+    th, batch_points = _check_args(
+        resolution0, upsampling_steps, threshold, padding, batch_points, subdivision
+    )
     if not (callable(logit_fn_batched) and _is_hashable(logit_fn_batched)):
         raise TypeError("logit_fn_batched must be a hashable callable (a module-level or jitted function)")
     leaves = jax.tree_util.tree_leaves(codes)
@@ -868,7 +873,7 @@ def _refine_grids_batched_on_device(logit_fn_batched, codes, *, resolution0, ups
     n = int(leaves[0].shape[0])
     resolution = int(resolution0) * 2 ** int(upsampling_steps)
     full_axis = meshing.grid_axis(resolution, padding)
-    per_object_chunk = _pow2_floor(max(1, int(batch_points or meshing.default_batch_points()) // n))
+    per_object_chunk = _pow2_floor(max(1, batch_points // n))
     steps = int(upsampling_steps)
     t0 = time.perf_counter()
     queries, rounds, growths = [], 0, 0
