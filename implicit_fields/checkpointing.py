@@ -2,8 +2,9 @@
 
 The state is saved as a plain dict of arrays ('step', 'params',
 'batch_stats', 'opt_state') plus a small JSON record, under an absolute path
-(Orbax requires one). `restore` takes the freshly initialised state as the
-target, so the restored arrays have the same structure, dtypes and shardings.
+(Orbax requires one). `restore` takes the freshly initialised state (or its
+`jax.ShapeDtypeStruct`s, for inference) as the target, so the restored arrays
+have the same structure, dtypes and shardings.
 """
 
 import os
@@ -15,8 +16,9 @@ import orbax.checkpoint as ocp
 
 
 def _state_to_tree(state) -> Dict[str, Any]:
+    step = state.step
     return {
-        "step": jnp.asarray(state.step),
+        "step": step if isinstance(step, jax.ShapeDtypeStruct) else jnp.asarray(step),
         "params": state.params,
         "batch_stats": state.batch_stats,
         "opt_state": state.opt_state,
@@ -25,6 +27,8 @@ def _state_to_tree(state) -> Dict[str, Any]:
 
 def _abstract(tree):
     def to_struct(x):
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return x
         sharding = getattr(x, "sharding", None)
         return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x), sharding=sharding)
 

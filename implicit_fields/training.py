@@ -99,6 +99,20 @@ def create_state(config, mesh):
     return model, jax.device_put(state, repl)
 
 
+def abstract_state(config, mesh):
+    """Model and the shapes, dtypes and shardings of its train state, without initialising it.
+
+    A restore target: `Checkpointer.restore` fills in every array, so
+    inference skips the parameter initialisation (7 s for the image model on
+    our CPU, 0.5 s to trace it).
+    """
+    model = models.create_model(config.model)
+    init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
+    shapes = jax.eval_shape(lambda: train_utils.create_train_state(init_rng, model, config))
+    repl, _ = train_utils.shardings(mesh)
+    return model, jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
+
+
 def restore_for_inference(config, workdir: str, which: str = "best"):
     """The model and the state of `workdir`'s best (or latest) checkpoint.
 
@@ -108,7 +122,7 @@ def restore_for_inference(config, workdir: str, which: str = "best"):
       FileNotFoundError: when `workdir` holds no checkpoint.
     """
     mesh = train_utils.create_mesh()
-    model, state = create_state(config, mesh)
+    model, state = abstract_state(config, mesh)
     candidates = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
     for sub in candidates:
         directory = os.path.join(workdir, sub)
