@@ -44,18 +44,19 @@ active cells only; the same vertices, a generated triangle table).
 Static shapes: the new points of a round are compacted (a prefix sum and a
 scatter into a static size, in two levels: occupied 4^3 blocks first, then
 their points) into buffers whose power-of-two capacities are sized from the
-level: the first round of a level knows its exact count from the previous
-level's active cells, closure rounds start smaller. When more points (or blocks) are
+level: the first round of a level knows its exact count (the subdivision
+counts its points and blocks), closure rounds start smaller. Level 0 is the
+whole coarse lattice, evaluated without a gather. When more points (or blocks) are
 pending than a buffer holds, it grows to the next bucket (one new compilation
 for that size, reused afterwards) and the round is gathered again; nothing is
 truncated. All jitted functions live at module level and take the threshold
 and capacities as static arguments, so a second mesh of the same size reuses
 the compiled code. The single-object path keeps the capacity-dependent
-gather apart from the grid updates (subdivide, store a round, size the next
-level) and derives the block capacity from the point capacity, so a level
-compiles one gather per point bucket it meets instead of one program per
-combination of incoming and outgoing buffers: meshing the quickstart's 48
-validation objects at 64^3 compiles MISE in ~6 s instead of ~17 s.
+gather apart from the grid updates (subdivide, store a round) and derives
+the block capacity from the point capacity, so a level compiles one gather
+per point bucket it meets instead of one program per combination of incoming
+and outgoing buffers: meshing the quickstart's 48 validation objects at 64^3
+compiles MISE in 4.5-5.5 s instead of ~17 s, and a first 128^3 mesh in ~3 s.
 
 Two entry points:
 
@@ -208,6 +209,15 @@ def _compact(mask, size: int):
     return jnp.zeros(size, jnp.int32).at[slot].set(jnp.arange(mask.shape[0], dtype=jnp.int32), mode="drop")
 
 
+def _block_rows(mask):
+    """A [r+1]^3 mask cut into `_BLOCK`^3 blocks: rows bool [blocks, _BLOCK^3] and their counts int32."""
+    r1, b = mask.shape[0], _BLOCK
+    nb = -(-r1 // b)
+    padded = jnp.pad(mask, ((0, nb * b - r1),) * 3)
+    rows = padded.reshape(nb, b, nb, b, nb, b).transpose(0, 2, 4, 1, 3, 5).reshape(nb**3, b**3)
+    return rows, jnp.sum(rows, axis=1, dtype=jnp.int16).astype(jnp.int32)
+
+
 def _gather(mask, axis_values, capacity: int, block_capacity: int):
     """The points of a sparse `mask`, compacted into a fixed-capacity buffer.
 
@@ -234,9 +244,7 @@ def _gather(mask, axis_values, capacity: int, block_capacity: int):
     b = _BLOCK
     nb = -(-r1 // b)
     b3 = b**3
-    padded = jnp.pad(mask, ((0, nb * b - r1),) * 3)
-    rows = padded.reshape(nb, b, nb, b, nb, b).transpose(0, 2, 4, 1, 3, 5).reshape(nb**3, b3)
-    row_counts = jnp.sum(rows, axis=1, dtype=jnp.int16).astype(jnp.int32)
+    rows, row_counts = _block_rows(mask)
     occupied = row_counts > 0
     count = jnp.sum(row_counts)
     num_blocks = jnp.sum(occupied, dtype=jnp.int32)
@@ -351,7 +359,10 @@ def _single_gather(mask, axis_values, capacity, block_capacity):
 
 @functools.partial(jax.jit, static_argnames=("threshold", "subdivision"))
 def _single_subdivide(values, known, threshold, subdivision):
-    return _subdivide(values, known, threshold, subdivision)
+    """`_subdivide`, plus the number of points to evaluate and of the blocks they occupy."""
+    values, known, mask = _subdivide(values, known, threshold, subdivision)
+    _, row_counts = _block_rows(mask)
+    return values, known, mask, jnp.sum(row_counts), _count(row_counts > 0)
 
 
 @functools.partial(jax.jit, static_argnames=("threshold",), donate_argnames=("values", "known"))
@@ -364,12 +375,6 @@ def _single_store(values, known, index, new_values, threshold):
     """
     values, known = _scatter(values, known, index, new_values)
     return values, known, _cells_to_points(_active_cells(values, threshold)) & ~known
-
-
-@functools.partial(jax.jit, static_argnames=("threshold",))
-def _single_proposal(values, threshold):
-    """`_proposal_sizes` of a closed level."""
-    return _proposal_sizes(_active_cells(values, threshold))
 
 
 def _chunk_sizes(count: int, batch_points: int) -> List[int]:
@@ -532,17 +537,24 @@ def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold
     time_network = time_bookkeeping = 0.0
     queries, rounds, growths = [], 0, 0
     values = known = None
-    next_count, next_blocks = (int(resolution0) + 1) ** 3, _num_blocks(int(resolution0))
     for level in range(steps + 1):
         r = int(resolution0) * 2**level
-        axis = jnp.asarray(full_axis[:: 2 ** (steps - level)])
-        caps, closure_caps = _level_capacities(r, next_count, next_blocks, capacity)
+        host_axis = full_axis[:: 2 ** (steps - level)]
+        if level == 0:  # the whole lattice: no gather, no closure
+            t0 = time.perf_counter()
+            points = np.stack(np.meshgrid(host_axis, host_axis, host_axis, indexing="ij"), axis=-1)
+            shape = points.shape[:3]
+            count = int(np.prod(shape))
+            values = _evaluate_host(logit_fn, points.reshape(count, 3), count, batch_points).reshape(shape)
+            time_network += time.perf_counter() - t0
+            values, known = jnp.asarray(values), jnp.ones(shape, bool)
+            queries.append(count)
+            rounds += 1
+            continue
+        axis = jnp.asarray(host_axis)
         t0 = time.perf_counter()
-        if level == 0:
-            shape = (r + 1,) * 3
-            values, known, mask = jnp.zeros(shape, jnp.float32), jnp.zeros(shape, bool), jnp.ones(shape, bool)
-        else:
-            values, known, mask = _single_subdivide(values, known, th, subdivision)
+        values, known, mask, count, blocks = _single_subdivide(values, known, th, subdivision)
+        caps, closure_caps = _level_capacities(r, int(count), int(blocks), capacity)
         index, points, count, blocks = _single_gather(mask, axis, *caps)
         count, blocks = int(count), int(blocks)
         time_bookkeeping += time.perf_counter() - t0
@@ -568,10 +580,6 @@ def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold
             index, points, count, blocks = _single_gather(mask, axis, *caps)
             count, blocks = int(count), int(blocks)
             time_bookkeeping += time.perf_counter() - t1
-        if level < steps:
-            t0 = time.perf_counter()
-            next_count, next_blocks = (int(x) for x in _single_proposal(values, th))
-            time_bookkeeping += time.perf_counter() - t0
         queries.append(level_queries)
     stats = {
         "num_queries": int(sum(queries)),

@@ -226,11 +226,11 @@ def test_batched_matches_one_object_at_a_time():
 
 
 def test_capacity_overflow_grows_the_buffer():
-    # 33^3 points in 9^3 blocks overflow both the point and the block buffers.
-    v, f, stats = mise.extract_mesh(
-        SPHERE, resolution0=32, upsampling_steps=0, capacity=1024, return_stats=True
-    )
-    assert stats["capacity_growths"] > 0 and stats["num_queries"] == 33**3
+    # The last level's first round (thousands of points) overflows a 1024-point buffer.
+    kwargs = dict(resolution0=8, upsampling_steps=2, return_stats=True)
+    v, f, stats = mise.extract_mesh(SPHERE, capacity=1024, **kwargs)
+    assert stats["capacity_growths"] > 0
+    assert stats["num_queries"] == mise.extract_mesh(SPHERE, **kwargs)[2]["num_queries"]
     _assert_same_mesh((v, f), meshing.extract_mesh_dense(SPHERE, resolution=32))
     codes = jnp.asarray(CODES[:2])
     reference = mise.extract_meshes_batched(batched_spheres, codes, resolution0=8, upsampling_steps=0)
@@ -254,7 +254,7 @@ def test_second_mesh_does_not_recompile():
     mise.extract_mesh(SPHERE, **kwargs)
     mise.extract_meshes_batched(batched_spheres, jnp.asarray(CODES), **kwargs)
     jitted = [
-        mise._single_gather, mise._single_subdivide, mise._single_store, mise._single_proposal,
+        mise._single_gather, mise._single_subdivide, mise._single_store,
         mise._batched_level,
     ]
     sizes = [fn._cache_size() for fn in jitted]
