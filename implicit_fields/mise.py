@@ -626,8 +626,9 @@ def extract_mesh(
         (default: `meshing.default_batch_points()`, 100,000 on GPU/TPU and
         4096 on the CPU).
       return_stats: also return a dict of statistics.
-      capacity: initial size of the gather buffer at every level (default:
-        sized from the level); it grows automatically when too small.
+      capacity: initial size of the gather buffer at every level after the
+        first, which evaluates its whole lattice (default: sized from the
+        level); it grows automatically when too small.
       refinement_steps: if > 0, run `refine_mesh` for that many steps (the
         original's optional refinement, off by default as there).
       refinement_lr: RMSprop learning rate of the refinement.
