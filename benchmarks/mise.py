@@ -436,11 +436,17 @@ def print_targets(rows, platform):
                 steps = cbn128["simplify_refine_steps"]
                 check(f"simplify + {steps} first-order refinement steps, CBN 128^3",
                       cbn128["simplify_refine_first"], 3.0)
-        for r in (cbn256, by_case.get("sphere 256^3")):
-            if r and r["dense"] is not None:
-                ratio = r["dense"] / r["mise"]
-                lines.append(f"  {r['case']}: dense / MISE = {ratio:.1f}x (target >= 5x): "
-                             f"{'met' if ratio >= 5 else 'NOT met'}")
+        if cbn256 and cbn256["dense"] is not None:
+            ratio = cbn256["dense"] / cbn256["mise"]
+            lines.append(f"  CBN 256^3: dense / MISE = {ratio:.1f}x (target >= 5x): "
+                         f"{'met' if ratio >= 5 else 'NOT met'}")
+        elif cbn256:
+            lines.append("  CBN 256^3: dense / MISE not measured (dense grid skipped; about 140 s per mesh)")
+        sphere256 = by_case.get("sphere 256^3")
+        if sphere256 and sphere256["dense"] is not None:  # the field costs nothing: no target there
+            ratio = sphere256["dense"] / sphere256["mise"]
+            lines.append(f"  sphere 256^3 (a free field, so this compares bookkeeping + marching cubes "
+                         f"with the dense grid's): dense / MISE = {ratio:.1f}x")
     elif cbn128:  # GPU / TPU
         check("CBN 128^3, all network queries", cbn128["network"], 0.030, "ms", 1e3)
         if cbn128.get("fast") is not None:
