@@ -38,9 +38,12 @@ def grid_points(resolution: int, padding: float = 0.1) -> np.ndarray:
     Returns:
       float32 [(R+1)^3, 3].
     """
-    axis = grid_axis(resolution, padding)
-    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1)
-    return grid.reshape(-1, 3)
+    return lattice_points(grid_axis(resolution, padding))
+
+
+def lattice_points(axis: np.ndarray) -> np.ndarray:
+    """The points of the cubic lattice with coordinates `axis` [n] along each axis, x-major: [n^3, 3]."""
+    return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
 
 
 def default_batch_points() -> int:

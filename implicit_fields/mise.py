@@ -298,12 +298,11 @@ def _subdivide(values, known, threshold: float, subdivision: str = "cells"):
       values float32 [2r+1]^3, known bool [2r+1]^3, mask bool [2r+1]^3 of the
       points to evaluate.
     """
-    coarse_cells = _active_cells(values, threshold)  # (unused by 'surface': removed under jit)
+    if subdivision == "cells":
+        mask = _fine_points_of_cells(_active_cells(values, threshold))
     values = _upsample_values(values)
     known = _upsample_known(known)
-    if subdivision == "cells":
-        mask = _fine_points_of_cells(coarse_cells)
-    else:
+    if subdivision != "cells":
         mask = _cells_to_points(_active_cells(values, threshold))
     return values, known, mask & ~known
 
@@ -355,6 +354,12 @@ _CAPS = ("capacity", "block_capacity")
 @functools.partial(jax.jit, static_argnames=_CAPS)
 def _single_gather(mask, axis_values, capacity, block_capacity):
     return _gather(mask, axis_values, capacity, block_capacity)
+
+
+def _gather_to_host_counts(mask, axis_values, caps):
+    """`_single_gather`, with its count and number of blocks read back as Python ints."""
+    index, points, count, blocks = _single_gather(mask, axis_values, *caps)
+    return index, points, int(count), int(blocks)
 
 
 @functools.partial(jax.jit, static_argnames=("threshold", "subdivision"))
@@ -542,10 +547,10 @@ def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold
         host_axis = full_axis[:: 2 ** (steps - level)]
         if level == 0:  # the whole lattice: no gather, no closure
             t0 = time.perf_counter()
-            points = np.stack(np.meshgrid(host_axis, host_axis, host_axis, indexing="ij"), axis=-1)
-            shape = points.shape[:3]
-            count = int(np.prod(shape))
-            values = _evaluate_host(logit_fn, points.reshape(count, 3), count, batch_points).reshape(shape)
+            shape = (r + 1,) * 3
+            count = (r + 1) ** 3
+            values = _evaluate_host(logit_fn, meshing.lattice_points(host_axis), count, batch_points)
+            values = values.reshape(shape)
             time_network += time.perf_counter() - t0
             values, known = jnp.asarray(values), jnp.ones(shape, bool)
             queries.append(count)
@@ -555,8 +560,7 @@ def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold
         t0 = time.perf_counter()
         values, known, mask, count, blocks = _single_subdivide(values, known, th, subdivision)
         caps, closure_caps = _level_capacities(r, int(count), int(blocks), capacity)
-        index, points, count, blocks = _single_gather(mask, axis, *caps)
-        count, blocks = int(count), int(blocks)
+        index, points, count, blocks = _gather_to_host_counts(mask, axis, caps)
         time_bookkeeping += time.perf_counter() - t0
         level_queries = 0
         while count > 0:
@@ -564,8 +568,7 @@ def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold
                 t0 = time.perf_counter()
                 caps = _grown(caps, count, blocks, r)
                 growths += 1
-                index, points, count, blocks = _single_gather(mask, axis, *caps)
-                count, blocks = int(count), int(blocks)
+                index, points, count, blocks = _gather_to_host_counts(mask, axis, caps)
                 time_bookkeeping += time.perf_counter() - t0
                 if level_queries:  # a closure round overflowed: keep the larger closure buffers
                     closure_caps = caps
@@ -577,8 +580,7 @@ def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold
             rounds += 1
             caps = closure_caps
             values, known, mask = _single_store(values, known, index, new_values, th)
-            index, points, count, blocks = _single_gather(mask, axis, *caps)
-            count, blocks = int(count), int(blocks)
+            index, points, count, blocks = _gather_to_host_counts(mask, axis, caps)
             time_bookkeeping += time.perf_counter() - t1
         queries.append(level_queries)
     stats = {
@@ -591,6 +593,15 @@ def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold
         "time_refine_bookkeeping": time_bookkeeping,
     }
     return values, stats
+
+
+def _marching_cubes_fn(name: str):
+    """The marching cubes named by `extract_mesh(marching_cubes=...)`."""
+    if name == "pymcubes":
+        return meshing.marching_cubes
+    if name == "jax":
+        return active_marching_cubes.marching_cubes
+    raise ValueError(f"marching_cubes must be 'pymcubes' or 'jax', got {name!r}")
 
 
 def extract_mesh(
@@ -662,8 +673,7 @@ def extract_mesh(
     Raises:
       ValueError: when the field returns NaN or the wrong shape.
     """
-    if marching_cubes not in ("pymcubes", "jax"):
-        raise ValueError(f"marching_cubes must be 'pymcubes' or 'jax', got {marching_cubes!r}")
+    mc = _marching_cubes_fn(marching_cubes)
     t0 = time.perf_counter()
     # JAX marching cubes takes the grid where MISE left it (no device -> host -> device copy).
     values, stats = (_refine_grid_on_device if marching_cubes == "jax" else refine_grid)(
@@ -677,7 +687,6 @@ def extract_mesh(
         subdivision=subdivision,
     )
     t1 = time.perf_counter()
-    mc = meshing.marching_cubes if marching_cubes == "pymcubes" else active_marching_cubes.marching_cubes
     vertices, faces = mc(values, losses.probability_to_logit(threshold), padding)
     t2 = time.perf_counter()
     if simplify_nfaces and len(faces) > 0:
@@ -989,8 +998,7 @@ def extract_meshes_batched(
     Raises:
       ValueError: when the field returns NaN or the wrong shape.
     """
-    if marching_cubes not in ("pymcubes", "jax"):
-        raise ValueError(f"marching_cubes must be 'pymcubes' or 'jax', got {marching_cubes!r}")
+    mc = _marching_cubes_fn(marching_cubes)
     t0 = time.perf_counter()
     values, stats = (_refine_grids_batched_on_device if marching_cubes == "jax" else refine_grids_batched)(
         logit_fn_batched,
@@ -1005,7 +1013,6 @@ def extract_meshes_batched(
     )
     t1 = time.perf_counter()
     th_logit = losses.probability_to_logit(threshold)
-    mc = meshing.marching_cubes if marching_cubes == "pymcubes" else active_marching_cubes.marching_cubes
     meshes = [mc(v, th_logit, padding) for v in values]
     t2 = time.perf_counter()
     if not return_stats:

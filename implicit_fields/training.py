@@ -90,13 +90,18 @@ def _add_builtin_images(data_config, progress: bool) -> None:
         logger.info("rendered the views of %d objects in %s", added, data_config.path)
 
 
-def create_state(config, mesh):
-    """Model and freshly initialised, replicated train state."""
+def _model_and_init(config):
+    """The model and a function initialising its train state (seeded by `config.seed`)."""
     model = models.create_model(config.model)
     init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
-    state = train_utils.create_train_state(init_rng, model, config)
+    return model, lambda: train_utils.create_train_state(init_rng, model, config)
+
+
+def create_state(config, mesh):
+    """Model and freshly initialised, replicated train state."""
+    model, init = _model_and_init(config)
     repl, _ = train_utils.shardings(mesh)
-    return model, jax.device_put(state, repl)
+    return model, jax.device_put(init(), repl)
 
 
 def abstract_state(config, mesh):
@@ -106,9 +111,8 @@ def abstract_state(config, mesh):
     inference skips the parameter initialisation (7 s for the image model on
     our CPU, 0.5 s to trace it).
     """
-    model = models.create_model(config.model)
-    init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
-    shapes = jax.eval_shape(lambda: train_utils.create_train_state(init_rng, model, config))
+    model, init = _model_and_init(config)
+    shapes = jax.eval_shape(init)
     repl, _ = train_utils.shardings(mesh)
     return model, jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
 

@@ -253,10 +253,7 @@ def test_second_mesh_does_not_recompile():
     kwargs = dict(resolution0=8, upsampling_steps=2)
     mise.extract_mesh(SPHERE, **kwargs)
     mise.extract_meshes_batched(batched_spheres, jnp.asarray(CODES), **kwargs)
-    jitted = [
-        mise._single_gather, mise._single_subdivide, mise._single_store,
-        mise._batched_level,
-    ]
+    jitted = [mise._single_gather, mise._single_subdivide, mise._single_store, mise._batched_level]
     sizes = [fn._cache_size() for fn in jitted]
     # A new function object and new code arrays (same sizes, so the same capacity buckets).
     mise.extract_mesh(jax.jit(lambda p: sphere_logits(p)), **kwargs)
