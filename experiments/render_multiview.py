@@ -16,7 +16,7 @@ import numpy as np
 
 from implicit_fields import vis
 from implicit_fields.data import builtin, multiview
-from implicit_fields.shapes import CATEGORIES, category_synset
+from implicit_fields.data.shapes import CATEGORIES, category_synset
 
 
 def _depth_picture(depth):

@@ -35,13 +35,10 @@ array they use ``jax.numpy`` and can be jitted and differentiated. Matrices are
 """
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from implicit_fields.data.onet_format import DataFormatError
 
 __all__ = [
     "CAMERA_KEYS",
@@ -55,8 +52,8 @@ __all__ = [
     "look_at_camera",
     "default_focal",
     "sample_views",
-    "save_cameras",
-    "load_cameras",
+    "camera_at",
+    "focal_for_radius",
 ]
 
 CAMERA_KEYS = ("camera_mat", "world_mat", "scale_mat")
@@ -324,6 +321,28 @@ def default_focal(radius, margin=1.0):
     return margin * math.sqrt(radius * radius - r * r) / r
 
 
+def focal_for_radius(extent, radius):
+    """Focal length at which a sphere of radius ``extent`` about the origin (plus 3%, at
+    most the unit cube's bounding sphere) just fits in the image from a camera at
+    distance ``radius`` from the origin.
+
+    The framing rule of our renders: the shape's extent comes from its surface
+    (:func:`implicit_fields.data.shape_render.fit_focal`) or a mesh's vertices
+    (:func:`implicit_fields.data.mesh_render.fit_focal`).
+
+    Args:
+        extent: float, largest distance of the object's surface from the origin.
+        radius: float, camera distance from the origin (must exceed the padded extent).
+
+    Returns:
+        float focal length in [-1, 1] pixel units.
+    """
+    r = min(1.03 * float(extent), np.sqrt(3.0) / 2.0)
+    if not radius > r:
+        raise ValueError(f"camera radius {radius} must exceed the shape's radius {r:.3f}")
+    return float(np.sqrt(radius * radius - r * r) / r)
+
+
 def sample_views(n, radius=2.0, seed=0, elevation_range=(-20.0, 60.0), focal=None, target=(0.0, 0.0, 0.0)):
     """Deterministic cameras on a sphere around the object, all looking at ``target``.
 
@@ -370,115 +389,20 @@ def sample_views(n, radius=2.0, seed=0, elevation_range=(-20.0, 60.0), focal=Non
     return out
 
 
-# --------------------------------------------------------------------------------------
-# cameras.npz.
-# --------------------------------------------------------------------------------------
-
-
-def _stack(cams, key, default=None):
-    m = cams.get(key, default)
-    if m is None:
-        raise ValueError(f"camera dict is missing {key!r}")
-    m = np.asarray(m, dtype=np.float64)
-    return m[None] if m.ndim == 2 else m
-
-
-def save_cameras(path, cams):
-    """Writes ``cameras.npz`` in the original's layout (atomically).
-
-    Keys per view ``i``: ``world_mat_i``, ``camera_mat_i``, ``scale_mat_i`` and their
-    inverses ``world_mat_inv_i``, ``camera_mat_inv_i``, ``scale_mat_inv_i`` (the DVR
-    ShapeNet renderings and the DTU files carry these too), float64 (4, 4).
+def camera_at(cameras, i):
+    """The matrices of one view of a camera dict.
 
     Args:
-        path: output file.
-        cams: dict with ``camera_mat``, ``world_mat`` and optionally ``scale_mat``
-            (identity when missing), each (4, 4) or (V, 4, 4).
-    """
-    cm = _stack(cams, "camera_mat")
-    wm = _stack(cams, "world_mat")
-    sm = _stack(cams, "scale_mat", np.eye(4))
-    if sm.shape[0] == 1 and cm.shape[0] > 1:
-        sm = np.repeat(sm, cm.shape[0], axis=0)
-    if not (cm.shape == wm.shape == sm.shape and cm.shape[1:] == (4, 4)):
-        raise ValueError(
-            f"camera matrices must be (V, 4, 4) of equal V, got camera_mat {cm.shape}, "
-            f"world_mat {wm.shape}, scale_mat {sm.shape}"
-        )
-    arrays = {}
-    for i in range(cm.shape[0]):
-        for name, m in (("world_mat", wm[i]), ("camera_mat", cm[i]), ("scale_mat", sm[i])):
-            arrays[f"{name}_{i}"] = m
-            arrays[f"{name}_inv_{i}"] = np.linalg.inv(m)
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
-
-
-def _check_matrix(path, key, m):
-    m = np.asarray(m)
-    if m.shape == (3, 4):  # A bare 3x4 projection / extrinsics: pad the affine row.
-        m = np.concatenate([m, np.array([[0.0, 0.0, 0.0, 1.0]])], axis=0)
-    if m.shape != (4, 4):
-        raise DataFormatError(f"{path}: '{key}' must have shape (4, 4), got {m.shape}")
-    if not np.issubdtype(m.dtype, np.number):
-        raise DataFormatError(f"{path}: '{key}' must be numeric, got dtype {m.dtype}")
-    m = m.astype(np.float64)
-    if not np.all(np.isfinite(m)):
-        raise DataFormatError(f"{path}: '{key}' contains NaN/inf values")
-    scale = max(float(np.abs(m[3]).max()), 1e-300)
-    if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0], atol=1e-6 * scale, rtol=0.0):
-        raise DataFormatError(
-            f"{path}: '{key}' must be affine (last row [0, 0, 0, 1]), got last row {m[3].tolist()}"
-        )
-    cond = np.linalg.cond(m)
-    if not np.isfinite(cond) or cond > 1e12:
-        raise DataFormatError(f"{path}: '{key}' is singular (condition number {cond:.3g})")
-    return m
-
-
-def load_cameras(path, n=None):
-    """Reads and validates ``cameras.npz`` (original layout).
-
-    Args:
-        path: the ``cameras.npz`` file.
-        n: number of views to read (views 0 .. n-1); None reads views 0, 1, ... as long
-            as ``world_mat_i`` exists.
+        cameras: dict with ``camera_mat``, ``world_mat`` and ``scale_mat``, each a (4, 4)
+            matrix (shared by every view) or a (V, 4, 4) stack; a missing key means the
+            identity. Other keys (e.g. the ``eye`` of :func:`sample_views`) are ignored.
+        i: int, the view.
 
     Returns:
-        dict with ``camera_mat``, ``world_mat``, ``scale_mat``: (V, 4, 4) float64
-        (``scale_mat`` is the identity where ``scale_mat_i`` is missing, as in the
-        original loader). 3x4 matrices are padded with the row [0, 0, 0, 1].
-
-    Raises:
-        DataFormatError: naming the file and the problem: missing file or key, wrong
-            shape, non-finite entries, non-affine or singular matrix.
+        dict with ``camera_mat``, ``world_mat``, ``scale_mat``: (4, 4) float64.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataFormatError(f"{path}: camera file not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as e:  # noqa: BLE001 - any reader failure is a format error here.
-        raise DataFormatError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from e
-    if n is None:
-        n = 0
-        while f"world_mat_{n}" in arrays:
-            n += 1
-        if n == 0:
-            raise DataFormatError(f"{path}: no 'world_mat_0' key (keys: {sorted(arrays)[:8]})")
-    n = int(n)
-    out = {k: [] for k in CAMERA_KEYS}
-    for i in range(n):
-        for name in ("world_mat", "camera_mat", "scale_mat"):
-            key = f"{name}_{i}"
-            if key not in arrays:
-                if name == "scale_mat":
-                    out[name].append(np.eye(4))
-                    continue
-                raise DataFormatError(f"{path}: missing key '{key}' (need {n} views)")
-            out[name].append(_check_matrix(path, key, arrays[key]))
-    return {k: np.stack(v) if v else np.zeros((0, 4, 4)) for k, v in out.items()}
+    out = {}
+    for k in CAMERA_KEYS:
+        m = np.asarray(cameras.get(k, np.eye(4)), dtype=np.float64)
+        out[k] = m if m.ndim == 2 else m[i]
+    return out

@@ -1,4 +1,7 @@
-"""Tests of the DVR camera convention: pixels, projection, rays, box intersection, I/O."""
+"""Tests of the DVR camera convention: pixels, projection, rays, box intersection, framing.
+
+(The cameras.npz reader and writer are tested in tests/data/test_onet_format.py.)
+"""
 
 import jax
 import jax.numpy as jnp
@@ -6,12 +9,11 @@ import numpy as np
 import pytest
 
 from implicit_fields import cameras
-from implicit_fields.data.onet_format import DataFormatError
 
 
 def _similarity(scale, translation, axis=(1.0, 2.0, -0.5), angle=0.7):
     """A scale_mat like DTU's: object (unit cube) -> world, a rotation, scale and shift."""
-    from implicit_fields.shapes import rotation_matrix
+    from implicit_fields.data.shapes import rotation_matrix
 
     s = np.eye(4)
     s[:3, :3] = scale * rotation_matrix(axis, angle)
@@ -221,63 +223,30 @@ def test_jax_versions_match_and_jit():
     np.testing.assert_allclose(np.asarray(back), np.asarray(pts), atol=1e-5)
 
 
-def test_cameras_npz_round_trip(tmp_path):
-    cams = cameras.sample_views(3, seed=1)
-    cams["scale_mat"] = np.stack([_similarity(2.0, (0.1, 0.2, 0.3))] * 3)
-    path = tmp_path / "cameras.npz"
-    cameras.save_cameras(path, cams)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cameras.npz"]
-    with np.load(path) as raw:
-        keys = set(raw.files)
-        np.testing.assert_allclose(raw["world_mat_inv_2"] @ raw["world_mat_2"], np.eye(4), atol=1e-12)
-    for i in range(3):
-        for name in ("world_mat", "camera_mat", "scale_mat"):
-            assert f"{name}_{i}" in keys and f"{name}_inv_{i}" in keys
-    loaded = cameras.load_cameras(path)
+def test_camera_at_picks_one_view():
+    cams = cameras.sample_views(3, seed=2)
+    one = cameras.camera_at(cams, 1)
+    assert sorted(one) == sorted(cameras.CAMERA_KEYS)  # The 'eye' of sample_views is left out.
     for k in cameras.CAMERA_KEYS:
-        np.testing.assert_array_equal(loaded[k], cams[k])
-    assert cameras.load_cameras(path, n=2)["world_mat"].shape == (2, 4, 4)
+        assert one[k].shape == (4, 4) and one[k].dtype == np.float64
+        np.testing.assert_array_equal(one[k], cams[k][1])
+    # A (4, 4) matrix is shared by every view; a missing one is the identity.
+    mixed = cameras.camera_at({"camera_mat": cams["camera_mat"][0], "world_mat": cams["world_mat"]}, 2)
+    np.testing.assert_array_equal(mixed["camera_mat"], cams["camera_mat"][0])
+    np.testing.assert_array_equal(mixed["world_mat"], cams["world_mat"][2])
+    np.testing.assert_array_equal(mixed["scale_mat"], np.eye(4))
 
 
-def _write(path, **arrays):
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def test_load_cameras_errors_name_file_and_problem(tmp_path):
-    good = cameras.look_at_camera((0.0, 0.0, -2.0))
-    path = tmp_path / "cameras.npz"
-    with pytest.raises(DataFormatError, match="cameras.npz: camera file not found"):
-        cameras.load_cameras(path)
-    # Missing scale_mat means identity (the original's default); 3x4 world_mat is padded.
-    _write(path, world_mat_0=good["world_mat"][:3], camera_mat_0=good["camera_mat"])
-    loaded = cameras.load_cameras(path)
-    np.testing.assert_array_equal(loaded["scale_mat"][0], np.eye(4))
-    np.testing.assert_array_equal(loaded["world_mat"][0], good["world_mat"])
-    cases = {
-        "missing key 'camera_mat_0'": dict(world_mat_0=good["world_mat"]),
-        "'world_mat_0' must have shape": dict(world_mat_0=np.eye(3), camera_mat_0=np.eye(4)),
-        "'camera_mat_0' contains NaN": dict(
-            world_mat_0=good["world_mat"], camera_mat_0=np.full((4, 4), np.nan)
-        ),
-        "'camera_mat_0' is singular": dict(
-            world_mat_0=good["world_mat"], camera_mat_0=np.diag([1.0, 0.0, 1.0, 1.0])
-        ),
-        "'scale_mat_0' must be affine": dict(
-            world_mat_0=good["world_mat"],
-            camera_mat_0=good["camera_mat"],
-            scale_mat_0=np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]]),
-        ),
-        "no 'world_mat_0' key": dict(foo=np.eye(4)),
-    }
-    for message, arrays in cases.items():
-        _write(path, **arrays)
-        with pytest.raises(DataFormatError) as err:
-            cameras.load_cameras(path)
-        assert str(path) in str(err.value) and message in str(err.value), str(err.value)
-    _write(path, world_mat_0=good["world_mat"], camera_mat_0=good["camera_mat"])
-    with pytest.raises(DataFormatError, match="missing key 'world_mat_1'"):
-        cameras.load_cameras(path, n=2)
-    path.write_bytes(b"not a zip")
-    with pytest.raises(DataFormatError, match="cannot read"):
-        cameras.load_cameras(path)
+def test_focal_for_radius_fits_the_padded_sphere():
+    # The sphere of radius 1.03 * extent seen from distance 2: its silhouette's half-angle
+    # asin(r / 2) lands exactly on the image edge, f * tan(angle) = 1.
+    r = 1.03 * 0.4
+    assert cameras.focal_for_radius(0.4, 2.0) == pytest.approx(1.0 / np.tan(np.arcsin(r / 2.0)), rel=1e-12)
+    cam = cameras.look_at_camera((0.0, 0.0, -2.0), focal=cameras.focal_for_radius(0.4, 2.0))
+    edge = np.array([[r * np.cos(np.arcsin(r / 2.0)), 0.0, -r * r / 2.0]])  # A silhouette point.
+    pix, _ = cameras.project_to_image(edge, cam["camera_mat"], cam["world_mat"], cam["scale_mat"])
+    np.testing.assert_allclose(np.abs(pix[0, 0]), 1.0, atol=1e-12)
+    # At most the unit cube's bounding sphere (default_focal); the camera must be outside.
+    assert cameras.focal_for_radius(5.0, 2.0) == pytest.approx(cameras.default_focal(2.0), rel=1e-12)
+    with pytest.raises(ValueError, match="must exceed the shape's radius"):
+        cameras.focal_for_radius(0.4, 0.3)

@@ -6,7 +6,8 @@
     DATASET/<synset>/{train,val,test}.lst
     DATASET/<synset>/<model_id>/points.npz      100k uniform points in the cube of side 1.1
     DATASET/<synset>/<model_id>/pointcloud.npz  100k surface points with normals
-    DATASET/<synset>/<model_id>/shape.json      the normalised exact shape (Shape.to_dict())
+    DATASET/<synset>/<model_id>/shape.json      the normalised exact shape (Shape.to_dict();
+                                                read by onet_format.load_shape)
     DATASET/<synset>/<model_id>/model.binvox    optional 32^3 voxelisation (add_voxels)
     DATASET/<synset>/<model_id>/img_choy2016/   optional renders 000.png..023.png and
                                                 cameras.npz (add_images)
@@ -32,44 +33,50 @@ Single-view images (the input of the single-image model) follow the original's
 JPEGs; ours are lossless PNGs, and the reader takes both) on a white background, with
 ``cameras.npz`` (``world_mat_i``, ``camera_mat_i``, in the DVR convention of
 :mod:`implicit_fields.cameras`). They are exact renders of ``shape.json``
-(:func:`implicit_fields.data.multiview.render_view`); cameras and colours derive from
+(:func:`implicit_fields.data.shape_render.render_view`); cameras and colours derive from
 ``(seed, synset, model_id)``. :func:`add_images` adds them to an existing dataset folder.
 """
 
 import json
+import logging
 import multiprocessing
 import os
 import shutil
+import zlib
 
 import numpy as np
 from tqdm import tqdm
 
-from implicit_fields import binvox
-from implicit_fields.data import onet_format
-from implicit_fields.shapes import CATEGORIES, Shape, category_synset, make_shape, normalize
+from implicit_fields import cameras as cam_lib
+from implicit_fields import vis
+from implicit_fields.data import binvox, datasets, onet_format, shape_render
+from implicit_fields.data.shapes import CATEGORIES, category_synset, make_shape, normalize
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "GENERATOR_VERSION",
     "generate_object",
     "generate_dataset",
     "split_counts",
-    "object_folders",
-    "load_shape",
+    "usable_cores",
     "model_id",
     "voxelize_shape",
     "add_voxels",
     "IMAGES_DIR",
+    "IMAGES_VERSION",
     "write_images",
     "images_done",
     "render_images",
     "add_images",
+    "ensure_dataset",
 ]
 
 GENERATOR_VERSION = 1
 """Bumped whenever the generators change; stored in every shape.json."""
 
-_TMP_PREFIX = ".tmp-"
-_SHAPE_FILE = "shape.json"
+_TMP_PREFIX = onet_format.TMP_PREFIX  # Readers (onet_format.object_folders) skip these folders.
+_SHAPE_FILE = onet_format.SHAPE_FILE
 _BOX_SIZE = 1.1  # Side of the cube of uniform points (the original points_padding 0.1).
 
 
@@ -94,7 +101,7 @@ def generate_object(category, index, seed=0, num_points=100_000, num_surface_poi
         num_surface_points: int, surface samples.
 
     Returns:
-        dict with ``shape`` (the normalised :class:`~implicit_fields.shapes.Shape`),
+        dict with ``shape`` (the normalised :class:`~implicit_fields.data.shapes.Shape`),
         ``loc`` (3,) float64, ``scale`` float, ``points`` (num_points, 3) float16,
         ``occupancies`` (num_points,) bool, ``surface_points`` and ``normals``
         (num_surface_points, 3) float64.
@@ -206,7 +213,8 @@ def split_counts(n, fractions):
     return counts.tolist()
 
 
-def _usable_cores():
+def usable_cores():
+    """Number of CPU cores this process may run on (the default number of workers)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # Not on Linux.
@@ -234,7 +242,7 @@ def generate_dataset(
 
     Args:
         out_dir: path of the dataset root (created if needed).
-        categories: None for all of :data:`~implicit_fields.shapes.CATEGORIES`, or a list
+        categories: None for all of :data:`~implicit_fields.data.shapes.CATEGORIES`, or a list
             of names / synset ids.
         objects_per_category: int >= 1.
         seed: int >= 0.
@@ -311,7 +319,7 @@ def generate_dataset(
                 }
             )
 
-    workers = _usable_cores() if num_workers is None else int(num_workers)
+    workers = usable_cores() if num_workers is None else int(num_workers)
     workers = max(1, min(workers, len(tasks)))
     with tqdm(
         total=len(tasks) + done,
@@ -358,71 +366,16 @@ def _check_existing(folder, params):
         )
 
 
-def load_shape(object_folder):
-    """The exact normalised shape of a built-in object (its ``shape.json``).
-
-    Args:
-        object_folder: ``DATASET/<synset>/<model_id>``.
-
-    Returns:
-        :class:`~implicit_fields.shapes.Shape` in the object's normalised coordinates
-        (those of ``points.npz``).
-
-    Raises:
-        DataFormatError: a missing or invalid ``shape.json`` (the message names it).
-    """
-    path = os.path.join(os.fspath(object_folder), _SHAPE_FILE)
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            return Shape.from_dict(json.load(f))
-    except FileNotFoundError as e:
-        raise onet_format.DataFormatError(f"{path}: file not found (not a built-in object?)") from e
-    except (ValueError, TypeError, KeyError) as e:
-        raise onet_format.DataFormatError(f"{path}: not a valid shape ({e})") from e
-
-
 # --------------------------------------------------------------------------------------
 # Voxelisations.
 # --------------------------------------------------------------------------------------
-
-
-def object_folders(dataset_dir, categories=None):
-    """(synset, model id, folder) of every built-in object (a folder with shape.json).
-
-    Args:
-        dataset_dir: dataset root.
-        categories: None for every category folder, or names/synsets (str or list).
-
-    Raises:
-        DataFormatError: a requested category folder is missing.
-    """
-    dataset_dir = os.fspath(dataset_dir)
-    if categories is None:
-        synsets = sorted(
-            d for d in os.listdir(dataset_dir)
-            if os.path.isdir(os.path.join(dataset_dir, d)) and not d.startswith(".")
-        )
-    else:
-        if isinstance(categories, str):
-            categories = [categories]
-        synsets = [category_synset(c) for c in categories]
-    out = []
-    for synset in synsets:
-        cat_dir = os.path.join(dataset_dir, synset)
-        if not os.path.isdir(cat_dir):
-            raise onet_format.DataFormatError(f"{cat_dir}: category folder not found")
-        for entry in sorted(os.listdir(cat_dir)):
-            folder = os.path.join(cat_dir, entry)
-            if not entry.startswith(_TMP_PREFIX) and os.path.isfile(os.path.join(folder, _SHAPE_FILE)):
-                out.append((synset, entry, folder))
-    return out
 
 
 def _run_tasks(fn, tasks, num_workers, progress, desc):
     """Runs `fn` over `tasks` on a spawn pool (or inline for one worker) with a bar."""
     if not tasks:
         return 0
-    workers = _usable_cores() if num_workers is None else int(num_workers)
+    workers = usable_cores() if num_workers is None else int(num_workers)
     workers = max(1, min(workers, len(tasks)))
     with tqdm(total=len(tasks), disable=not progress, desc=desc, unit="obj") as bar:
         if workers == 1:
@@ -449,7 +402,7 @@ def voxelize_shape(shape, resolution=32, subdivisions=4, num_surface_points=200_
     spacing).
 
     Args:
-        shape: :class:`~implicit_fields.shapes.Shape` in normalised coordinates.
+        shape: :class:`~implicit_fields.data.shapes.Shape` in normalised coordinates.
         resolution: int >= 1, voxels per side.
         subdivisions: int >= 1, lattice cells per voxel edge.
         num_surface_points: int >= 0, surface samples.
@@ -491,7 +444,7 @@ def _write_voxels(task):
     out = os.path.join(folder, binvox.VOXELS_FILE)
     if os.path.exists(out):
         return out
-    binvox.write_binvox(out, voxelize_shape(load_shape(folder), resolution))
+    binvox.write_binvox(out, voxelize_shape(onet_format.load_shape(folder), resolution))
     return out
 
 
@@ -517,7 +470,7 @@ def add_voxels(dataset_dir, resolution=32, categories=None, num_workers=None, pr
     """
     tasks = [
         (folder, int(resolution))
-        for _, _, folder in object_folders(dataset_dir, categories)
+        for _, _, folder in onet_format.object_folders(dataset_dir, categories)
         if not os.path.exists(os.path.join(folder, binvox.VOXELS_FILE))
     ]
     return _run_tasks(_write_voxels, tasks, num_workers, progress, "voxelise")
@@ -531,7 +484,8 @@ IMAGES_DIR = "img_choy2016"
 """Folder of an object's single-view renders, as in the original's ShapeNet data."""
 
 _IMAGES_INFO = "images.json"  # Ours: how the renders were made; written last (completion marker).
-_IMAGES_VERSION = 1
+IMAGES_VERSION = 1
+"""Bumped whenever the single-view renders change; stored in every images.json."""
 
 
 def write_images(folder, images, cameras, record):
@@ -553,9 +507,6 @@ def write_images(folder, images, cameras, record):
     Returns:
         dict, ``record``.
     """
-    from implicit_fields import cameras as cam_lib
-    from implicit_fields import vis
-
     folder = os.fspath(folder)
     parent = os.path.dirname(folder) or "."
     tmp = os.path.join(parent, f"{_TMP_PREFIX}{os.path.basename(folder)}-{os.getpid()}")
@@ -571,7 +522,7 @@ def write_images(folder, images, cameras, record):
         raise ValueError(
             f"{folder}: {count} images, {n_cams} cameras and n_views={record.get('n_views')} must agree"
         )
-    cam_lib.save_cameras(os.path.join(tmp, "cameras.npz"), cameras)
+    onet_format.save_cameras(os.path.join(tmp, "cameras.npz"), cameras)
     with open(os.path.join(tmp, _IMAGES_INFO), "w", encoding="utf-8") as f:
         json.dump(record, f)
     if os.path.isdir(folder):
@@ -588,31 +539,28 @@ def render_images(shape, folder, n_views=24, resolution=64, seed=0, radius=2.0,
     (the parameters; written last) with :func:`write_images`.
 
     Args:
-        shape: :class:`~implicit_fields.shapes.Shape` in normalised coordinates.
+        shape: :class:`~implicit_fields.data.shapes.Shape` in normalised coordinates.
         folder: output folder, ``<object>/img_choy2016``.
         n_views: int >= 1.
         resolution: int, image side in pixels.
         seed: int or list of ints: cameras and colours.
         radius: camera distance from the origin.
         elevation_range: degrees, (low, high).
-        texture: 'none' or 'stripes' (:class:`~implicit_fields.data.multiview.Appearance`).
+        texture: 'none' or 'stripes' (:class:`~implicit_fields.data.shape_render.Appearance`).
 
     Returns:
         dict, the images.json record.
     """
-    from implicit_fields import cameras as cam_lib
-    from implicit_fields.data import multiview
-
     cam_seed, app_seed = np.random.SeedSequence(seed).spawn(2)
-    focal = multiview._fit_focal(shape, radius)
+    focal = shape_render.fit_focal(shape, radius)
     cams = cam_lib.sample_views(int(n_views), radius, cam_seed, elevation_range, focal)
-    appearance = multiview.Appearance.random(len(shape.primitives), app_seed, texture)
+    appearance = shape_render.Appearance.random(len(shape.primitives), app_seed, texture)
     views = (
-        multiview.render_view(shape, multiview._camera_at(cams, i), resolution, resolution, appearance)
+        shape_render.render_view(shape, cam_lib.camera_at(cams, i), resolution, resolution, appearance)
         for i in range(int(n_views))
     )
     record = {
-        "version": _IMAGES_VERSION,
+        "version": IMAGES_VERSION,
         "n_views": int(n_views),
         "resolution": int(resolution),
         "seed": [int(x) for x in np.atleast_1d(seed)],
@@ -626,7 +574,7 @@ def render_images(shape, folder, n_views=24, resolution=64, seed=0, radius=2.0,
 def _write_images(task):
     """Render one object folder's img_choy2016 from its shape.json."""
     folder, n_views, resolution, seed = task
-    render_images(load_shape(folder), os.path.join(folder, IMAGES_DIR), n_views, resolution, seed)
+    render_images(onet_format.load_shape(folder), os.path.join(folder, IMAGES_DIR), n_views, resolution, seed)
     return folder
 
 
@@ -647,7 +595,7 @@ def images_done(folder, n_views, resolution):
             old = json.load(f)
     except (OSError, ValueError):
         return False
-    return (old.get("version") == _IMAGES_VERSION and old.get("n_views") == int(n_views)
+    return (old.get("version") == IMAGES_VERSION and old.get("n_views") == int(n_views)
             and old.get("resolution") == int(resolution))
 
 
@@ -671,11 +619,70 @@ def add_images(dataset_dir, n_views=24, resolution=64, categories=None, seed=0, 
     Returns:
         int, the number of objects rendered.
     """
-    import zlib
-
     tasks = []
-    for synset, entry, folder in object_folders(dataset_dir, categories):
+    for synset, entry, folder in onet_format.object_folders(dataset_dir, categories):
         if not images_done(folder, n_views, resolution):
             obj_seed = [int(seed), zlib.crc32(synset.encode()), zlib.crc32(entry.encode()), 2016]
             tasks.append((folder, int(n_views), int(resolution), obj_seed))
     return _run_tasks(_write_images, tasks, num_workers, progress, "render images")
+
+
+def ensure_dataset(data_config, progress: bool = True) -> str:
+    """Returns the dataset path of `data_config`, generating the built-in dataset there if it is missing.
+
+    With `data.builtin`, a folder without `metadata.yaml` gets the built-in
+    dataset (`generate_dataset` with the config's categories, object count and
+    point counts, seed 0); with voxel inputs (`data.input_type='voxels'`)
+    objects without a `model.binvox` get one, and with image inputs ('img')
+    objects without `img_choy2016/` renders get them. Without `data.builtin`
+    the folder must exist.
+
+    Raises:
+      FileNotFoundError: when the folder is missing and `data.builtin` is off.
+      ValueError: when built-in renders are asked for in another folder than `IMAGES_DIR`.
+    """
+    path = data_config.path
+    input_type = datasets.input_type_of(data_config)
+    if not os.path.exists(os.path.join(path, onet_format.METADATA_FILE)):
+        if not data_config.builtin:
+            if not os.path.isdir(path):
+                raise FileNotFoundError(
+                    f"dataset {path!r} does not exist (set data.builtin=True to generate the built-in one)"
+                )
+            return path
+        logger.info("generating the built-in dataset at %s", path)
+        generate_dataset(
+            path,
+            categories=list(data_config.builtin_categories) or None,
+            objects_per_category=data_config.builtin_objects_per_category,
+            seed=0,
+            num_points=data_config.builtin_num_points,
+            num_surface_points=data_config.builtin_num_surface_points,
+            progress=progress,
+            voxel_resolution=data_config.voxel_resolution if input_type == "voxels" else 0,
+        )
+    elif input_type == "voxels" and data_config.builtin:
+        added = add_voxels(
+            path,
+            data_config.voxel_resolution,
+            categories=list(data_config.categories) or None,
+            progress=progress,
+        )
+        if added:
+            logger.info("added %d voxelisations to %s", added, path)
+    if input_type == "img" and data_config.builtin:
+        if data_config.img_folder != IMAGES_DIR:
+            raise ValueError(
+                f"built-in renders are written to {IMAGES_DIR!r}, "
+                f"not data.img_folder={data_config.img_folder!r}"
+            )
+        added = add_images(
+            path,
+            data_config.img_n_views,
+            data_config.builtin_img_resolution,
+            categories=list(data_config.categories) or None,
+            progress=progress,
+        )
+        if added:
+            logger.info("rendered the views of %d objects in %s", added, path)
+    return path

@@ -27,8 +27,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from implicit_fields import binvox
-from implicit_fields.data import onet_format
+from implicit_fields.data import binvox, image_io, onet_format
 
 INPUT_TYPES = ("pointcloud", "voxels", "img", None)
 """Supported `data.input_type` values (None: unconditional, no input)."""
@@ -50,7 +49,7 @@ CAMERA_KEYS = ("inputs.world_mat", "inputs.camera_mat")
 """Item keys of the chosen view's camera matrices with `data.img_with_camera`."""
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-"""Image files read from an `img_choy2016` folder (JPEG needs Pillow)."""
+"""Image files read from an `img_choy2016` folder (decoded by Pillow)."""
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
@@ -90,11 +89,9 @@ def load_images(folder: str, size: Optional[int] = None) -> np.ndarray:
       uint8 [V, H, W, 3] RGB.
 
     Raises:
-      DataFormatError: a missing folder, no images, an unreadable image or a JPEG
-        without Pillow (the message names the file).
+      DataFormatError: a missing folder, no images or an unreadable image (the message
+        names the file).
     """
-    from implicit_fields.data import multiview  # Local: the renderer is not needed to train.
-
     if not os.path.isdir(folder):
         raise onet_format.DataFormatError(f"{folder}: image folder not found")
     files = sorted(
@@ -105,7 +102,7 @@ def load_images(folder: str, size: Optional[int] = None) -> np.ndarray:
         raise onet_format.DataFormatError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     views = []
     for name in files:
-        rgb = multiview._read_rgb(os.path.join(folder, name))  # float32 [H, W, 3] in [0, 1]
+        rgb = image_io.read_rgb(os.path.join(folder, name))  # float32 [H, W, 3] in [0, 1]
         if size:
             rgb = resize_image(rgb, int(size))
         views.append(np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8))
@@ -132,12 +129,10 @@ def load_image_cameras(folder: str, num_views: int) -> Dict[str, np.ndarray]:
       DataFormatError: a missing or malformed `cameras.npz`, or fewer cameras than
         images (the message names the file).
     """
-    from implicit_fields import cameras as cam_lib  # Local: keeps JAX out of data loading.
-
     path = os.path.join(folder, "cameras.npz")
     if not os.path.isfile(path):
         raise onet_format.DataFormatError(f"{path}: camera file not found (needed by data.img_with_camera)")
-    cams = cam_lib.load_cameras(path)  # Views 0, 1, ... as long as world_mat_i exists.
+    cams = onet_format.load_cameras(path)  # Views 0, 1, ... as long as world_mat_i exists.
     available = cams["world_mat"].shape[0]
     if available < num_views:
         raise onet_format.DataFormatError(f"{path}: {available} cameras for {num_views} images in {folder}")

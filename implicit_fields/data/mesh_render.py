@@ -1,6 +1,6 @@
 """Rendering triangle meshes with our cameras: a vectorised numpy z-buffer rasteriser.
 
-The counterpart of :func:`implicit_fields.data.multiview.render_view` (which traces the
+The counterpart of :func:`implicit_fields.data.shape_render.render_view` (which traces the
 built-in analytic shapes exactly) for real meshes, e.g. the renderings that
 :mod:`implicit_fields.data.prepare` writes. Same conventions and look:
 
@@ -10,7 +10,7 @@ built-in analytic shapes exactly) for real meshes, e.g. the renderings that
   perspective-correct: within a triangle ``1 / depth`` is affine in the pixel
   coordinates, so ``depth = 1 / sum_i(w_i / z_i)`` with the screen-space barycentrics
   ``w_i`` is exact for the triangle's plane;
-* colours are :class:`~implicit_fields.data.multiview.Appearance` colours (albedo times
+* colours are :class:`~implicit_fields.data.shape_render.Appearance` colours (albedo times
   the view-independent Lambert factor under the same two fixed object-space lights)
   with every face owned by "primitive" 0, so a one-colour ``Appearance`` (or
   ``Appearance.random(1, seed)``) gives the built-in renders' look; white background.
@@ -36,7 +36,7 @@ background, empty mask); malformed arrays raise ``ValueError``.
 import numpy as np
 
 from implicit_fields import cameras as cam_lib
-from implicit_fields.data import multiview
+from implicit_fields.data import shape_render
 
 __all__ = ["rasterize", "render_mesh", "render_mesh_views", "fit_focal"]
 
@@ -164,14 +164,14 @@ def rasterize(vertices, faces, camera, height, width, near=1e-6, max_candidates=
 
 
 def render_mesh(vertices, faces, camera, height, width, appearance=None, background=(1.0, 1.0, 1.0)):
-    """Renders one view of a triangle mesh (the mesh version of ``multiview.render_view``).
+    """Renders one view of a triangle mesh (the mesh version of ``shape_render.render_view``).
 
     Args:
         vertices: (V, 3) float object-space vertices (normalised coordinates).
         faces: (F, 3) int vertex indices; F = 0 gives a blank image.
         camera: dict with ``camera_mat``, ``world_mat``, ``scale_mat`` (4, 4).
         height, width: int image size.
-        appearance: :class:`~implicit_fields.data.multiview.Appearance` whose primitive
+        appearance: :class:`~implicit_fields.data.shape_render.Appearance` whose primitive
             0 colours every face (stripes are a solid texture, so they work too); None
             gives the neutral grey of ``render_view``.
         background: RGB in [0, 1] (white, like the original's renderings).
@@ -187,7 +187,7 @@ def render_mesh(vertices, faces, camera, height, width, appearance=None, backgro
     """
     v, f = _check_mesh(vertices, faces)
     if appearance is None:
-        appearance = multiview.Appearance(np.full((1, 3), 0.8))
+        appearance = shape_render.Appearance(np.full((1, 3), 0.8))
     face, depth, bary = rasterize(v, f, camera, height, width)
     face, depth, bary = face.reshape(-1), depth.reshape(-1), bary.reshape(-1, 3)
     hit = np.flatnonzero(face >= 0)
@@ -231,7 +231,7 @@ def render_mesh_views(vertices, faces, cameras, height, width, appearance=None):
     """
     n = np.asarray(cameras["world_mat"]).shape[0]
     views = [
-        render_mesh(vertices, faces, multiview._camera_at(cameras, i), height, width, appearance)
+        render_mesh(vertices, faces, cam_lib.camera_at(cameras, i), height, width, appearance)
         for i in range(n)
     ]
     return {k: np.stack([view[k] for view in views]) for k in views[0]}
@@ -240,7 +240,8 @@ def render_mesh_views(vertices, faces, cameras, height, width, appearance=None):
 def fit_focal(vertices, radius):
     """Focal length that fits the mesh's bounding sphere about the origin (+3%).
 
-    The rule of the built-in renders (``multiview._fit_focal``), with the exact farthest
+    The rule of the built-in renders (:func:`implicit_fields.data.shape_render.fit_focal`,
+    :func:`implicit_fields.cameras.focal_for_radius`), with the exact farthest
     surface point of a mesh (a vertex) instead of surface samples.
 
     Args:
@@ -253,4 +254,4 @@ def fit_focal(vertices, radius):
     v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
     if v.shape[0] == 0:
         raise ValueError("fit_focal: the mesh has no vertices")
-    return multiview._focal_for_radius(float(np.sqrt((v * v).sum(axis=1)).max()), radius)
+    return cam_lib.focal_for_radius(float(np.sqrt((v * v).sum(axis=1)).max()), radius)

@@ -7,6 +7,14 @@ Layout (as in ``data/ShapeNet`` of the original code)::
     DATASET/<synset>/<model_id>/points.npz      points (N,3) float16, occupancies
                                                  np.packbits(bool) uint8, loc (3,), scale
     DATASET/<synset>/<model_id>/pointcloud.npz  points, normals (N,3) float16, loc, scale
+    DATASET/<synset>/<model_id>/shape.json      built-in objects only: the exact normalised
+                                                 shape (:func:`load_shape`)
+
+Camera matrices of rendered views are stored in the original's ``cameras.npz`` (DVR's
+layout: ``world_mat_i``, ``camera_mat_i``, ``scale_mat_i`` and their inverses;
+:func:`save_cameras`, :func:`load_cameras`), beside the images of an ``img_choy2016/``
+folder or of a multi-view folder (:mod:`implicit_fields.data.multiview`). The matrices
+follow the convention of :mod:`implicit_fields.cameras`.
 
 Readers validate everything and raise :class:`DataFormatError` with the file path and the
 problem in the message. Loading never adds jitter (the original loader's 1e-4 noise
@@ -14,11 +22,14 @@ belongs to the point sampler).
 """
 
 import io
+import json
 import os
 import zipfile
 
 import numpy as np
 import yaml
+
+from implicit_fields.data.shapes import Shape, category_synset
 
 __all__ = [
     "DataFormatError",
@@ -34,12 +45,27 @@ __all__ = [
     "write_split",
     "read_metadata",
     "write_metadata",
+    "SHAPE_FILE",
+    "TMP_PREFIX",
+    "load_shape",
+    "object_folders",
+    "save_cameras",
+    "load_cameras",
 ]
 
 POINTS_FILE = "points.npz"
 POINTCLOUD_FILE = "pointcloud.npz"
 METADATA_FILE = "metadata.yaml"
 SPLITS = ("train", "val", "test")
+SHAPE_FILE = "shape.json"
+"""A built-in object's exact normalised shape (``Shape.to_dict()`` plus how it was made)."""
+TMP_PREFIX = ".tmp-"
+"""Prefix of the temporary folders that writers fill and then rename into place; readers
+skip them."""
+
+# The keys of a camera dict, as implicit_fields.cameras.CAMERA_KEYS (not imported from
+# there: that module imports JAX, which reading data does not need).
+_CAMERA_KEYS = ("camera_mat", "world_mat", "scale_mat")
 
 
 class DataFormatError(ValueError):
@@ -385,3 +411,177 @@ def write_metadata(dataset_dir, categories):
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(buf.getvalue())
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------
+# Built-in objects (shape.json).
+# --------------------------------------------------------------------------------------
+
+
+def load_shape(object_folder):
+    """The exact normalised shape of a built-in object (its ``shape.json``).
+
+    Args:
+        object_folder: ``DATASET/<synset>/<model_id>``.
+
+    Returns:
+        :class:`~implicit_fields.data.shapes.Shape` in the object's normalised coordinates
+        (those of ``points.npz``).
+
+    Raises:
+        DataFormatError: a missing or invalid ``shape.json`` (the message names it).
+    """
+    path = os.path.join(os.fspath(object_folder), SHAPE_FILE)
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return Shape.from_dict(json.load(f))
+    except FileNotFoundError as e:
+        raise DataFormatError(f"{path}: file not found (not a built-in object?)") from e
+    except (ValueError, TypeError, KeyError) as e:
+        raise DataFormatError(f"{path}: not a valid shape ({e})") from e
+
+
+def object_folders(dataset_dir, categories=None):
+    """(synset, model id, folder) of every built-in object (a folder with shape.json).
+
+    Args:
+        dataset_dir: dataset root.
+        categories: None for every category folder, or names/synsets (str or list).
+
+    Raises:
+        DataFormatError: a requested category folder is missing.
+    """
+    dataset_dir = os.fspath(dataset_dir)
+    if categories is None:
+        synsets = sorted(
+            d for d in os.listdir(dataset_dir)
+            if os.path.isdir(os.path.join(dataset_dir, d)) and not d.startswith(".")
+        )
+    else:
+        if isinstance(categories, str):
+            categories = [categories]
+        synsets = [category_synset(c) for c in categories]
+    out = []
+    for synset in synsets:
+        cat_dir = os.path.join(dataset_dir, synset)
+        if not os.path.isdir(cat_dir):
+            raise DataFormatError(f"{cat_dir}: category folder not found")
+        for entry in sorted(os.listdir(cat_dir)):
+            folder = os.path.join(cat_dir, entry)
+            if not entry.startswith(TMP_PREFIX) and os.path.isfile(os.path.join(folder, SHAPE_FILE)):
+                out.append((synset, entry, folder))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# cameras.npz.
+# --------------------------------------------------------------------------------------
+
+
+def _stack(cams, key, default=None):
+    m = cams.get(key, default)
+    if m is None:
+        raise ValueError(f"camera dict is missing {key!r}")
+    m = np.asarray(m, dtype=np.float64)
+    return m[None] if m.ndim == 2 else m
+
+
+def save_cameras(path, cams):
+    """Writes ``cameras.npz`` in the original's layout (atomically).
+
+    Keys per view ``i``: ``world_mat_i``, ``camera_mat_i``, ``scale_mat_i`` and their
+    inverses ``world_mat_inv_i``, ``camera_mat_inv_i``, ``scale_mat_inv_i`` (the DVR
+    ShapeNet renderings and the DTU files carry these too), float64 (4, 4).
+
+    Args:
+        path: output file.
+        cams: dict with ``camera_mat``, ``world_mat`` and optionally ``scale_mat``
+            (identity when missing), each (4, 4) or (V, 4, 4).
+    """
+    cm = _stack(cams, "camera_mat")
+    wm = _stack(cams, "world_mat")
+    sm = _stack(cams, "scale_mat", np.eye(4))
+    if sm.shape[0] == 1 and cm.shape[0] > 1:
+        sm = np.repeat(sm, cm.shape[0], axis=0)
+    if not (cm.shape == wm.shape == sm.shape and cm.shape[1:] == (4, 4)):
+        raise ValueError(
+            f"camera matrices must be (V, 4, 4) of equal V, got camera_mat {cm.shape}, "
+            f"world_mat {wm.shape}, scale_mat {sm.shape}"
+        )
+    arrays = {}
+    for i in range(cm.shape[0]):
+        for name, m in (("world_mat", wm[i]), ("camera_mat", cm[i]), ("scale_mat", sm[i])):
+            arrays[f"{name}_{i}"] = m
+            arrays[f"{name}_inv_{i}"] = np.linalg.inv(m)
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _check_matrix(path, key, m):
+    m = np.asarray(m)
+    if m.shape == (3, 4):  # A bare 3x4 projection / extrinsics: pad the affine row.
+        m = np.concatenate([m, np.array([[0.0, 0.0, 0.0, 1.0]])], axis=0)
+    if m.shape != (4, 4):
+        raise DataFormatError(f"{path}: '{key}' must have shape (4, 4), got {m.shape}")
+    if not np.issubdtype(m.dtype, np.number):
+        raise DataFormatError(f"{path}: '{key}' must be numeric, got dtype {m.dtype}")
+    m = m.astype(np.float64)
+    if not np.all(np.isfinite(m)):
+        raise DataFormatError(f"{path}: '{key}' contains NaN/inf values")
+    scale = max(float(np.abs(m[3]).max()), 1e-300)
+    if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0], atol=1e-6 * scale, rtol=0.0):
+        raise DataFormatError(
+            f"{path}: '{key}' must be affine (last row [0, 0, 0, 1]), got last row {m[3].tolist()}"
+        )
+    cond = np.linalg.cond(m)
+    if not np.isfinite(cond) or cond > 1e12:
+        raise DataFormatError(f"{path}: '{key}' is singular (condition number {cond:.3g})")
+    return m
+
+
+def load_cameras(path, n=None):
+    """Reads and validates ``cameras.npz`` (original layout).
+
+    Args:
+        path: the ``cameras.npz`` file.
+        n: number of views to read (views 0 .. n-1); None reads views 0, 1, ... as long
+            as ``world_mat_i`` exists.
+
+    Returns:
+        dict with ``camera_mat``, ``world_mat``, ``scale_mat``: (V, 4, 4) float64
+        (``scale_mat`` is the identity where ``scale_mat_i`` is missing, as in the
+        original loader). 3x4 matrices are padded with the row [0, 0, 0, 1].
+
+    Raises:
+        DataFormatError: naming the file and the problem: missing file or key, wrong
+            shape, non-finite entries, non-affine or singular matrix.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataFormatError(f"{path}: camera file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as e:  # noqa: BLE001 - any reader failure is a format error here.
+        raise DataFormatError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from e
+    if n is None:
+        n = 0
+        while f"world_mat_{n}" in arrays:
+            n += 1
+        if n == 0:
+            raise DataFormatError(f"{path}: no 'world_mat_0' key (keys: {sorted(arrays)[:8]})")
+    n = int(n)
+    out = {k: [] for k in _CAMERA_KEYS}
+    for i in range(n):
+        for name in ("world_mat", "camera_mat", "scale_mat"):
+            key = f"{name}_{i}"
+            if key not in arrays:
+                if name == "scale_mat":
+                    out[name].append(np.eye(4))
+                    continue
+                raise DataFormatError(f"{path}: missing key '{key}' (need {n} views)")
+            out[name].append(_check_matrix(path, key, arrays[key]))
+    return {k: np.stack(v) if v else np.zeros((0, 4, 4)) for k, v in out.items()}

@@ -1,4 +1,4 @@
-"""Batching, seeded shuffling and host-to-device prefetch.
+"""Batching and seeded shuffling of the Occupancy Networks layout (the trainer prefetches).
 
 The batch of training step `s` is a pure function of (seed, s): the epoch
 permutation comes from (seed, epoch) and every object's sample from
@@ -6,11 +6,8 @@ permutation comes from (seed, epoch) and every object's sample from
 exactly the batches an unbroken run would have seen.
 """
 
-import queue
-import threading
-from typing import Callable, Dict, Iterator, Optional
+from typing import Dict, Optional
 
-import jax
 import numpy as np
 
 from implicit_fields.data import datasets
@@ -76,57 +73,3 @@ def make_train_batch(
             )
         )
     return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
-
-
-def prefetch(
-    batch_fn: Callable[[int], Dict[str, np.ndarray]],
-    start_step: int,
-    num_steps: int,
-    sharding: Optional[jax.sharding.Sharding] = None,
-    buffer_size: int = 2,
-) -> Iterator[Dict[str, jax.Array]]:
-    """Yields `batch_fn(step)` for steps [start_step, num_steps), prepared ahead.
-
-    A background thread builds the numpy batches and transfers them to the
-    devices (`jax.make_array_from_process_local_data` with `sharding`: each
-    process contributes its share of the global batch), keeping up to `buffer_size`
-    ready so that the accelerator is not starved by the host. An exception in the
-    thread is re-raised in the consumer.
-    """
-    q: "queue.Queue" = queue.Queue(maxsize=max(buffer_size, 1))
-    stop = threading.Event()
-    done = object()
-
-    def worker():
-        try:
-            for step in range(start_step, num_steps):
-                if stop.is_set():
-                    return
-                batch = batch_fn(step)
-                if sharding is not None:
-                    batch = jax.tree.map(
-                        lambda x: jax.make_array_from_process_local_data(sharding, x), batch
-                    )
-                while not stop.is_set():
-                    try:
-                        q.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
-            q.put(e)
-            return
-        q.put(done)
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()

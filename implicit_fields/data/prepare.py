@@ -80,8 +80,9 @@ import zlib
 import numpy as np
 from tqdm import tqdm
 
-from implicit_fields import binvox, inside_mesh, metrics
-from implicit_fields.data import builtin, onet_format
+from implicit_fields import cameras as cam_lib
+from implicit_fields import inside_mesh, metrics
+from implicit_fields.data import binvox, builtin, mesh_render, onet_format, shape_render
 
 __all__ = [
     "MESH_EXTENSIONS",
@@ -384,7 +385,7 @@ def render_mesh_images(vertices, faces, n_views=24, resolution=64, seed=0, radiu
 
     Cameras: :func:`implicit_fields.cameras.sample_views` with the focal length fitted to
     the mesh (:func:`implicit_fields.data.mesh_render.fit_focal`); colour:
-    ``multiview.Appearance.random(1, ...)``; both from ``seed``.
+    ``shape_render.Appearance.random(1, ...)``; both from ``seed``.
 
     Args:
         vertices: float [V, 3] normalised vertices.
@@ -400,21 +401,16 @@ def render_mesh_images(vertices, faces, n_views=24, resolution=64, seed=0, radiu
         (images uint8 [n_views, R, R, 3], cameras dict of (n_views, 4, 4) matrices, the
         ``images.json`` record for :func:`implicit_fields.data.builtin.write_images`).
     """
-    # Local: the renderer imports JAX (through the cameras), which spawned workers that
-    # make no renderings need not pay for.
-    from implicit_fields import cameras as cam_lib
-    from implicit_fields.data import mesh_render, multiview
-
     n_views, resolution = int(n_views), int(resolution)
     if n_views < 1 or resolution < 2:
         raise ValueError(f"need n_views >= 1 and resolution >= 2, got {n_views}, {resolution}")
     cam_seed, app_seed = np.random.SeedSequence(seed).spawn(2)
     focal = mesh_render.fit_focal(vertices, radius)
     cams = cam_lib.sample_views(n_views, radius, cam_seed, elevation_range, focal)
-    appearance = multiview.Appearance.random(1, app_seed, texture)
+    appearance = shape_render.Appearance.random(1, app_seed, texture)
     images = mesh_render.render_mesh_views(vertices, faces, cams, resolution, resolution, appearance)["image"]
     record = {
-        "version": builtin._IMAGES_VERSION,
+        "version": builtin.IMAGES_VERSION,
         "n_views": n_views,
         "resolution": resolution,
         "seed": [int(x) for x in np.atleast_1d(seed)],
@@ -731,7 +727,7 @@ def prepare_dataset(
          "winding_budget": float(winding_budget), "params": params}
         for mid, path in meshes
     ]
-    workers = builtin._usable_cores() if num_workers is None else int(num_workers)
+    workers = builtin.usable_cores() if num_workers is None else int(num_workers)
     workers = max(1, min(workers, len(tasks)))
     records = []
     with tqdm(total=len(tasks), disable=not progress, desc="prepare meshes", unit="mesh") as bar:

@@ -5,8 +5,8 @@ import pytest
 import trimesh
 
 from implicit_fields import cameras as cam_lib
-from implicit_fields.data import mesh_render, multiview
-from implicit_fields.shapes import Box, Shape, rotation_matrix
+from implicit_fields.data import mesh_render, shape_render
+from implicit_fields.data.shapes import Box, Shape, rotation_matrix
 
 CENTRE = np.array([0.05, -0.03, 0.02])
 RADIUS = 0.4
@@ -14,7 +14,7 @@ RADIUS = 0.4
 
 def _cameras(n=4, seed=0, focal=None):
     cams = cam_lib.sample_views(n, 2.0, seed, (-20.0, 60.0), focal)
-    return [multiview._camera_at(cams, i) for i in range(n)]
+    return [cam_lib.camera_at(cams, i) for i in range(n)]
 
 
 def _sphere_truth(cam, h, w):
@@ -59,11 +59,11 @@ def test_box_mesh_agrees_with_the_exact_renderer():
     transform = np.eye(4)
     transform[:3, :3], transform[:3, 3] = rot, shift
     mesh = trimesh.creation.box(extents=2 * half, transform=transform)
-    appearance = multiview.Appearance([[0.8, 0.4, 0.2]])
+    appearance = shape_render.Appearance([[0.8, 0.4, 0.2]])
     focal = mesh_render.fit_focal(mesh.vertices, 2.0)  # The box fills the view.
     for cam in _cameras(3, seed=1, focal=focal):
         ours = mesh_render.render_mesh(mesh.vertices, mesh.faces, cam, 40, 40, appearance)
-        exact = multiview.render_view(shape, cam, 40, 40, appearance)
+        exact = shape_render.render_view(shape, cam, 40, 40, appearance)
         assert np.sum(ours["mask"] != exact["mask"]) <= 2  # Only pixel centres on an edge.
         both = ours["mask"] & exact["mask"]
         assert both.sum() > 200

@@ -1,4 +1,4 @@
-"""Tests of implicit_fields.shapes: exact primitives, CSG surface sampling, categories."""
+"""Tests of implicit_fields.data.shapes: exact primitives, CSG surface sampling, categories."""
 
 import json
 import math
@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from implicit_fields import shapes
-from implicit_fields.shapes import (
+from implicit_fields.data import shapes
+from implicit_fields.data.shapes import (
     CATEGORIES,
     Box,
     Capsule,

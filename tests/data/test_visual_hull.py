@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from implicit_fields import shapes
-from implicit_fields.data import multiview, visual_hull
+from implicit_fields.data import multiview, shapes, visual_hull
 
 
 def test_hull_of_a_sphere_contains_it_and_its_depths_bound_the_true_depths(tmp_path):

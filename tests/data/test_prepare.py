@@ -5,32 +5,22 @@ small hole) are written in the four formats, converted, and checked against the 
 inside test; an open triangle and a garbage file must be reported and skipped.
 """
 
-import csv
 import json
 import os
 
 import ml_collections
 import numpy as np
+import prepared_meshes
 import pytest
 import trimesh
+from prepared_meshes import BOX_CENTRE, BOX_EXTENTS, SPHERE_CENTRE, TORUS_R, TORUS_r
 
 from experiments import build_cgal_dataset, prepare_data
-from implicit_fields import binvox, inside_mesh
 from implicit_fields import cameras as cam_lib
-from implicit_fields.data import builtin, datasets, onet_format, prepare
+from implicit_fields import inside_mesh
+from implicit_fields.data import binvox, builtin, datasets, onet_format, prepare
 
-BOX_CENTRE = np.array([3.0, -1.0, 2.0])
-BOX_EXTENTS = np.array([2.0, 1.0, 0.5])
-SPHERE_CENTRE = np.array([-1.0, 0.5, 0.0])
-TORUS_R, TORUS_r = 1.0, 0.3
-SOURCES = {"box": "box.off", "sphere": "sphere.obj", "torus": "torus.ply", "holed_sphere": "holed_sphere.stl"}
 MARGIN = 0.03  # Normalised distance from the surface beyond which labels must be right.
-
-
-def _holed_sphere():
-    m = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
-    m.apply_translation(SPHERE_CENTRE)
-    return trimesh.Trimesh(m.vertices, m.faces[3:], process=False)  # 3 faces removed
 
 
 def _analytic(name, world):
@@ -51,26 +41,7 @@ def _analytic(name, world):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prepare")
-    src = root / "meshes"
-    src.mkdir()
-    box = trimesh.creation.box(extents=BOX_EXTENTS)
-    box.apply_translation(BOX_CENTRE)
-    box.export(src / "box.off")
-    sphere = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
-    sphere.apply_translation(SPHERE_CENTRE)
-    sphere.export(src / "sphere.obj")
-    trimesh.creation.torus(TORUS_R, TORUS_r, 24, 12).export(src / "torus.ply")
-    _holed_sphere().export(src / "holed_sphere.stl")
-    (src / "open_triangle.off").write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
-    (src / "garbage.ply").write_bytes(b"this is not a mesh \x00\x01\x02")
-    out = root / "dataset"
-    report = prepare.prepare_dataset(
-        src, out, category="real", num_points=6000, num_surface_points=3000,
-        voxel_resolution=16, split_fractions=(0.5, 0.25, 0.25), num_workers=0, progress=False,
-        render_views=4, render_resolution=32,
-    )
-    return out, report
+    return prepared_meshes.build(tmp_path_factory.mktemp("prepare"))
 
 
 def test_broken_meshes_are_reported_and_skipped(prepared):
@@ -120,7 +91,7 @@ def test_loc_scale_convention(prepared):
 
 
 def test_winding_number_labels_a_sphere_with_a_hole():
-    m = _holed_sphere()
+    m = prepared_meshes.holed_sphere()
     assert not m.is_watertight
     v, f = np.asarray(m.vertices), np.asarray(m.faces)
     rng = np.random.default_rng(0)
@@ -164,43 +135,6 @@ def test_dataset_loads_with_splits_and_voxels(prepared):
     assert np.all(vox.reshape(-1)[inside])  # Every voxel whose centre is inside is set.
 
 
-def test_iou_uses_the_uniform_points_only(prepared, tmp_path):
-    from experiments.configs import tiny
-    from implicit_fields import evaluation, metrics
-
-    out, report = prepared
-    config = tiny.get_config()
-    config.data.path, config.data.categories, config.data.input_type = str(out), (), "pointcloud"
-    config.generate.split = "train"
-    config.train.progress = False
-    ds = datasets.from_config(config.data, "train", cache=False)
-    guess = trimesh.creation.icosphere(subdivisions=2, radius=0.3)  # The same guess for every object.
-    records, expected, mixed = [], {}, {}
-    for i, item in enumerate(ds.items):
-        path = tmp_path / "meshes" / f"{item.model}.ply"
-        path.parent.mkdir(exist_ok=True)
-        guess.export(path)
-        records.append({"category": "real", "category_name": "real", "model": item.model,
-                        "mesh": os.path.relpath(path, tmp_path)})
-        with np.load(out / "real" / item.model / onet_format.POINTS_FILE) as f:
-            n = int(f["num_uniform"])
-        data = ds.load(i)
-        assert data["num_uniform"] == n == 3000
-        inside = inside_mesh.contains(guess.vertices, guess.faces, data["points"])
-        expected[item.model] = metrics.occupancy_iou(inside[:n], data["occupancies"][:n])
-        mixed[item.model] = metrics.occupancy_iou(inside, data["occupancies"])
-        # The validation IoU points are drawn from the uniform ones too.
-        pts, _ = datasets.eval_query_points(data, i, 500)
-        uniform = {tuple(p) for p in data["points"][:n].tolist()}
-        assert all(tuple(p) in uniform for p in pts.tolist())
-    evaluation.evaluate_meshes(config, str(tmp_path), records)
-    with open(tmp_path / "eval_meshes.csv") as f:
-        rows = {r["model"]: float(r["iou"]) for r in csv.DictReader(f)}
-    for model, iou in expected.items():
-        assert rows[model] == pytest.approx(iou, abs=1e-9)
-    assert any(abs(expected[m] - mixed[m]) > 0.01 for m in expected)  # The restriction matters.
-
-
 def _sphere_silhouette(cam, centre, radius, size):
     """Pixel centres whose ray meets the sphere (exact, from the ray-sphere quadratic)."""
     pixels = cam_lib.pixel_grid(size, size).reshape(-1, 2)
@@ -216,7 +150,7 @@ def test_renderings_in_the_img_choy2016_layout(prepared):
     assert sorted(os.listdir(folder)) == [f"00{i}.png" for i in range(4)] + ["cameras.npz", "images.json"]
     images = datasets.load_images(str(folder))
     assert images.shape == (4, 32, 32, 3)
-    cams = cam_lib.load_cameras(folder / "cameras.npz")
+    cams = onet_format.load_cameras(folder / "cameras.npz")
     assert cams["world_mat"].shape == (4, 4, 4)
     # The rendered (non-white) mask lies between the silhouettes of the inscribed and the
     # circumscribed sphere of the (normalised) icosphere.
@@ -239,42 +173,6 @@ def test_renderings_in_the_img_choy2016_layout(prepared):
     assert item["images"].shape == (4, 32, 32, 3)
     view = datasets.object_inputs(item, np.random.default_rng(0), 0, 0.0, "img")
     assert view.shape == (32, 32, 3) and view.dtype == np.float32
-
-
-def test_img_with_camera_items_carry_their_view(prepared):
-    from experiments.configs import tiny_img
-    from implicit_fields import training
-    from implicit_fields.data import mesh_render, pipeline
-
-    out, _ = prepared
-    cfg = ml_collections.ConfigDict(
-        {"path": str(out), "categories": (), "cache": True, "input_type": "img", "img_with_camera": True}
-    )
-    ds = datasets.from_config(cfg, "train")
-    kw = dict(num_points=16, num_inputs=0, input_noise=0.0, points_jitter=0.0, input_type="img")
-    batch = pipeline.make_train_batch(ds, 3, 6, 0, with_camera=True, **kw)
-    plain = pipeline.make_train_batch(ds, 3, 6, 0, **kw)
-    assert batch["inputs.world_mat"].shape == batch["inputs.camera_mat"].shape == (6, 4, 4)
-    for k in plain:  # The same sample, plus the cameras.
-        np.testing.assert_array_equal(batch[k], plain[k])
-    # Each item's camera is the one its image was rendered with.
-    indices = pipeline.batch_indices(3, 6, len(ds), 0)
-    for slot in range(6):
-        model = ds.items[int(indices[slot])].model
-        v, f = prepare.load_mesh(out.parent / "meshes" / SOURCES[model])
-        v, _, _ = prepare.normalize_mesh(v)
-        cam = {"camera_mat": batch["inputs.camera_mat"][slot].astype(np.float64),
-               "world_mat": batch["inputs.world_mat"][slot].astype(np.float64)}
-        mask = mesh_render.render_mesh(v, f, cam, 32, 32)["mask"]
-        np.testing.assert_array_equal(mask, (batch["inputs"][slot] < 1.0).any(-1))
-    # Validation items use view 0; without image inputs the option is an error.
-    config = tiny_img.get_config()
-    config.data.update(cfg)
-    val_batches, _ = training._val_batches(config, ds, 1)
-    item = ds.load(0)
-    np.testing.assert_array_equal(val_batches[0][0]["inputs.world_mat"][0], item["world_mat"][0])
-    with pytest.raises(ValueError, match="img_with_camera needs data.input_type 'img'"):
-        datasets.from_config(ml_collections.ConfigDict(dict(cfg, input_type="pointcloud")), "train")
 
 
 def test_rerun_skips_done_objects_and_cli(prepared, tmp_path, capsys):

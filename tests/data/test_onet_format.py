@@ -1,4 +1,5 @@
-"""Tests of the Occupancy Networks on-disk format and the built-in dataset generator."""
+"""Tests of the Occupancy Networks on-disk format: points, point clouds, splits, metadata,
+built-in objects' shape.json and cameras.npz."""
 
 import json
 import os
@@ -6,19 +7,22 @@ import os
 import numpy as np
 import pytest
 
-from implicit_fields.data import builtin
+from implicit_fields import cameras
+from implicit_fields.data import onet_format
 from implicit_fields.data.onet_format import (
     DataFormatError,
+    load_cameras,
     load_pointcloud_npz,
     load_points_npz,
     read_metadata,
     read_split,
+    save_cameras,
     write_metadata,
     write_pointcloud_npz,
     write_points_npz,
     write_split,
 )
-from implicit_fields.shapes import CATEGORIES, Shape
+from implicit_fields.data.shapes import Box, Shape, Sphere, rotation_matrix
 
 
 def _points(n=1001, seed=0):
@@ -272,81 +276,108 @@ def test_metadata(tmp_path):
 
 
 # --------------------------------------------------------------------------------------
-# Built-in dataset.
+# Built-in objects: shape.json.
 # --------------------------------------------------------------------------------------
 
-_SMALL = dict(objects_per_category=2, num_points=600, num_surface_points=300, progress=False)
+
+def test_load_shape_and_object_folders(tmp_path):
+    shape = Shape([Box((0.2, 0.1, 0.3))], [Sphere(0.05, None, (0.0, 0.1, 0.0))])
+    for model in ("obj_000001", "obj_000000", ".tmp-obj_000002-77", "not_an_object"):
+        folder = tmp_path / "03001627" / model
+        folder.mkdir(parents=True)
+        if model != "not_an_object":
+            (folder / onet_format.SHAPE_FILE).write_text(json.dumps(shape.to_dict()))
+    (tmp_path / "03797390").mkdir()
+    (tmp_path / "metadata.yaml").write_text("")
+    found = onet_format.object_folders(tmp_path)
+    # Sorted, temporary folders (a writer's, not renamed yet) and folders without shape.json skipped.
+    assert [(s, m) for s, m, _ in found] == [("03001627", "obj_000000"), ("03001627", "obj_000001")]
+    assert found[0][2] == os.path.join(str(tmp_path), "03001627", "obj_000000")
+    assert onet_format.object_folders(tmp_path, "chair") == found  # Names or synsets.
+    assert onet_format.object_folders(tmp_path, ["mug"]) == []
+    with pytest.raises(DataFormatError, match="04379243: category folder not found"):
+        onet_format.object_folders(tmp_path, ["table"])
+    loaded = onet_format.load_shape(found[0][2])
+    points = np.random.default_rng(0).uniform(-0.4, 0.4, (2000, 3))
+    np.testing.assert_array_equal(loaded.contains(points), shape.contains(points))
+    with pytest.raises(DataFormatError, match=r"not_an_object/shape.json: file not found"):
+        onet_format.load_shape(tmp_path / "03001627" / "not_an_object")
+    (tmp_path / "03001627" / "obj_000001" / onet_format.SHAPE_FILE).write_text("{}")
+    with pytest.raises(DataFormatError, match=r"obj_000001/shape.json: not a valid shape"):
+        onet_format.load_shape(tmp_path / "03001627" / "obj_000001")
 
 
-def _read_dataset(root):
-    out = {}
-    for synset in CATEGORIES:
-        for split in ("train", "test"):
-            for mid in read_split(os.path.join(root, synset), split):
-                folder = os.path.join(root, synset, mid)
-                with open(os.path.join(folder, "shape.json")) as f:
-                    record = json.load(f)
-                out[(synset, mid)] = (
-                    load_points_npz(os.path.join(folder, "points.npz")),
-                    load_pointcloud_npz(os.path.join(folder, "pointcloud.npz")),
-                    record,
-                )
-    return out
+# --------------------------------------------------------------------------------------
+# cameras.npz.
+# --------------------------------------------------------------------------------------
 
 
-def test_builtin_dataset_deterministic_across_workers(tmp_path):
-    a = builtin.generate_dataset(tmp_path / "a", num_workers=0, seed=3, **_SMALL)
-    b = builtin.generate_dataset(tmp_path / "b", num_workers=2, seed=3, **_SMALL)
-    assert read_metadata(a) == {s: {"id": s, "name": n} for s, n in CATEGORIES.items()}
-    da, db = _read_dataset(a), _read_dataset(b)
-    assert sorted(da) == sorted(db) and len(da) == 2 * len(CATEGORIES)
-    for key in da:
-        (pa, ca, ra), (pb, cb, rb) = da[key], db[key]
-        for x, y in ((pa, pb), (ca, cb)):
-            for k in x:
-                np.testing.assert_array_equal(x[k], y[k])
-        assert ra == rb
-        # The stored labels are exactly the shape's occupancy at the stored points.
-        shape = Shape.from_dict(ra)
-        np.testing.assert_array_equal(shape.contains(pa["points"]), pa["occupancies"])
-        assert pa["points"].shape == (600, 3) and ca["points"].shape == (300, 3)
-        assert np.abs(pa["points"]).max() <= 0.55 and np.abs(ca["points"]).max() <= 0.5 + 1e-3
-        np.testing.assert_allclose(pa["loc"], ra["loc"])
-        assert pa["scale"] == ra["scale"] == ca["scale"]
-        assert pa["occupancies"].mean() < 0.5
-    # Another seed gives other objects.
-    c = builtin.generate_dataset(tmp_path / "c", categories=["mug"], num_workers=0, seed=4, **_SMALL)
-    pc = load_points_npz(os.path.join(c, "03797390", "obj_000000", "points.npz"))
-    assert not np.array_equal(pc["points"], da[("03797390", "obj_000000")][0]["points"])
+def _similarity(scale, translation, axis=(1.0, 2.0, -0.5), angle=0.7):
+    """A scale_mat like DTU's: object (unit cube) -> world, a rotation, scale and shift."""
+    s = np.eye(4)
+    s[:3, :3] = scale * rotation_matrix(axis, angle)
+    s[:3, 3] = translation
+    return s
 
 
-def test_builtin_resume_and_param_check(tmp_path):
-    root = tmp_path / "d"
-    builtin.generate_dataset(root, categories=["chair", "04379243"], num_workers=0, **_SMALL)
-    chair = root / "03001627"
-    assert read_split(chair, "train") == ["obj_000000"] and read_split(chair, "test") == [
-        "obj_000001"
-    ]
-    assert sorted(os.listdir(root)) == ["03001627", "04379243", "metadata.yaml"]
-    # Simulate an interrupted run: a stale temp folder and a missing object.
-    stale = chair / ".tmp-obj_000001-12345"
-    stale.mkdir()
-    (stale / "points.npz").write_bytes(b"partial")
-    mtime = os.path.getmtime(chair / "obj_000000" / "points.npz")
-    for name in os.listdir(chair / "obj_000001"):
-        os.remove(chair / "obj_000001" / name)
-    os.rmdir(chair / "obj_000001")
-    builtin.generate_dataset(root, categories=["chair"], num_workers=0, **_SMALL)
-    assert not stale.exists()
-    assert os.path.getmtime(chair / "obj_000000" / "points.npz") == mtime  # Skipped.
-    assert load_points_npz(chair / "obj_000001" / "points.npz")["points"].shape == (600, 3)
-    with pytest.raises(ValueError, match="use another out_dir"):
-        builtin.generate_dataset(root, categories=["chair"], num_workers=0, seed=9, **_SMALL)
+def test_cameras_npz_round_trip(tmp_path):
+    cams = cameras.sample_views(3, seed=1)
+    cams["scale_mat"] = np.stack([_similarity(2.0, (0.1, 0.2, 0.3))] * 3)
+    path = tmp_path / "cameras.npz"
+    save_cameras(path, cams)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cameras.npz"]
+    with np.load(path) as raw:
+        keys = set(raw.files)
+        np.testing.assert_allclose(raw["world_mat_inv_2"] @ raw["world_mat_2"], np.eye(4), atol=1e-12)
+    for i in range(3):
+        for name in ("world_mat", "camera_mat", "scale_mat"):
+            assert f"{name}_{i}" in keys and f"{name}_inv_{i}" in keys
+    loaded = load_cameras(path)
+    assert tuple(loaded) == cameras.CAMERA_KEYS  # A camera dict of implicit_fields.cameras.
+    for k in cameras.CAMERA_KEYS:
+        np.testing.assert_array_equal(loaded[k], cams[k])
+    assert load_cameras(path, n=2)["world_mat"].shape == (2, 4, 4)
 
 
-def test_split_counts():
-    assert builtin.split_counts(125, (0.7, 0.1, 0.2)) == [88, 12, 25]
-    assert builtin.split_counts(10, (0.7, 0.1, 0.2)) == [7, 1, 2]
-    assert builtin.split_counts(3, (0.7, 0.1, 0.2)) == [1, 1, 1]
-    assert builtin.split_counts(2, (0.7, 0.1, 0.2)) == [1, 0, 1]
-    assert builtin.split_counts(5, (1.0, 0.0, 0.0)) == [5, 0, 0]
+def _write(path, **arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_load_cameras_errors_name_file_and_problem(tmp_path):
+    good = cameras.look_at_camera((0.0, 0.0, -2.0))
+    path = tmp_path / "cameras.npz"
+    with pytest.raises(DataFormatError, match="cameras.npz: camera file not found"):
+        load_cameras(path)
+    # Missing scale_mat means identity (the original's default); 3x4 world_mat is padded.
+    _write(path, world_mat_0=good["world_mat"][:3], camera_mat_0=good["camera_mat"])
+    loaded = load_cameras(path)
+    np.testing.assert_array_equal(loaded["scale_mat"][0], np.eye(4))
+    np.testing.assert_array_equal(loaded["world_mat"][0], good["world_mat"])
+    cases = {
+        "missing key 'camera_mat_0'": dict(world_mat_0=good["world_mat"]),
+        "'world_mat_0' must have shape": dict(world_mat_0=np.eye(3), camera_mat_0=np.eye(4)),
+        "'camera_mat_0' contains NaN": dict(
+            world_mat_0=good["world_mat"], camera_mat_0=np.full((4, 4), np.nan)
+        ),
+        "'camera_mat_0' is singular": dict(
+            world_mat_0=good["world_mat"], camera_mat_0=np.diag([1.0, 0.0, 1.0, 1.0])
+        ),
+        "'scale_mat_0' must be affine": dict(
+            world_mat_0=good["world_mat"],
+            camera_mat_0=good["camera_mat"],
+            scale_mat_0=np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]]),
+        ),
+        "no 'world_mat_0' key": dict(foo=np.eye(4)),
+    }
+    for message, arrays in cases.items():
+        _write(path, **arrays)
+        with pytest.raises(DataFormatError) as err:
+            load_cameras(path)
+        assert str(path) in str(err.value) and message in str(err.value), str(err.value)
+    _write(path, world_mat_0=good["world_mat"], camera_mat_0=good["camera_mat"])
+    with pytest.raises(DataFormatError, match="missing key 'world_mat_1'"):
+        load_cameras(path, n=2)
+    path.write_bytes(b"not a zip")
+    with pytest.raises(DataFormatError, match="cannot read"):
+        load_cameras(path)
