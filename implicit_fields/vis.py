@@ -1,21 +1,26 @@
-"""Dependency-free pictures: PNG I/O, point/mesh splatting, text and grids.
+"""Pictures: PNG I/O, point/mesh splatting, text and grids.
 
-Everything is numpy only (no matplotlib, no PIL). Images are uint8 arrays of
-shape (H, W, 3) (RGB) or (H, W) (grey). Rendering uses an orthographic camera
-looking at the origin with y up (the ShapeNet convention) and a z-buffered
-disc splat per point.
+PNG files are encoded and decoded by Pillow, and text is drawn with Pillow's built-in font
+(`PIL.ImageFont.load_default`, nothing is downloaded). Rendering is our own numpy code. Images are
+uint8 arrays of shape (H, W, 3) (RGB) or (H, W) (grey). Rendering uses an orthographic camera
+looking at the origin with y up (the ShapeNet convention) and a z-buffered disc splat per point.
 """
 
-import struct
-import zlib
+import functools
+import io
+import math
+import os
+import uuid
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from implicit_fields import metrics
 
-_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # To tell "not a PNG" from "a broken PNG" in errors.
 _DEFAULT_COLOR = (0.62, 0.72, 0.88)  # Light steel blue for shaded geometry.
 _FLAT_COLOR = (0.2, 0.35, 0.75)  # Points without normals.
+_FONT_PX = 11  # Font size (em height in pixels) at text scale 1: capitals are 8 px, lines 14 px.
 
 
 # ----------------------------------------------------------------------------
@@ -23,120 +28,87 @@ _FLAT_COLOR = (0.2, 0.35, 0.75)  # Points without normals.
 # ----------------------------------------------------------------------------
 
 
-def _chunk(kind, data):
-    """Encodes one PNG chunk. kind: 4-byte bytes; data: bytes."""
-    return (struct.pack('>I', len(data)) + kind + data
-            + struct.pack('>I', zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-
 def write_png(path, image):
-    """Writes an 8-bit PNG (no filtering, zlib level 6).
+    """Writes an 8-bit PNG atomically.
+
+    The picture goes to a temporary file in the same folder, which then replaces `path`, so
+    a crash never leaves a half-written PNG at `path`.
 
     Args:
       path: str or path-like, output file.
-      image: uint8 (or bool) array, (H, W) grey, (H, W, 3) RGB or (H, W, 4)
-        RGBA.
+      image: uint8 (or bool) array, (H, W) or (H, W, 1) grey, (H, W, 3) RGB or (H, W, 4)
+        RGBA. bool is written as 0 / 255 grey levels.
+
+    Raises:
+      TypeError: `image` is neither uint8 nor bool.
+      ValueError: `image` has an unsupported shape.
     """
     image = np.asarray(image)
     if image.dtype == bool:
         image = image.astype(np.uint8) * 255
     if image.dtype != np.uint8:
-        raise TypeError(f'write_png expects uint8, got {image.dtype}.')
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f'Unsupported image shape {image.shape}.')
-    height, width, channels = image.shape
-    color_type = {1: 0, 3: 2, 4: 6}[channels]
-    rows = np.concatenate(
-        [np.zeros((height, 1), np.uint8),
-         np.ascontiguousarray(image).reshape(height, width * channels)],
-        axis=1)
-    header = struct.pack('>IIBBBBB', width, height, 8, color_type, 0, 0, 0)
-    data = (_PNG_SIGNATURE + _chunk(b'IHDR', header)
-            + _chunk(b'IDAT', zlib.compress(rows.tobytes(), 6))
-            + _chunk(b'IEND', b''))
-    with open(path, 'wb') as f:
-        f.write(data)
-
-
-def _paeth(a, b, c):
-    """Paeth predictor on int arrays of equal shape."""
-    p = a + b - c
-    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        raise TypeError(f"write_png expects uint8, got {image.dtype}.")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        raise ValueError(f"Unsupported image shape {image.shape}.")
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    # O_EXCL: never clobber another writer's file; mode 0o666 & ~umask, as for open(path, "wb").
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            picture.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def read_png(path):
-    """Reads an 8-bit, non-interlaced PNG (grey, grey+alpha, RGB or RGBA).
+    """Reads an 8-bit PNG.
+
+    Palette images come back as RGB (RGBA when the palette has transparency) and 1-bit
+    images as grey 0 / 255. 16-bit grey images are refused; 16-bit colour ones are reduced
+    to 8 bits (by Pillow).
 
     Args:
       path: str or path-like.
 
     Returns:
-      uint8 array, (H, W) for grey, else (H, W, C) with C in {2, 3, 4}.
+      uint8 array, (H, W) for grey, else (H, W, C): C = 2 grey + alpha, 3 RGB, 4 RGBA.
+
+    Raises:
+      FileNotFoundError: no file at `path`.
+      ValueError: the file is not a readable PNG (not a PNG, truncated, corrupt, or an
+        unsupported pixel format); the message names `path` and the problem.
     """
-    with open(path, 'rb') as f:
+    with open(path, "rb") as f:
         data = f.read()
-    if data[:8] != _PNG_SIGNATURE:
-        raise ValueError(f'{path} is not a PNG file.')
-    pos = 8
-    idat = []
-    header = None
-    while pos < len(data):
-        (length,) = struct.unpack('>I', data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-        if kind == b'IHDR':
-            header = struct.unpack('>IIBBBBB', body)
-        elif kind == b'IDAT':
-            idat.append(body)
-        elif kind == b'IEND':
-            break
-    if header is None:
-        raise ValueError(f'{path} has no IHDR chunk.')
-    width, height, depth, color_type, _, _, interlace = header
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color_type)
-    if depth != 8 or channels is None or interlace != 0:
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as picture:
+            picture.load()
+            mode = picture.mode
+            if mode in ("1", "P", "PA"):
+                transparent = mode == "PA" or "transparency" in picture.info
+                picture = picture.convert("L" if mode == "1" else "RGBA" if transparent else "RGB")
+            image = np.array(picture, dtype=np.uint8) if picture.mode in ("L", "LA", "RGB", "RGBA") else None
+    except Image.UnidentifiedImageError:
+        if not data.startswith(_PNG_SIGNATURE):
+            raise ValueError(
+                f"{os.fspath(path)}: not a PNG file (no PNG signature, {len(data)} bytes)"
+            ) from None
         raise ValueError(
-            f'Unsupported PNG (bit depth {depth}, colour type {color_type}, '
-            f'interlace {interlace}).')
-    stride = width * channels
-    raw = np.frombuffer(zlib.decompress(b''.join(idat)), np.uint8)
-    raw = raw.reshape(height, stride + 1)
-    out = np.zeros((height, stride), np.int64)
-    prev = np.zeros(stride, np.int64)
-    for y in range(height):
-        ftype = raw[y, 0]
-        line = raw[y, 1:].astype(np.int64)
-        if ftype == 0:
-            cur = line
-        elif ftype == 1:  # Sub: cumulative sum per channel.
-            cur = np.cumsum(line.reshape(width, channels), axis=0).reshape(-1)
-        elif ftype == 2:  # Up.
-            cur = line + prev
-        elif ftype in (3, 4):  # Average / Paeth: sequential over pixels.
-            cur = np.zeros(stride, np.int64)
-            zero = np.zeros(channels, np.int64)
-            for x in range(width):
-                sl = slice(x * channels, (x + 1) * channels)
-                left = cur[sl.start - channels:sl.start] if x else zero
-                up = prev[sl]
-                if ftype == 3:
-                    pred = (left + up) // 2
-                else:
-                    up_left = (prev[sl.start - channels:sl.start] if x
-                               else zero)
-                    pred = _paeth(left, up, up_left)
-                cur[sl] = (line[sl] + pred) % 256
-        else:
-            raise ValueError(f'Bad PNG filter type {ftype}.')
-        cur = cur % 256
-        out[y] = cur
-        prev = cur
-    image = out.astype(np.uint8).reshape(height, width, channels)
-    return image[:, :, 0] if channels == 1 else image
+            f"{os.fspath(path)}: truncated or corrupt PNG (its header chunks do not parse)"
+        ) from None
+    except Exception as e:  # Any decoder failure: truncated data, bad chunks, bad zlib stream ...
+        raise ValueError(f"{os.fspath(path)}: unreadable PNG ({type(e).__name__}: {e})") from e
+    if image is None:
+        raise ValueError(f"{os.fspath(path)}: unsupported PNG pixel format {mode!r} (8-bit grey/RGB(A) only)")
+    return image
 
 
 # ----------------------------------------------------------------------------
@@ -157,8 +129,7 @@ def _camera_basis(azimuth_deg, elevation_deg):
     """
     az = np.deg2rad(azimuth_deg)
     el = np.deg2rad(elevation_deg)
-    back = np.array([np.cos(el) * np.sin(az), np.sin(el),
-                     np.cos(el) * np.cos(az)])
+    back = np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
     right = np.cross([0.0, 1.0, 0.0], back)
     if np.linalg.norm(right) < 1e-8:  # Looking straight up or down.
         right = np.array([1.0, 0.0, 0.0])
@@ -170,7 +141,7 @@ def _camera_basis(azimuth_deg, elevation_deg):
 def _disc_offsets(radius):
     """Pixel offsets (K, 2) int64 (dy, dx) of a disc of `radius` pixels."""
     r = int(np.ceil(radius))
-    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
     keep = dy**2 + dx**2 <= radius**2 + 1e-9
     return np.stack([dy[keep], dx[keep]], axis=1).astype(np.int64)
 
@@ -183,10 +154,19 @@ def _as_rgb(color):
     return color.astype(np.float64)
 
 
-def render_points(points, normals=None, colors=None, image_size=256,
-                  azimuth_deg=45.0, elevation_deg=25.0, extent=0.55,
-                  point_radius_px=1.0, background=(255, 255, 255),
-                  light_dir=(-0.4, 0.6, 0.7), ambient=0.3):
+def render_points(
+    points,
+    normals=None,
+    colors=None,
+    image_size=256,
+    azimuth_deg=45.0,
+    elevation_deg=25.0,
+    extent=0.55,
+    point_radius_px=1.0,
+    background=(255, 255, 255),
+    light_dir=(-0.4, 0.6, 0.7),
+    ambient=0.3,
+):
     """Splats a point cloud into an image with a z-buffer.
 
     The camera is orthographic, looks at the origin from direction
@@ -204,7 +184,7 @@ def render_points(points, normals=None, colors=None, image_size=256,
       image_size: int, output height and width in pixels.
       azimuth_deg: float, camera azimuth about +y (0: camera on +z).
       elevation_deg: float, camera elevation above the xz plane.
-      extent: float half-width of the view in world units, or None / 'auto'
+      extent: float half-width of the view in world units, or None / "auto"
         to fit the points (with 5% margin).
       point_radius_px: float, splat radius in pixels (0 gives one pixel).
       background: RGB uint8 triple.
@@ -226,7 +206,7 @@ def render_points(points, normals=None, colors=None, image_size=256,
     u = points @ right
     v = points @ up
     depth = -(points @ back)  # Smaller is nearer to the camera.
-    if extent is None or (isinstance(extent, str) and extent == 'auto'):
+    if extent is None or (isinstance(extent, str) and extent == "auto"):
         extent = 1.05 * max(np.max(np.abs(u)), np.max(np.abs(v)), 1e-9)
     extent = float(extent)
     px = (u + extent) / (2.0 * extent) * size
@@ -235,13 +215,12 @@ def render_points(points, normals=None, colors=None, image_size=256,
     iy = np.floor(py).astype(np.int64)
 
     if colors is None:
-        base = np.broadcast_to(
-            _as_rgb(_DEFAULT_COLOR if normals is not None else _FLAT_COLOR),
-            (n, 3))
+        base = np.broadcast_to(_as_rgb(_DEFAULT_COLOR if normals is not None else _FLAT_COLOR), (n, 3))
     else:
         colors = np.asarray(colors)
-        base = (colors.astype(np.float64) / 255.0 if colors.dtype == np.uint8
-                else colors.astype(np.float64)).reshape(n, 3)
+        base = (
+            colors.astype(np.float64) / 255.0 if colors.dtype == np.uint8 else colors.astype(np.float64)
+        ).reshape(n, 3)
     if normals is not None:
         normals = np.asarray(normals, dtype=np.float64).reshape(n, 3)
         norm = np.linalg.norm(normals, axis=1, keepdims=True)
@@ -278,8 +257,7 @@ def render_points(points, normals=None, colors=None, image_size=256,
 def _auto_samples(vertices, faces, image_size, extent):
     """Samples for a solid-looking render: about 4 per pixel of surface."""
     tri = vertices[faces]
-    area = 0.5 * np.linalg.norm(
-        np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
     if extent is None or isinstance(extent, str):
         extent = 0.5 * np.max(vertices.max(0) - vertices.min(0))
     pixel = 2.0 * float(extent) / image_size
@@ -307,11 +285,8 @@ def render_mesh(vertices, faces, n_samples=None, seed=0, **kwargs):
     if vertices.shape[0] == 0 or faces.shape[0] == 0:
         return render_points(np.zeros((0, 3)), **kwargs)
     if n_samples is None:
-        n_samples = _auto_samples(vertices, faces,
-                                  kwargs.get('image_size', 256),
-                                  kwargs.get('extent', 0.55))
-    points, normals = metrics.sample_mesh_surface(
-        vertices, faces, n_samples, np.random.default_rng(seed))
+        n_samples = _auto_samples(vertices, faces, kwargs.get("image_size", 256), kwargs.get("extent", 0.55))
+    points, normals = metrics.sample_mesh_surface(vertices, faces, n_samples, np.random.default_rng(seed))
     return render_points(points, normals, **kwargs)
 
 
@@ -319,113 +294,75 @@ def render_mesh(vertices, faces, n_samples=None, seed=0, **kwargs):
 # Text and grids
 # ----------------------------------------------------------------------------
 
-# 5x7 bitmap font: 7 rows of 5 columns, '#' = ink.
-_FONT_ROWS = {
-    'A': '.###. #...# #...# ##### #...# #...# #...#',
-    'B': '####. #...# #...# ####. #...# #...# ####.',
-    'C': '.###. #...# #.... #.... #.... #...# .###.',
-    'D': '###.. #..#. #...# #...# #...# #..#. ###..',
-    'E': '##### #.... #.... ####. #.... #.... #####',
-    'F': '##### #.... #.... ####. #.... #.... #....',
-    'G': '.###. #...# #.... #.### #...# #...# .####',
-    'H': '#...# #...# #...# ##### #...# #...# #...#',
-    'I': '.###. ..#.. ..#.. ..#.. ..#.. ..#.. .###.',
-    'J': '..### ...#. ...#. ...#. ...#. #..#. .##..',
-    'K': '#...# #..#. #.#.. ##... #.#.. #..#. #...#',
-    'L': '#.... #.... #.... #.... #.... #.... #####',
-    'M': '#...# ##.## #.#.# #.#.# #...# #...# #...#',
-    'N': '#...# #...# ##..# #.#.# #..## #...# #...#',
-    'O': '.###. #...# #...# #...# #...# #...# .###.',
-    'P': '####. #...# #...# ####. #.... #.... #....',
-    'Q': '.###. #...# #...# #...# #.#.# #..#. .##.#',
-    'R': '####. #...# #...# ####. #.#.. #..#. #...#',
-    'S': '.#### #.... #.... .###. ....# ....# ####.',
-    'T': '##### ..#.. ..#.. ..#.. ..#.. ..#.. ..#..',
-    'U': '#...# #...# #...# #...# #...# #...# .###.',
-    'V': '#...# #...# #...# #...# #...# .#.#. ..#..',
-    'W': '#...# #...# #...# #.#.# #.#.# #.#.# .#.#.',
-    'X': '#...# #...# .#.#. ..#.. .#.#. #...# #...#',
-    'Y': '#...# #...# .#.#. ..#.. ..#.. ..#.. ..#..',
-    'Z': '##### ....# ...#. ..#.. .#... #.... #####',
-    '0': '.###. #...# #..## #.#.# ##..# #...# .###.',
-    '1': '..#.. .##.. ..#.. ..#.. ..#.. ..#.. .###.',
-    '2': '.###. #...# ....# ...#. ..#.. .#... #####',
-    '3': '##### ...#. ..#.. ...#. ....# #...# .###.',
-    '4': '...#. ..##. .#.#. #..#. ##### ...#. ...#.',
-    '5': '##### #.... ####. ....# ....# #...# .###.',
-    '6': '..##. .#... #.... ####. #...# #...# .###.',
-    '7': '##### ....# ...#. ..#.. .#... .#... .#...',
-    '8': '.###. #...# #...# .###. #...# #...# .###.',
-    '9': '.###. #...# #...# .#### ....# ...#. .##..',
-    '.': '..... ..... ..... ..... ..... .##.. .##..',
-    ',': '..... ..... ..... ..... .##.. ..#.. .#...',
-    '-': '..... ..... ..... ##### ..... ..... .....',
-    '+': '..... ..#.. ..#.. ##### ..#.. ..#.. .....',
-    ':': '..... .##.. .##.. ..... .##.. .##.. .....',
-    '=': '..... ..... ##### ..... ##### ..... .....',
-    '%': '##... ##..# ...#. ..#.. .#... #..## ...##',
-    '/': '..... ....# ...#. ..#.. .#... #.... .....',
-    '(': '...#. ..#.. .#... .#... .#... ..#.. ...#.',
-    ')': '.#... ..#.. ...#. ...#. ...#. ..#.. .#...',
-    '_': '..... ..... ..... ..... ..... ..... #####',
-    '!': '..#.. ..#.. ..#.. ..#.. ..#.. ..... ..#..',
-    '?': '.###. #...# ....# ...#. ..#.. ..... ..#..',
-    ' ': '..... ..... ..... ..... ..... ..... .....',
-}
-_FONT = {
-    ch: np.array([[c == '#' for c in row] for row in rows.split()], bool)
-    for ch, rows in _FONT_ROWS.items()
-}
-_GLYPH_H, _GLYPH_W = 7, 5
+
+@functools.lru_cache(maxsize=None)
+def _font(size_px):
+    """Pillow's built-in font (Aileron Regular) at `size_px` pixels per em."""
+    return ImageFont.load_default(size=size_px)
+
+
+def _text_layout(text, scale):
+    """Font, lines, line pitch, x offset of the first column and (height, width) of `text`."""
+    font = _font(max(1, round(_FONT_PX * float(scale))))
+    lines = str(text).split("\n")
+    ascent, descent = font.getmetrics()
+    pitch = ascent + descent
+    boxes = [font.getbbox(line, anchor="la") for line in lines]
+    shift = max(0, -min(box[0] for box in boxes))  # Glyphs that reach left of the pen (e.g. "j").
+    right = max(max(box[2], math.ceil(font.getlength(line))) for box, line in zip(boxes, lines))
+    return font, lines, pitch, shift, (pitch * len(lines), shift + right)
 
 
 def text_size(text, scale=2):
-    """Pixel size (height, width) of `text` as drawn by `draw_text`."""
-    lines = str(text).split('\n')
-    width = max(len(line) for line in lines) * (_GLYPH_W + 1) * scale
-    height = len(lines) * (_GLYPH_H + 1) * scale
-    return height, width
+    """Size of the box `draw_text` draws `text` in.
+
+    Args:
+      text: str; "\\n" starts a new line.
+      scale: float, font scale (1: 11 px font, lines 14 px apart; the size grows with scale).
+
+    Returns:
+      (height, width) in pixels; `draw_text` changes no pixel outside this box.
+    """
+    return _text_layout(text, scale)[-1]
 
 
 def draw_text(image, text, xy, scale=2, color=(0, 0, 0)):
-    """Draws text with a built-in 5x7 bitmap font.
+    """Draws anti-aliased text with Pillow's built-in font.
 
-    Letters are drawn upper-case; digits, space and `. , - + : = % / ( ) _ !
-    ?` are supported, other characters render as '?'. '\\n' starts a new
-    line. Text is clipped at the image border.
+    The text stays inside the box `text_size(text, scale)` reports, with `xy` its top-left
+    corner. Fully covered pixels get exactly `color`, edge pixels a blend of `color` and the
+    image. Characters the font lacks are drawn as its missing-glyph box. Text is clipped at
+    the image border.
 
     Args:
       image: uint8 array, (H, W, 3) or (H, W). Not modified.
-      text: str.
-      xy: (x, y) pixel position (column, row) of the top-left corner.
-      scale: int, pixel size of one font dot.
-      color: RGB uint8 triple (or a grey level for (H, W) images).
+      text: str; "\\n" starts a new line.
+      xy: (x, y) pixel position (column, row) of the top-left corner of the text box.
+      scale: float, font scale (1: 11 px font; the size grows with scale).
+      color: RGB uint8 triple (its mean is used for (H, W) images), or a grey level.
 
     Returns:
       uint8 array, a copy of `image` with the text drawn.
     """
     out = np.array(image, dtype=np.uint8, copy=True)
-    height, width = out.shape[:2]
-    color = np.asarray(color, np.uint8)
-    if out.ndim == 2 and color.ndim > 0:
-        color = np.uint8(np.round(color.astype(np.float64).mean()))
-    scale = max(int(scale), 1)
+    font, lines, pitch, shift, (box_h, box_w) = _text_layout(text, scale)
     x0, y0 = int(xy[0]), int(xy[1])
-    for line_no, line in enumerate(str(text).split('\n')):
-        for col, ch in enumerate(line):
-            glyph = _FONT.get(ch.upper(), _FONT['?'])
-            if not glyph.any():
-                continue
-            big = np.kron(glyph, np.ones((scale, scale), bool))
-            top = y0 + line_no * (_GLYPH_H + 1) * scale
-            left = x0 + col * (_GLYPH_W + 1) * scale
-            r0, c0 = max(top, 0), max(left, 0)
-            r1 = min(top + big.shape[0], height)
-            c1 = min(left + big.shape[1], width)
-            if r1 <= r0 or c1 <= c0:
-                continue
-            mask = big[r0 - top:r1 - top, c0 - left:c1 - left]
-            out[r0:r1, c0:c1][mask] = color
+    r0, c0 = max(y0, 0), max(x0, 0)
+    r1, c1 = min(y0 + box_h, out.shape[0]), min(x0 + box_w, out.shape[1])
+    if r1 <= r0 or c1 <= c0:
+        return out
+    mask = Image.new("L", (box_w, box_h), 0)
+    pen = ImageDraw.Draw(mask)
+    for i, line in enumerate(lines):
+        pen.text((shift, i * pitch), line, fill=255, font=font, anchor="la")
+    alpha = np.asarray(mask, np.float64)[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0] / 255.0
+    color = np.asarray(color, np.uint8).astype(np.float64)
+    if out.ndim == 2:
+        color = color.mean()
+    else:
+        alpha = alpha[:, :, None]
+    region = out[r0:r1, c0:c1].astype(np.float64)
+    out[r0:r1, c0:c1] = np.round(region + (color - region) * alpha).astype(np.uint8)
     return out
 
 
@@ -439,8 +376,7 @@ def _to_rgb(image):
     return image[:, :, :3]
 
 
-def image_grid(images, labels=None, pad=4, label_scale=1,
-               background=(255, 255, 255)):
+def image_grid(images, labels=None, pad=4, label_scale=1, background=(255, 255, 255)):
     """Tiles images into a grid, with optional labels above each cell.
 
     Args:
@@ -449,7 +385,8 @@ def image_grid(images, labels=None, pad=4, label_scale=1,
         take the largest size; smaller images sit top-left).
       labels: None, or a list of rows of str (or None) matching `images`.
       pad: int, pixels between and around cells.
-      label_scale: int, font scale of the labels.
+      label_scale: float, font scale of the labels (see `text_size`); labels
+        are not clipped to their cell.
       background: RGB uint8 triple.
 
     Returns:
@@ -463,7 +400,7 @@ def image_grid(images, labels=None, pad=4, label_scale=1,
     cell_w = max(im.shape[1] for im in all_images)
     label_h = 0
     if labels is not None:
-        label_h = (_GLYPH_H + 1) * label_scale + 2
+        label_h = _text_layout("", label_scale)[2] + 2  # One line of text and a margin.
     n_rows = len(rows)
     n_cols = max(len(row) for row in rows)
     height = pad + n_rows * (label_h + cell_h + pad)
@@ -474,10 +411,7 @@ def image_grid(images, labels=None, pad=4, label_scale=1,
         for c, im in enumerate(row):
             top = pad + r * (label_h + cell_h + pad)
             left = pad + c * (cell_w + pad)
-            canvas[top + label_h:top + label_h + im.shape[0],
-                   left:left + im.shape[1]] = im
-            if labels is not None and r < len(labels) and c < len(
-                    labels[r]) and labels[r][c]:
-                canvas = draw_text(canvas, labels[r][c], (left, top + 1),
-                                   scale=label_scale)
+            canvas[top + label_h : top + label_h + im.shape[0], left : left + im.shape[1]] = im
+            if labels is not None and r < len(labels) and c < len(labels[r]) and labels[r][c]:
+                canvas = draw_text(canvas, labels[r][c], (left, top + 1), scale=label_scale)
     return canvas
