@@ -29,7 +29,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from implicit_fields import encoders  # noqa: E402
+from implicit_fields import encoders, layers  # noqa: E402
 
 
 def _conv2d_shifted(x, kernel, stride, padding):
@@ -51,8 +51,8 @@ def _conv2d_shifted(x, kernel, stride, padding):
 
 
 CONV_FNS = {
-    "xla": lambda x, k, s, p: encoders.conv2d(x, k, s, p, impl="xla"),
-    "im2col": lambda x, k, s, p: encoders.conv2d(x, k, s, p, impl="im2col"),
+    "xla": lambda x, k, s, p: layers.conv2d(x, k, s, p, impl="xla"),
+    "im2col": lambda x, k, s, p: layers.conv2d(x, k, s, p, impl="im2col"),
     "shifted": _conv2d_shifted,
 }
 
@@ -144,7 +144,7 @@ def main():
         print("per conv shape, forward+backward (grad w.r.t. input and kernel), median ms:")
         key = jax.random.PRNGKey(1)
         for h, cin, cout, k, s, p in layer_shapes(args.size, args.width):
-            auto = encoders._auto_conv2d_impl((args.batch, h, h, cin), (k, k, cin, cout), s, p)
+            auto = layers._auto_conv2d_impl((args.batch, h, h, cin), (k, k, cin, cout), s, p)
             x = jax.random.normal(key, (args.batch, h, h, cin))
             kernel = 0.05 * jax.random.normal(key, (k, k, cin, cout))
             fns = {}

@@ -30,7 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from implicit_fields import dvr  # noqa: E402
+from implicit_fields.methods.dvr import model as dvr  # noqa: E402
 
 
 def make_batch(n, seed=0):

@@ -14,17 +14,16 @@ Measures, in one run and on the same inputs:
 """
 
 import argparse
+import functools
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from experiments.configs import default  # noqa: E402
-from implicit_fields import losses, models, train_utils  # noqa: E402
+from implicit_fields import losses, train_utils
+from implicit_fields.methods import onet
+from implicit_fields.methods.onet import task
 
 
 def median_time(fn, repeats):
@@ -131,7 +130,7 @@ def main():
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
     args = parser.parse_args()
 
-    config = default.get_config()
+    config = onet.get_config()
     B, T = args.batch, args.points
     rng = np.random.default_rng(0)
     batch = {
@@ -139,10 +138,10 @@ def main():
         "occupancies": (rng.uniform(size=(B, T)) < 0.3).astype(np.float32),
         "inputs": rng.normal(size=(B, config.data.pointcloud_n, 3)).astype(np.float32) * 0.3,
     }
-    model = models.create_model(config.model)
+    model = onet.create_model(config)
     mesh = train_utils.create_mesh()
     repl, data = train_utils.shardings(mesh)
-    state = jax.device_put(train_utils.create_train_state(jax.random.key(0), model, config), repl)
+    state = jax.device_put(onet.init_state(config, model, jax.random.key(0)), repl)
     dbatch = jax.device_put(batch, data)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     print(f"devices: {jax.devices()}  |  model: {n_params:,} parameters  |  batch {B} x {T} points")
@@ -162,9 +161,9 @@ def main():
     t2 = time.perf_counter()
     print(f"fwd+bwd  jit trace+lower {t1 - t0:.2f} s, XLA compile {t2 - t1:.2f} s")
 
-    step = train_utils.create_train_step(mesh)
+    step = train_utils.create_train_step(functools.partial(task.loss_fn, model), mesh)
     t0 = time.perf_counter()
-    step_lowered = step.lower(state, dbatch)
+    step_lowered = step.lower(state, dbatch, ())
     t1 = time.perf_counter()
     step_compiled = step_lowered.compile()
     t2 = time.perf_counter()

@@ -1,8 +1,8 @@
 """Convert an original PyTorch Occupancy Networks checkpoint into a run folder of ours.
 
   python -m experiments.convert_checkpoint --input onet_pcl2mesh.pt \
-      --config experiments/configs/default.py --config.model.c_dim=512 --output runs/onet_pcl_pretrained
-  python -m experiments.main --config experiments/configs/default.py \
+      --config experiments/configs/onet.py --config.model.c_dim=512 --output runs/onet_pcl_pretrained
+  python -m experiments.main --config experiments/configs/onet.py \
       --workdir runs/onet_pcl_pretrained --mode generate
 
 --input is the `.pt` file (needs torch) or a `.npz` of its state dict's arrays (no torch
@@ -12,7 +12,7 @@ holds (encoder, decoder, widths, c_dim, z_dim); every mismatch between the two i
 by name. The output folder gets config.json and the converted variables as the `best`
 checkpoint, so generation, evaluation and `experiments.sample` run on it directly.
 
-This file only parses flags; the work is done by `implicit_fields.convert`.
+This file only parses flags; the work is done by `implicit_fields.methods.onet.convert`.
 """
 
 import sys
@@ -21,8 +21,9 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file of the model (get_config()).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file of the model (get_config(arg)): path.py or path.py:arg.", lock_config=True
+)
 _INPUT = flags.DEFINE_string("input", None, "The original checkpoint: model.pt, or state.npz.")
 _OUTPUT = flags.DEFINE_string("output", None, "Run folder to write (config.json + best/ checkpoint).")
 _ALLOW_PICKLE = flags.DEFINE_bool(
@@ -34,12 +35,15 @@ flags.mark_flags_as_required(["config", "input", "output"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from experiments.configs import default
-    from implicit_fields import config_utils, convert
+    from implicit_fields import trainer
+    from implicit_fields.methods.onet import convert
 
     try:
         config = _CONFIG.value
-        config_utils.check_keys(config, default.get_config(), source="the config")
+        if config.get("method") != "onet":
+            method = config.get("method")
+            raise ValueError(f"the config's method is {method!r}; the converter reads ONet checkpoints")
+        trainer.check_config(config)
         _, variables = convert.convert_checkpoint(_INPUT.value, config, _ALLOW_PICKLE.value)
         workdir = convert.save_as_run(config, variables, _OUTPUT.value, source=_INPUT.value)
     except (ValueError, FileNotFoundError) as e:

@@ -93,6 +93,14 @@ class Checkpointer:
         )
         return new_state, dict(restored["meta"] or {})
 
+    def read_meta(self, step: Optional[int] = None) -> Dict[str, Any]:
+        """The JSON record of the checkpoint at `step` (default latest), without its arrays ({} if none)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return {}
+        restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(restored["meta"] or {})
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 

@@ -15,12 +15,9 @@ Parameter names follow the original modules, so `implicit_fields.convert` maps a
 PyTorch state dict one to one.
 """
 
-import functools
-import math
 from typing import Optional, Tuple
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from implicit_fields import layers
@@ -28,9 +25,6 @@ from implicit_fields import layers
 __all__ = [
     "ResnetPointnet",
     "VoxelEncoder",
-    "Conv3d",
-    "Conv2d",
-    "conv2d",
     "Resnet18",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -111,247 +105,18 @@ class VoxelEncoder(nn.Module):
         assert voxels.ndim == 4, voxels.shape
         w = self.hidden_dim
         net = voxels[..., None].astype(jnp.float32)
-        net = Conv3d(w, 1, name="conv_in")(net)
+        net = layers.Conv3d(w, 1, name="conv_in")(net)
         for i in range(4):
-            net = Conv3d(w * 2 ** (i + 1), 2, name=f"conv_{i}")(nn.relu(net))
+            net = layers.Conv3d(w * 2 ** (i + 1), 2, name=f"conv_{i}")(nn.relu(net))
         # PyTorch flattens [B, C, D, H, W]; flatten channel-first to share its layout.
         hidden = jnp.transpose(net, (0, 4, 1, 2, 3)).reshape(net.shape[0], -1)
         return layers.Dense(self.c_dim, name="fc")(nn.relu(hidden))
-
-
-class Conv3d(nn.Module):
-    """A 3^3 convolution with padding 1, initialised as PyTorch's `nn.Conv3d`.
-
-    Parameters are 'kernel' [3, 3, 3, in, out] and 'bias' [out], both uniform in
-    +-1/sqrt(27 in) at init. On the CPU backend the convolution is computed as
-    27 strided slices and one matmul (im2col): XLA's CPU kernels for the
-    gradient of a strided 3-D convolution are about 15x slower than that;
-    elsewhere `lax.conv_general_dilated` is used. Both give the same result up
-    to float rounding.
-
-    Attributes:
-      features: output channels.
-      stride: stride along every spatial axis.
-      impl: 'auto' (im2col on CPU, XLA's convolution elsewhere), 'im2col' or 'xla'.
-    """
-
-    features: int
-    stride: int = 1
-    impl: str = "auto"
-
-    @nn.compact
-    def __call__(self, x):
-        """Maps x [batch, D, H, W, in] to [batch, D', H', W', features], D' = (D - 1) // stride + 1."""
-        in_features = x.shape[-1]
-        init = layers.torch_uniform_init(27 * in_features)
-
-        def kernel_init(key, shape, dtype=jnp.float32):
-            # Drawn flat: XLA's CPU compiler is slow on 5-D random-bit programs.
-            return init(key, (math.prod(shape),), dtype).reshape(shape)
-
-        kernel = self.param("kernel", kernel_init, (3, 3, 3, in_features, self.features))
-        bias = self.param("bias", init, (self.features,))
-        impl = self.impl
-        if impl == "auto":
-            impl = "im2col" if jax.default_backend() == "cpu" else "xla"
-        if impl == "xla":
-            s = self.stride
-            y = jax.lax.conv_general_dilated(
-                x, kernel, (s, s, s), ((1, 1),) * 3, dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
-            )
-        elif impl == "im2col":
-            y = _conv3d_im2col(x, kernel, self.stride)
-        else:
-            raise ValueError(f"unknown Conv3d impl {self.impl!r}; use 'auto', 'im2col' or 'xla'")
-        return y + bias.reshape((1, 1, 1, 1, self.features))
-
-
-@functools.partial(jax.jit, static_argnames=("stride",))
-def _conv3d_im2col(x, kernel, stride: int):
-    """3^3 convolution with padding 1 as 27 strided slices and one matmul.
-
-    Jitted so that eager calls (e.g. `model.init`) compile it once instead of
-    dispatching the 27 slices one by one.
-
-    Args:
-      x: [batch, D, H, W, in].
-      kernel: [3, 3, 3, in, out].
-      stride: stride along every spatial axis.
-
-    Returns:
-      [batch, D', H', W', out] with D' = (D - 1) // stride + 1.
-    """
-    s, in_features = stride, x.shape[-1]
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (1, 1), (0, 0)))
-    out = [(n - 1) // s + 1 for n in x.shape[1:4]]
-    cols = [
-        jax.lax.slice(
-            xp,
-            (0, a, b, c, 0),
-            (x.shape[0], a + s * (out[0] - 1) + 1, b + s * (out[1] - 1) + 1,
-             c + s * (out[2] - 1) + 1, in_features),
-            (1, s, s, s, 1),
-        )
-        for a in range(3)
-        for b in range(3)
-        for c in range(3)
-    ]
-    # Column (a, b, c, i) of the patches matches kernel[a, b, c, i] in C order.
-    return jnp.concatenate(cols, axis=-1) @ kernel.reshape(27 * in_features, kernel.shape[-1])
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """Per-channel mean of ImageNet RGB in [0, 1] (the original's `normalize_imagenet`)."""
 IMAGENET_STD = (0.229, 0.224, 0.225)
 """Per-channel standard deviation of ImageNet RGB in [0, 1]."""
-
-
-class BatchNorm2d(layers.BatchNorm):
-    """`torch.nn.BatchNorm2d` on NHWC features: affine, PyTorch statistics.
-
-    Training normalises with the batch mean and biased variance over
-    (batch, H, W) and updates the running statistics with momentum 0.1 and the
-    unbiased variance; evaluation uses the running statistics. Parameters
-    'scale' (init 1) and 'bias' (init 0); batch stats 'mean' and 'var'
-    (PyTorch's weight, bias, running_mean, running_var).
-
-    Attributes:
-      use_running_average: evaluate with the running statistics.
-      momentum: weight of the new batch statistic.
-      epsilon: added to the variance.
-    """
-
-    affine: bool = True
-
-
-class Conv2d(nn.Module):
-    """A bias-free 2-D convolution as torchvision's ResNet uses, on NHWC inputs.
-
-    Parameter 'kernel' [k, k, in, out] (PyTorch's weight transposed by
-    (2, 3, 1, 0)), initialised as torchvision's ResNet: Kaiming normal with
-    fan_out and gain sqrt(2). Padding is symmetric, as PyTorch's. On the CPU
-    backend 1x1 convolutions and those with outputs under 64 pixels are
-    computed as k^2 strided slices and one matmul (im2col, as `Conv3d`):
-    XLA's CPU kernels for the gradient of a convolution with few pixels and
-    many channels (ResNet-18's layer3 and layer4) are up to ~30x slower than
-    that; larger ones, and all of them elsewhere, use
-    `lax.conv_general_dilated`. Both give the same result up to float rounding.
-
-    Attributes:
-      features: output channels.
-      kernel_size: k.
-      stride: stride along both spatial axes.
-      padding: zeros added on each side.
-      impl: 'auto' (see `conv2d`), 'im2col' or 'xla'.
-    """
-
-    features: int
-    kernel_size: int = 3
-    stride: int = 1
-    padding: int = 1
-    impl: str = "auto"
-
-    @nn.compact
-    def __call__(self, x):
-        """Maps x [batch, H, W, in] to [batch, H', W', features], H' = (H + 2 padding - k) // stride + 1."""
-        k = self.kernel_size
-        std = math.sqrt(2.0 / (self.features * k * k))
-
-        def kernel_init(key, shape, dtype=jnp.float32):
-            # Drawn flat: XLA's CPU compiler is slow on high-rank random-bit programs.
-            return std * jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
-
-        kernel = self.param("kernel", kernel_init, (k, k, x.shape[-1], self.features))
-        return conv2d(x, kernel, self.stride, self.padding, self.impl)
-
-
-def conv2d(x, kernel, stride: int = 1, padding: int = 0, impl: str = "auto"):
-    """A bias-free 2-D convolution with symmetric zero padding (PyTorch's `F.conv2d`), NHWC.
-
-    Args:
-      x: [batch, H, W, in].
-      kernel: [kh, kw, in, out].
-      stride: stride along both spatial axes.
-      padding: zeros added on each side of both spatial axes.
-      impl: 'auto' (XLA's convolution off CPU; on CPU im2col for 1x1 kernels
-        and small outputs, XLA's convolution for large ones), 'im2col' or 'xla'.
-
-    Returns:
-      [batch, H', W', out] with H' = (H + 2 padding - kh) // stride + 1 (W' alike).
-    """
-    if impl == "auto":
-        impl = _auto_conv2d_impl(x.shape, kernel.shape, stride, padding)
-    if impl == "xla":
-        p = padding
-        return jax.lax.conv_general_dilated(
-            x, kernel, (stride, stride), ((p, p), (p, p)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-    if impl == "im2col":
-        return _conv2d_im2col(x, kernel, stride, padding)
-    raise ValueError(f"unknown Conv2d impl {impl!r}; use 'auto', 'im2col' or 'xla'")
-
-
-_IM2COL_MAX_PIXELS = 64
-"""On CPU, im2col computes a k x k convolution whose output has fewer pixels than
-this per image; XLA's convolution the larger ones (see `_auto_conv2d_impl`)."""
-
-
-def _auto_conv2d_impl(x_shape, kernel_shape, stride: int, padding: int) -> str:
-    """What `conv2d(impl='auto')` runs: 'xla' off CPU; on CPU the faster path for the shape.
-
-    Forward+backward on CPU (benchmarks/conv2d.py): XLA's convolution is up to
-    ~2x faster on large feature maps (ResNet-18's stem and layer1 at 64^2 or
-    224^2 inputs), but its gradient kernels slow down badly on small maps with
-    many channels (~10-40x slower than im2col at 4x4 and 2x2 with 256-512
-    channels); a 1x1 convolution is a strided slice and a plain matmul,
-    slightly faster than XLA's at every size.
-    """
-    if jax.default_backend() != "cpu":
-        return "xla"
-    kh, kw = kernel_shape[:2]
-    oh = (x_shape[1] + 2 * padding - kh) // stride + 1
-    ow = (x_shape[2] + 2 * padding - kw) // stride + 1
-    if kh * kw == 1 or oh * ow < _IM2COL_MAX_PIXELS:
-        return "im2col"
-    return "xla"
-
-
-@functools.partial(jax.jit, static_argnames=("stride", "padding"))
-def _conv2d_im2col(x, kernel, stride: int, padding: int):
-    """`conv2d` as kh kw strided slices of the padded input and one matmul.
-
-    Jitted so that eager calls (e.g. `model.init`) compile it once. A 1x1
-    convolution is one strided slice and a matmul.
-
-    Args:
-      x: [batch, H, W, in].
-      kernel: [kh, kw, in, out].
-      stride: stride along both spatial axes.
-      padding: zeros added on each side of both spatial axes.
-
-    Returns:
-      [batch, H', W', out] with H' = (H + 2 padding - kh) // stride + 1.
-    """
-    kh, kw, in_features, out_features = kernel.shape
-    assert x.shape[-1] == in_features, (x.shape, kernel.shape)
-    s, p = stride, padding
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
-    oh = (x.shape[1] + 2 * p - kh) // s + 1
-    ow = (x.shape[2] + 2 * p - kw) // s + 1
-    cols = [
-        jax.lax.slice(
-            xp,
-            (0, a, b, 0),
-            (x.shape[0], a + s * (oh - 1) + 1, b + s * (ow - 1) + 1, in_features),
-            (1, s, s, 1),
-        )
-        for a in range(kh)
-        for b in range(kw)
-    ]
-    # Column (a, b, i) of the patches matches kernel[a, b, i] in C order.
-    patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
-    return patches @ kernel.reshape(kh * kw * in_features, out_features)
 
 
 class BasicBlock(nn.Module):
@@ -374,10 +139,10 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         ura, impl = not train, self.conv_impl
-        out = Conv2d(self.features, 3, self.stride, 1, impl, name="conv1")(x)
-        out = nn.relu(BatchNorm2d(ura, name="bn1")(out))
-        out = Conv2d(self.features, 3, 1, 1, impl, name="conv2")(out)
-        out = BatchNorm2d(ura, name="bn2")(out)
+        out = layers.Conv2d(self.features, 3, self.stride, 1, impl, name="conv1")(x)
+        out = nn.relu(layers.BatchNorm2d(ura, name="bn1")(out))
+        out = layers.Conv2d(self.features, 3, 1, 1, impl, name="conv2")(out)
+        out = layers.BatchNorm2d(ura, name="bn2")(out)
         if self.stride != 1 or x.shape[-1] != self.features:
             x = _Downsample(self.features, self.stride, impl, name="downsample")(x, train)
         return nn.relu(out + x)
@@ -392,8 +157,8 @@ class _Downsample(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = Conv2d(self.features, 1, self.stride, 0, self.conv_impl, name="0")(x)
-        return BatchNorm2d(not train, name="1")(x)
+        x = layers.Conv2d(self.features, 1, self.stride, 0, self.conv_impl, name="0")(x)
+        return layers.BatchNorm2d(not train, name="1")(x)
 
 
 class _ResnetLayer(nn.Module):
@@ -421,8 +186,8 @@ class _Resnet18Features(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         w, impl = self.width, self.conv_impl
-        x = Conv2d(w, 7, 2, 3, impl, name="conv1")(x)
-        x = nn.relu(BatchNorm2d(not train, name="bn1")(x))
+        x = layers.Conv2d(w, 7, 2, 3, impl, name="conv1")(x)
+        x = nn.relu(layers.BatchNorm2d(not train, name="bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for i, (mult, stride) in enumerate(((1, 1), (2, 2), (4, 2), (8, 2))):
             x = _ResnetLayer(w * mult, 2, stride, impl, name=f"layer{i + 1}")(x, train)

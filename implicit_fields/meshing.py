@@ -10,12 +10,14 @@ original's own libmcubes needed an extra -0.5 shift; this one does not).
 Faces are oriented outward (occupied side = inside).
 """
 
+import os
 import time
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import jax
 import mcubes
 import numpy as np
+import trimesh
 
 from implicit_fields import losses
 
@@ -168,7 +170,8 @@ def simplify_mesh(vertices, faces, num_faces: int, aggressiveness: float = 5.0):
     if faces.shape[0] <= num_faces:
         return vertices.astype(np.float32), faces.copy()
     v, f = fast_simplification.simplify(
-        vertices, faces.astype(np.int32), target_count=int(num_faces), agg=float(aggressiveness))
+        vertices, faces.astype(np.int32), target_count=int(num_faces), agg=float(aggressiveness)
+    )
     return np.asarray(v, np.float32), np.asarray(f, np.int64)
 
 
@@ -212,3 +215,26 @@ def extract_mesh_dense(
         "time_total": t2 - t0,
     }
     return vertices, faces, stats
+
+
+def write_mesh(
+    path: str, vertices: np.ndarray, faces: np.ndarray, colors: Optional[np.ndarray] = None
+) -> None:
+    """Writes a binary PLY atomically (a temporary file, then a rename), creating its folder.
+
+    Args:
+      path: the .ply file.
+      vertices: float [V, 3].
+      faces: int [F, 3].
+      colors: optional per-vertex RGB, float [V, 3] in [0, 1] (stored as uint8).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    vertex_colors = None
+    if colors is not None:
+        vertex_colors = (np.clip(np.asarray(colors, np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    mesh = trimesh.Trimesh(vertices, faces, vertex_colors=vertex_colors, process=False)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(trimesh.exchange.ply.export_ply(mesh, encoding="binary"))
+    os.replace(tmp, path)

@@ -35,18 +35,17 @@ closed over by ``logit_fn`` are treated as constants.
 """
 
 import functools
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from implicit_fields.cameras import intersect_box
+from implicit_fields.losses import probability_to_logit
 
 __all__ = [
     "surface_depth",
     "intersect_box",
-    "probability_to_logit",
     "GRAZING_EPS",
 ]
 
@@ -54,13 +53,6 @@ LogitFn = Callable[[Any, jax.Array], jax.Array]
 
 # Lower bound on |df/dp . w| in the implicit gradient (the original's value).
 GRAZING_EPS = 1e-3
-
-
-def probability_to_logit(threshold: float) -> float:
-    """`log(t) - log(1 - t)`, the iso-level of the logits for a probability threshold."""
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
-    return math.log(threshold) - math.log1p(-threshold)
 
 
 class _Search(NamedTuple):
@@ -182,8 +174,7 @@ def _secant(logit_fn, params, origins, directions, d_lo, d_hi, f_lo, f_hi, cfg: 
 
 
 def _search(logit_fn, params, origins, directions, cfg: _Search, early_stop: bool):
-    d_lo, d_hi, f_lo, f_hi, crossed, inside = _march(
-        logit_fn, params, origins, directions, cfg, early_stop)
+    d_lo, d_hi, f_lo, f_hi, crossed, inside = _march(logit_fn, params, origins, directions, cfg, early_stop)
     d = _secant(logit_fn, params, origins, directions, d_lo, d_hi, f_lo, f_hi, cfg)
     d = jnp.where(crossed, d, jnp.inf)
     return jnp.where(inside, 0.0, d)
@@ -255,14 +246,15 @@ def surface_depth(
     directions = jnp.asarray(directions)
     if origins.ndim != 2 or origins.shape[-1] != 3 or directions.shape != origins.shape:
         raise ValueError(
-            f"origins and directions must both be (N, 3); got {origins.shape} and "
-            f"{directions.shape}")
+            f"origins and directions must both be (N, 3); got {origins.shape} and {directions.shape}"
+        )
     if n_steps < 2:
         raise ValueError(f"n_steps must be >= 2, got {n_steps}")
     if n_secant < 0 or chunk_steps < 1:
         raise ValueError(f"need n_secant >= 0 and chunk_steps >= 1, got {n_secant}, {chunk_steps}")
-    cfg = _Search(int(n_steps), int(n_secant), float(probability_to_logit(threshold)),
-                  float(padding), int(chunk_steps))
+    cfg = _Search(
+        int(n_steps), int(n_secant), float(probability_to_logit(threshold)), float(padding), int(chunk_steps)
+    )
     if gradient == "analytic":
         return _depth_analytic(logit_fn, params, origins, directions, cfg)
     if gradient == "unrolled":

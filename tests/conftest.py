@@ -1,7 +1,10 @@
-"""Test setup: CPU, strict rank promotion, a persistent compilation cache, shared fixtures."""
+"""Test setup: CPU, strict rank promotion, a persistent compilation cache, shared fixtures.
+
+The tests import `implicit_fields` as installed (`pip install -e .`, the
+README's test command), the way a user does.
+"""
 
 import os
-import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -9,9 +12,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (they compile many of the same programs).
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO, ".pytest_cache", "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
+import experiment_configs  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
@@ -25,20 +27,18 @@ def key():
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
-    """A tiny built-in dataset (2 categories x 3 objects, 4096 points each), made once."""
-    from experiments.configs import tiny
-    from implicit_fields import training
+    """A tiny built-in dataset (2 categories x 2 train objects, 4096 points each), made once."""
+    from implicit_fields.data import builtin
 
-    config = tiny.get_config()
+    config = experiment_configs.load("onet.py:tiny")
     config.data.path = str(tmp_path_factory.mktemp("data") / "builtin")
-    training.ensure_dataset(config.data, progress=False)
+    builtin.ensure_dataset(config.data, progress=False)
     return config.data.path
 
 
 @pytest.fixture
 def tiny_config(tiny_dataset):
-    from experiments.configs import tiny
-
-    config = tiny.get_config()
+    """The tiny point-cloud ONet config on the shared tiny dataset."""
+    config = experiment_configs.load("onet.py:tiny")
     config.data.path = tiny_dataset
     return config

@@ -212,8 +212,9 @@ def test_batched_matches_one_object_at_a_time():
         _assert_same_mesh(mesh, (v, f))
         np.testing.assert_allclose(v.mean(0), code[1:], atol=2e-3)
     # The same with the 'surface' subdivision and marching cubes on the device.
-    kwargs = dict(resolution0=8, upsampling_steps=2, subdivision="surface", marching_cubes="jax",
-                  return_stats=True)
+    kwargs = dict(
+        resolution0=8, upsampling_steps=2, subdivision="surface", marching_cubes="jax", return_stats=True
+    )
     meshes, stats = mise.extract_meshes_batched(batched_spheres, jnp.asarray(CODES[1:]), **kwargs)
     for code, mesh, queries in zip(CODES[1:], meshes, stats["num_queries"]):
         fn = jax.jit(lambda p, code=code: sphere_logits(p, code[0], tuple(code[1:])))
@@ -293,7 +294,11 @@ def test_simplification_to_a_face_budget_keeps_a_closed_accurate_sphere(sphere_1
     same_v, same_f = meshing.simplify_mesh(vs, fs, 10_000)
     np.testing.assert_array_equal(same_f, fs)
     v2, f2, stats = mise.extract_mesh(
-        SPHERE, resolution0=16, upsampling_steps=2, simplify_nfaces=1000, refinement_steps=5,
+        SPHERE,
+        resolution0=16,
+        upsampling_steps=2,
+        simplify_nfaces=1000,
+        refinement_steps=5,
         return_stats=True,
     )
     assert f2.shape[0] <= 1000 and stats["time_simplify"] > 0 and stats["time_refinement"] > 0
@@ -348,35 +353,3 @@ def test_first_order_refinement_is_exact_for_a_relu_decoder():
     before = np.abs(np.linalg.norm(noisy, axis=1) - R).mean()
     refined = mise.refine_mesh(SPHERE, noisy, f, steps=30, key=jax.random.key(1), second_order=False)
     assert np.abs(np.linalg.norm(refined, axis=1) - R).mean() < 0.5 * before
-
-
-def test_generation_options_reach_extract_mesh():
-    """generate.simplify_nfaces, refinement_gradient, marching_cubes and subdivision reach extract()."""
-    from experiments.configs import default
-    from implicit_fields import generation
-
-    config = default.get_config()
-    config.generate.resolution0, config.generate.upsampling_steps = 8, 2
-    config.generate.simplify_nfaces = 600
-    config.generate.refinement_steps = 2
-    assert generation.refinement_second_order(config) is False  # cbatchnorm: first order is exact
-    config.generate.refinement_gradient = "second_order"
-    assert generation.refinement_second_order(config) is True
-    v, f, stats = generation.extract(config, SPHERE)
-    assert 0 < f.shape[0] <= 600 and stats["time_simplify"] > 0 and stats["time_refinement"] > 0
-    config.generate.marching_cubes = "jax"
-    v2, f2, _ = generation.extract(config, SPHERE)
-    assert 0 < f2.shape[0] <= 600
-    config.generate.subdivision = "surface"
-    _, f3, surface = generation.extract(config, SPHERE)
-    assert 0 < f3.shape[0] <= 600 and surface["num_queries"] < stats["num_queries"]
-    config.generate.subdivision = "octree"
-    with pytest.raises(ValueError, match="subdivision"):
-        generation.extract(config, SPHERE)
-    config.generate.subdivision = "cells"
-    config.generate.marching_cubes = "skimage"
-    with pytest.raises(ValueError, match="marching_cubes"):
-        generation.extract(config, SPHERE)
-    config.generate.refinement_gradient = "exact"
-    with pytest.raises(ValueError, match="refinement_gradient"):
-        generation.refinement_second_order(config)

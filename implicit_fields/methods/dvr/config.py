@@ -1,0 +1,79 @@
+"""DVR's defaults, which are also its schema: per-scene multi-view reconstruction of one object.
+
+Every key a DVR config may set is defined here (shared sections in
+`config_utils.common_config`); the trainer rejects any other. The defaults
+are a run of minutes on a CPU: a built-in object rendered into 24 views of
+64 x 64 pixels (4 held out), a 128-wide decoder, images and masks only (no
+depth). The original's DTU values are in the comments; the experiment config
+`experiments/configs/dvr.py` holds the sizes (tiny, cpu, full).
+"""
+
+import ml_collections
+
+from implicit_fields import config_utils
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """The defaults of a DVR run."""
+    config = config_utils.common_config("dvr")
+    config.field.threshold = 0.5  # DVR's surface: occupancy probability 0.5 (tau).
+    config.field.padding = 0.1  # The field lives in the cube of side 1.1, as the original.
+
+    config.data = data = ml_collections.ConfigDict()
+    # A folder in the multi-view layout (image/, mask/, [depth/,] cameras.npz). With
+    # `builtin` it is rendered from a built-in object when missing; any other folder in
+    # the original's layout (DTU scan, ShapeNet renderings) works with builtin False.
+    data.path = "data/dvr_builtin"
+    data.builtin = True  # Render the built-in object into `path` when it is missing.
+    data.builtin_category = "sofa"  # Category name or synset of the built-in object.
+    data.builtin_index = 0  # Object index within the category (same generator as data/builtin).
+    data.builtin_seed = 0  # Seed of the built-in object (shape) and of its views.
+    data.n_views = 24  # Views rendered.
+    data.resolution = 64  # Rendered image size (pixels per side).
+    data.texture = "stripes"  # 'stripes' or 'none' (plain per-part colours).
+    data.val_views = 4  # The last views are held out from training (validation and evaluation).
+    # Occupancy loss at the visual-hull depth (carved from the training masks) instead of
+    # a random depth: the original's `depth_from_visual_hull` (used for its NMR data).
+    data.visual_hull_depth = True
+    data.visual_hull_resolution = 128  # Voxels per side of the carved visual hull.
+
+    config.model = model = ml_collections.ConfigDict()
+    model.hidden_dim = 128  # Decoder width (original 512; 128 in its `ours_rgb` configs).
+    model.n_blocks = 5  # ResNet blocks (original 5).
+
+    config.loss = loss = ml_collections.ConfigDict()
+    loss.lambda_rgb = 1.0  # Photo-consistency (L1) at the rendered surface point (original 1).
+    loss.lambda_depth = 0.0  # Depth L1 (0: images and masks only; original ours_depth 1, combined 10).
+    loss.lambda_freespace = 1.0  # BCE to free at a random in-cube point of rays outside the mask.
+    loss.lambda_occupied = 1.0  # BCE to occupied on rays inside the mask that found no surface.
+    loss.lambda_normal = 0.1  # Normal smoothness (DTU: 0.1, ShapeNet 0.05).
+    loss.n_secant = 8  # Secant steps refining the first crossing (original 8).
+
+    config.rays = rays = ml_collections.ConfigDict()
+    rays.per_step = 1024  # Rays per step (DTU: batch 1 x 2048 pixels; ShapeNet 1024 per image).
+    rays.steps_start = 64  # Marching steps, doubled at each milestone (original: 16 ...).
+    rays.steps_milestones = (1000,)  # Original: 50k, 100k, 250k iterations.
+    rays.steps_max = 128  # Original: 128.
+    rays.render_steps = 256  # Marching steps for rendering views (original: 1024).
+
+    config.optim.learning_rate = 5e-4  # Original 1e-4; larger for a run of minutes.
+    config.optim.schedule = "multistep"  # The original's MultiStepLR.
+    config.optim.milestones = (1200, 1600)  # Steps where the learning rate is multiplied by gamma.
+    config.optim.gamma = 0.5  # Original 0.5.
+
+    config.train.num_steps = 2000  # Optimiser steps.
+    config.train.eval_every = 250  # Steps between renderings of the held-out views (best/ by mask IoU).
+    config.train.checkpoint_every = 250  # Steps between checkpoints.
+
+    config.generate = gen = ml_collections.ConfigDict()
+    gen.checkpoint = "best"  # 'best' (highest held-out mask IoU) or 'latest'.
+    gen.resolution0 = 32  # MISE first level.
+    gen.upsampling_steps = 2  # MISE: final grid 128^3.
+    gen.batch_points = 0  # Points per network call; 0: meshing.default_batch_points().
+    gen.num_views = 4  # Held-out views shown in renderings.png.
+
+    config.eval = ev = ml_collections.ConfigDict()
+    ev.n_points = 100_000  # Uniform points in the padded cube for the IoU.
+    ev.n_samples = 100_000  # Surface samples for Chamfer / normal consistency / F-score.
+    ev.fscore_threshold = 0.01  # F-score distance (F@1%).
+    return config

@@ -1,0 +1,248 @@
+"""DVR's training task: the scene, the state, the loss, the rays of a step and the held-out views.
+
+The scene is a folder in the multi-view layout (`data.multiview`); with
+`data.builtin` a built-in object is rendered there first (exact renders,
+masks, depths, cameras) together with its exact shape (`shape.json`, for
+evaluation). Each step samples `rays.per_step` random pixels of the training
+views (a pure function of the seed and the step, so a resumed run matches an
+unbroken one) and minimises DVR's losses (`model.dvr_losses`); the marching
+steps follow the original's doubling schedule (a compile-time setting of the
+step). Validation renders the held-out views and measures their mask IoU and
+PSNR; the best model by mask IoU is kept.
+"""
+
+import functools
+import json
+import os
+from typing import Dict
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from implicit_fields import cameras, train_utils, trainer
+from implicit_fields.data import builtin, multiview, visual_hull
+from implicit_fields.methods.dvr import model as dvr_model
+
+
+def ensure_scene(data_config, progress: bool = True) -> str:
+    """Returns the scene folder, rendering the built-in object there if it is missing."""
+    folder = os.path.abspath(data_config.path)
+    complete = os.path.exists(os.path.join(folder, multiview.INFO_FILE))
+    if complete or not data_config.builtin:
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{folder}: no such multi-view scene folder (and data.builtin is off)")
+        return folder
+    shape = builtin.generate_object(
+        data_config.builtin_category,
+        data_config.builtin_index,
+        seed=data_config.builtin_seed,
+        num_points=1,
+        num_surface_points=1,
+    )["shape"]
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, "shape.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(shape.to_dict(), f)
+    os.replace(tmp, os.path.join(folder, "shape.json"))
+    info = {
+        "category": data_config.builtin_category,
+        "index": int(data_config.builtin_index),
+        "seed": int(data_config.builtin_seed),
+    }
+    multiview.write_multiview(
+        shape,
+        folder,
+        n_views=data_config.n_views,
+        resolution=data_config.resolution,
+        seed=[int(data_config.builtin_seed), int(data_config.builtin_index)],
+        progress=progress,
+        texture=data_config.texture,
+        info=info,
+    )
+    return folder
+
+
+def split_views(num_views: int, val_views: int):
+    """(train view positions, held-out view positions): the last `val_views` are held out."""
+    if not 0 <= val_views < num_views:
+        raise ValueError(
+            f"config.data.val_views={val_views} must be in [0, {num_views}) for {num_views} views"
+        )
+    return np.arange(num_views - val_views), np.arange(num_views - val_views, num_views)
+
+
+def create_model(config) -> dvr_model.DVRDecoder:
+    """The decoder of `config.model` (occupancy logit and colour; no encoder, per-scene)."""
+    return dvr_model.DVRDecoder(hidden_dim=config.model.hidden_dim, n_blocks=config.model.n_blocks)
+
+
+def init_state(config, model: dvr_model.DVRDecoder, key) -> train_utils.TrainState:
+    """The decoder's parameters (PyTorch-style init, as the original) and the Adam state."""
+    return train_utils.TrainState.create(
+        apply_fn=model.apply,
+        params=dvr_model.init_decoder(key, model),
+        tx=train_utils.create_optimizer(config.optim, config.train.num_steps),
+        batch_stats={},
+    )
+
+
+def ray_steps(config, step: int) -> int:
+    """Marching steps of the (0-based) step `step`: `rays.steps_start`, doubled at each milestone."""
+    r = config.rays
+    return dvr_model.ray_steps(step, r.steps_start, tuple(r.steps_milestones), r.steps_max)
+
+
+def loss_fn(model: dvr_model.DVRDecoder, config, params, batch_stats, batch, rng, ray_steps: int):
+    """DVR's losses on one batch of rays (`model.dvr_losses`, the sums divided by one image).
+
+    Returns:
+      (loss, (the loss terms and mask diagnostics, None)).
+    """
+    del batch_stats
+    logit_fn, rgb_fn = dvr_model.make_field_fns(model)
+    lo = config.loss
+    total, stats = dvr_model.dvr_losses(
+        logit_fn,
+        rgb_fn,
+        params,
+        batch,
+        rng,
+        n_steps=ray_steps,
+        num_images=1,
+        n_secant=lo.n_secant,
+        threshold=config.field.threshold,
+        padding=config.field.padding,
+        lambda_rgb=lo.lambda_rgb,
+        lambda_depth=lo.lambda_depth,
+        lambda_freespace=lo.lambda_freespace,
+        lambda_occupied=lo.lambda_occupied,
+        lambda_normal=lo.lambda_normal,
+    )
+    stats.pop("loss")
+    return total, (stats, None)
+
+
+def hull_depths(config, data, train_views, workdir=None):
+    """Visual-hull depth maps from the training views' masks (cached in the workdir), or None.
+
+    The cache `workdir/visual_hull_depth.npy` is written by the lead process only.
+    """
+    if not config.data.visual_hull_depth:
+        return None
+    path = os.path.join(workdir, "visual_hull_depth.npy") if workdir else None
+    if path and os.path.exists(path):
+        depths = np.load(path)
+        if depths.shape == data.masks.shape:
+            return depths
+    padding = config.field.padding
+    grid = visual_hull.carve(data, config.data.visual_hull_resolution, padding, views=train_views)
+    depths = visual_hull.hull_depth_maps(data, grid, padding)
+    if path and trainer.is_lead_process():
+        os.makedirs(workdir, exist_ok=True)
+        np.save(path + ".tmp.npy", depths)
+        os.replace(path + ".tmp.npy", path)
+    return depths
+
+
+def make_batch(
+    config, data, step: int, train_views, occ_depths=None, process_index: int = 0, process_count: int = 1
+) -> Dict[str, np.ndarray]:
+    """The rays of step `step`, or this process's share of them.
+
+    `rays.per_step` random pixels of the training views, drawn from
+    `rng([seed, step])`; with several processes each takes its slice
+    `[i * N / P, (i + 1) * N / P)`, so the union is the single-process batch.
+
+    Returns:
+      'origins', 'directions' [n, 3], 'rgb' [n, 3], 'mask' [n], 'depth' [n]
+      and, with visual-hull depths, 'occ_depth' [n].
+    """
+    n = config.rays.per_step
+    if n % process_count:
+        raise ValueError(f"config.rays.per_step={n} is not divisible by {process_count} processes")
+    rng = np.random.default_rng([int(config.seed), int(step)])
+    rays = multiview.sample_rays(data, rng, n, views=train_views)
+    local = slice(process_index * n // process_count, (process_index + 1) * n // process_count)
+    batch = {k: np.asarray(rays[k])[local] for k in ("origins", "directions", "rgb", "mask", "depth")}
+    if occ_depths is not None:
+        rows, cols = cameras.pixel_to_index(rays["pixels"][local], data.height, data.width)
+        batch["occ_depth"] = np.asarray(occ_depths[rays["view"][local], rows, cols])
+    return batch
+
+
+def render_views(config, renderer, params, data, views, n_steps: int):
+    """Renders `views` of the scene: a list of (rgb [H, W, 3], depth [H, W], metrics) per view."""
+    out = []
+    for v in views:
+        rays = multiview.view_rays(data, int(v))
+        rgb, depth = renderer(params, rays["origins"], rays["directions"], n_steps)
+        rgb = rgb.reshape(data.height, data.width, 3)
+        depth = depth.reshape(data.height, data.width)
+        out.append((rgb, depth, dvr_model.view_metrics(rgb, depth, data.images[v], data.masks[v])))
+    return out
+
+
+def create_renderer(config, model: dvr_model.DVRDecoder):
+    """`model.create_renderer` with the config's surface and secant settings."""
+    return dvr_model.create_renderer(
+        model, n_secant=config.loss.n_secant, threshold=config.field.threshold, padding=config.field.padding
+    )
+
+
+def check_config(config) -> None:
+    """Checks DVR's own values (the trainer checks the shared sections)."""
+    for key in ("per_step", "steps_start", "steps_max", "render_steps"):
+        value = config.rays[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.rays.{key}={value!r} must be an integer >= 1")
+    if config.generate.checkpoint not in trainer.CHECKPOINTS:
+        raise ValueError(
+            f"config.generate.checkpoint={config.generate.checkpoint!r} must be one of {trainer.CHECKPOINTS}"
+        )
+    if not 0 <= config.data.val_views < config.data.n_views:
+        raise ValueError(
+            f"config.data.val_views={config.data.val_views} must be in [0, {config.data.n_views}) "
+            f"for data.n_views={config.data.n_views} views"
+        )
+
+
+def create_task(config, workdir: str, model: dvr_model.DVRDecoder, mesh: Mesh) -> trainer.Task:
+    """The training task of one scene; renders the built-in scene first if it is missing."""
+    num_devices = mesh.devices.size
+    if config.rays.per_step % num_devices:
+        raise ValueError(
+            f"config.rays.per_step={config.rays.per_step} must be a multiple of the "
+            f"{num_devices} devices the rays are split over"
+        )
+    folder = ensure_scene(config.data, progress=config.logging.progress)
+    data = multiview.load_multiview(folder)
+    train_views, val_views = split_views(data.num_views, config.data.val_views)
+    occ_depths = hull_depths(config, data, train_views, workdir)
+    renderer = create_renderer(config, model)
+
+    def evaluate(state):
+        # The held-out views, marched with the training schedule's current step count.
+        n_steps = ray_steps(config, max(int(jax.device_get(state.step)) - 1, 0))
+        views = render_views(config, renderer, state.params, data, val_views, n_steps)
+        return {k: float(np.mean([m[k] for _, _, m in views])) for k in ("mask_iou", "psnr_in_mask")}
+
+    batch_fn = functools.partial(
+        make_batch,
+        config,
+        data,
+        train_views=train_views,
+        occ_depths=occ_depths,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    return trainer.Task(
+        loss_fn=functools.partial(loss_fn, model, config),
+        batch_fn=batch_fn,
+        static_fn=lambda step: {"ray_steps": ray_steps(config, step)},
+        eval_fn=evaluate if len(val_views) else None,
+        best_metric="mask_iou",
+        items_per_step=config.rays.per_step,
+        items_name="rays",
+        progress_keys=("mask_iou",),
+    )

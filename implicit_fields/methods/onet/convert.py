@@ -1,0 +1,387 @@
+"""Loading the original PyTorch Occupancy Networks checkpoints into our variables.
+
+A checkpoint of `autonomousvision/occupancy_networks` is a `torch.save`d dict whose
+'model' entry is the `OccupancyNetwork`'s state dict, with names prefixed by the
+sub-network: `decoder.*`, `encoder.*` (point cloud, voxel or image encoder) and, for the
+VAE / unconditional models, `encoder_latent.*`. Our modules use the original's names
+(`decoder_net/block0/bn_0/conv_gamma` <-> `decoder.block0.bn_0.conv_gamma`), so the map is
+one to one; what differs is the layout of the weights:
+
+* `nn.Linear` weight [out, in] -> our `Dense` kernel [in, out] (transpose);
+* `nn.Conv1d(k=1)` weight [out, in, 1] -> `Dense` kernel [in, out] (squeeze, transpose): the
+  layers of the conditional-batch-norm decoder (`fc_p`, the blocks' `fc_0`, `fc_1`,
+  `shortcut`, the CBN's `conv_gamma` / `conv_beta`, `fc_out`; not `fc_z`, a Linear);
+* `nn.Conv3d` weight [out, in, kd, kh, kw] -> `nn.Conv` kernel [kd, kh, kw, in, out], and
+  `nn.Conv2d` likewise;
+* batch-norm `running_mean` / `running_var` -> our `batch_stats` `mean` / `var`
+  (`num_batches_tracked` is not needed: we use a fixed momentum, as the original);
+  an affine batch norm's `weight` / `bias` -> `scale` / `bias`.
+
+Checkpoints of the legacy CBN decoder (`CBatchNorm1d_legacy`: Linear `fc_gamma` /
+`fc_beta`) are recognised by those names. `load_state_dict` reads a `.pt` file with torch
+(when installed) or, without torch, a `.npz` holding the state dict's arrays under their
+names (`numpy.savez(path, **{k: v.numpy() for k, v in state_dict.items()})`).
+
+`from_state_dict` checks the whole state dict against the model the config describes
+and reports every missing, unexpected and mis-shaped entry at once (`ConversionError`);
+`to_state_dict` is its inverse (our variables in the original's names and layouts).
+"""
+
+import os
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from implicit_fields import checkpointing, train_utils
+from implicit_fields.data import datasets
+from implicit_fields.methods.onet import model as models
+from implicit_fields.methods.onet import task
+
+__all__ = [
+    "ConversionError",
+    "load_state_dict",
+    "parameter_map",
+    "from_state_dict",
+    "to_state_dict",
+    "convert_checkpoint",
+    "save_as_run",
+]
+
+_PREFIXES = {"encoder_net": "encoder", "decoder_net": "decoder", "encoder_latent_net": "encoder_latent"}
+_STATS = {"mean": "running_mean", "var": "running_var"}
+_IGNORED_SUFFIXES = (".num_batches_tracked",)
+
+
+class ConversionError(ValueError):
+    """The state dict does not match the model; the message lists every problem."""
+
+
+# --------------------------------------------------------------------------------------
+# Reading state dicts.
+# --------------------------------------------------------------------------------------
+
+
+def load_state_dict(path: str, allow_pickle: bool = False) -> Dict[str, np.ndarray]:
+    """Reads a state dict from a `.pt` checkpoint (needs torch) or a `.npz` of its arrays.
+
+    A '.pt' file holding a dict with a 'model' entry (the original's `CheckpointIO`
+    format) yields that entry; a bare state dict is used as is. A 'module.' prefix
+    (from `nn.DataParallel`) is removed from every name.
+
+    Args:
+      path: the file.
+      allow_pickle: let torch unpickle arbitrary objects (`weights_only=False`); only
+        for files you trust. By default only tensors and plain containers load.
+
+    Returns:
+      dict name -> numpy array.
+
+    Raises:
+      ConversionError: unreadable file, torch missing for a '.pt', or no tensors.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConversionError(f"{path}: file not found")
+    if path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                state = {k: np.asarray(data[k]) for k in data.files}
+        except (ValueError, OSError) as e:
+            raise ConversionError(f"{path}: not a readable npz of arrays ({e})") from e
+    else:
+        try:
+            import torch
+        except ImportError as e:
+            raise ConversionError(
+                f"{path}: reading a PyTorch checkpoint needs torch; without it, export the state "
+                "dict to .npz where torch is available: numpy.savez('state.npz', "
+                "**{k: v.cpu().numpy() for k, v in torch.load('model.pt')['model'].items()})"
+            ) from e
+        try:
+            # The original's checkpoints also hold numpy scalars (e.g. 'loss_val_best'):
+            # allow those, and nothing else, in the safe (weights_only) unpickler.
+            with torch.serialization.safe_globals(_numpy_scalar_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+        except Exception as e:  # noqa: BLE001 - torch raises many types here
+            hint = "" if allow_pickle else " (if you trust the file, retry with --allow_pickle)"
+            raise ConversionError(f"{path}: cannot load with torch: {type(e).__name__}: {e}{hint}") from e
+        if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+            obj = obj["model"]
+        if not isinstance(obj, Mapping):
+            raise ConversionError(
+                f"{path}: expected a state dict (or a dict with 'model'), got {type(obj).__name__}"
+            )
+        state = {}
+        for k, v in obj.items():
+            if hasattr(v, "detach"):
+                state[k] = v.detach().cpu().numpy()
+            elif isinstance(v, np.ndarray):
+                state[k] = v
+        if not state:
+            raise ConversionError(f"{path}: holds no tensors (keys: {sorted(obj)[:10]})")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _numpy_scalar_globals():
+    """The classes a pickled numpy scalar needs: its reconstructor and the dtypes."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    dtypes = {type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")}
+    return [scalar, np.dtype, *dtypes]
+
+
+# --------------------------------------------------------------------------------------
+# The name and layout map.
+# --------------------------------------------------------------------------------------
+
+
+def _kind(model: models.OccupancyNetwork, path: Tuple[str, ...], ndim: int, legacy: bool) -> str:
+    """How the original stores the weight at our `path`: linear, conv1d, conv2d or conv3d."""
+    if ndim == 5:
+        return "conv3d"
+    if ndim == 4:
+        return "conv2d"
+    if path[0] == "decoder_net" and model.decoder == "cbatchnorm":
+        layer = path[-2]
+        if layer == "fc_z":
+            return "linear"
+        if legacy and layer in ("conv_gamma", "conv_beta"):
+            return "linear"
+        return "conv1d"
+    return "linear"
+
+
+def _torch_name(path: Tuple[str, ...], collection: str, legacy: bool) -> str:
+    parts = [_PREFIXES.get(path[0], path[0])] + list(path[1:-1])
+    if legacy:
+        parts = [{"conv_gamma": "fc_gamma", "conv_beta": "fc_beta"}.get(p, p) for p in parts]
+    leaf = path[-1]
+    if collection == "batch_stats":
+        leaf = _STATS[leaf]
+    else:
+        leaf = {"kernel": "weight", "scale": "weight"}.get(leaf, leaf)
+    return ".".join(parts + [leaf])
+
+
+def _torch_shape(shape: Tuple[int, ...], kind: str, leaf: str) -> Tuple[int, ...]:
+    if leaf != "kernel":
+        return tuple(shape)
+    if kind == "linear":
+        return (shape[1], shape[0])
+    if kind == "conv1d":
+        return (shape[1], shape[0], 1)
+    if kind == "conv2d":
+        return (shape[3], shape[2], shape[0], shape[1])
+    return (shape[4], shape[3], shape[0], shape[1], shape[2])
+
+
+def _to_ours(array: np.ndarray, kind: str, leaf: str) -> np.ndarray:
+    if leaf != "kernel":
+        return array
+    if kind == "linear":
+        return array.T
+    if kind == "conv1d":
+        return array[:, :, 0].T
+    if kind == "conv2d":
+        return np.transpose(array, (2, 3, 1, 0))
+    return np.transpose(array, (2, 3, 4, 1, 0))
+
+
+def _to_torch(array: np.ndarray, kind: str, leaf: str) -> np.ndarray:
+    if leaf != "kernel":
+        return array
+    if kind == "linear":
+        return array.T
+    if kind == "conv1d":
+        return array.T[:, :, None]
+    if kind == "conv2d":
+        return np.transpose(array, (3, 2, 0, 1))
+    return np.transpose(array, (4, 3, 0, 1, 2))
+
+
+def _flatten(tree) -> Dict[Tuple[str, ...], Any]:
+    return {tuple(k): v for k, v in flax.traverse_util.flatten_dict(flax.core.unfreeze(tree)).items()}
+
+
+def variable_shapes(model: models.OccupancyNetwork, config) -> Dict[str, Any]:
+    """The model's variables as shape structs (no computation), {'params', 'batch_stats'}."""
+    points, inputs = task.dummy_inputs(
+        2,
+        8,
+        config.data.pointcloud_n,
+        datasets.input_type_of(config.data),
+        config.data.voxel_resolution,
+        config.data.get("img_size", 224),
+    )
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), points, inputs, train=False))
+
+
+def parameter_map(model: models.OccupancyNetwork, shapes, legacy: bool = False) -> List[Dict[str, Any]]:
+    """One entry per variable of the model: how it is named and stored in the original.
+
+    Args:
+      model: the network.
+      shapes: its variables (arrays or shape structs), {'params', 'batch_stats'}.
+      legacy: the decoder's CBN is `CBatchNorm1d_legacy` (Linear `fc_gamma` / `fc_beta`).
+
+    Returns:
+      list of dicts with 'collection', 'path' (tuple), 'torch_name', 'kind'
+      ('linear', 'conv1d', 'conv2d', 'conv3d'), 'shape' (ours) and 'torch_shape'.
+    """
+    entries = []
+    for collection in ("params", "batch_stats"):
+        for path, leaf in sorted(_flatten(shapes.get(collection, {})).items()):
+            shape = tuple(leaf.shape)
+            kind = _kind(model, path, len(shape), legacy)
+            entries.append(
+                {
+                    "collection": collection,
+                    "path": path,
+                    "torch_name": _torch_name(path, collection, legacy),
+                    "kind": kind,
+                    "shape": shape,
+                    "torch_shape": _torch_shape(shape, kind, path[-1]),
+                }
+            )
+    return entries
+
+
+def _is_legacy(state: Mapping[str, Any]) -> bool:
+    return any(".fc_gamma." in k or k.endswith(".fc_gamma.weight") for k in state)
+
+
+def from_state_dict(
+    state: Mapping[str, np.ndarray], model: models.OccupancyNetwork, shapes
+) -> Dict[str, Any]:
+    """Our variables from an original state dict, checked entry by entry.
+
+    Args:
+      state: name -> array, in the original's names and layouts (see
+        `load_state_dict`; 'model.' / 'module.' prefixes already removed).
+      model: the network the config describes.
+      shapes: its variables or their shape structs (`variable_shapes`).
+
+    Returns:
+      {'params': ..., 'batch_stats': ...} of float32 arrays (the collections
+      `shapes` has).
+
+    Raises:
+      ConversionError: listing every missing, unexpected and mis-shaped entry.
+    """
+    legacy = _is_legacy(state)
+    entries = parameter_map(model, shapes, legacy)
+    expected = {e["torch_name"]: e for e in entries}
+    missing = [n for n in expected if n not in state]
+    unexpected = sorted(n for n in state if n not in expected and not n.endswith(_IGNORED_SUFFIXES))
+    mismatched = [
+        f"{n}: checkpoint {tuple(np.shape(state[n]))}, model expects {e['torch_shape']}"
+        for n, e in expected.items()
+        if n in state and tuple(np.shape(state[n])) != e["torch_shape"]
+    ]
+    if missing or unexpected or mismatched:
+        raise ConversionError(_report(missing, unexpected, mismatched, model))
+    out: Dict[str, Dict] = {k: {} for k in ("params", "batch_stats") if k in shapes}
+    for name, e in expected.items():
+        value = _to_ours(np.asarray(state[name], np.float32), e["kind"], e["path"][-1])
+        out[e["collection"]][e["path"]] = jnp.asarray(np.ascontiguousarray(value))
+    return {k: flax.traverse_util.unflatten_dict(v) for k, v in out.items()}
+
+
+def _report(missing, unexpected, mismatched, model) -> str:
+    def block(title, items):
+        if not items:
+            return ""
+        shown = "\n    ".join(items[:25])
+        more = f"\n    ... and {len(items) - 25} more" if len(items) > 25 else ""
+        return f"\n  {title} ({len(items)}):\n    {shown}{more}"
+
+    description = (
+        f"encoder={model.encoder!r}, decoder={model.decoder!r}, c_dim={model.c_dim}, "
+        f"encoder_hidden={model.encoder_hidden}, decoder_hidden={model.decoder_hidden}, "
+        f"decoder_blocks={model.decoder_blocks}, z_dim={model.z_dim}"
+    )
+    return (
+        f"the state dict does not match the model ({description}); check the config"
+        + block("missing from the checkpoint", missing)
+        + block("in the checkpoint but not in the model", unexpected)
+        + block("wrong shape", mismatched)
+    )
+
+
+def to_state_dict(variables, model: models.OccupancyNetwork, legacy: bool = False) -> Dict[str, np.ndarray]:
+    """Our variables in the original's names and layouts (the inverse of `from_state_dict`).
+
+    Every batch norm also gets a `num_batches_tracked` (int64 0), as a PyTorch
+    state dict has, so the result loads into the original modules with `strict=True`.
+
+    Returns:
+      dict name -> numpy array.
+    """
+    out = {}
+    for e in parameter_map(model, variables, legacy):
+        tree = variables[e["collection"]]
+        for key in e["path"]:
+            tree = tree[key]
+        out[e["torch_name"]] = np.ascontiguousarray(_to_torch(np.asarray(tree), e["kind"], e["path"][-1]))
+        if e["collection"] == "batch_stats" and e["path"][-1] == "mean":
+            out[e["torch_name"][: -len("running_mean")] + "num_batches_tracked"] = np.zeros((), np.int64)
+    return out
+
+
+def convert_checkpoint(path: str, config, allow_pickle: bool = False):
+    """Loads an original checkpoint for the model of `config`.
+
+    Returns:
+      (model, variables) with variables {'params', 'batch_stats'}.
+
+    Raises:
+      ConversionError: see `load_state_dict` and `from_state_dict`.
+    """
+    model = models.create_model(config.model)
+    state = load_state_dict(path, allow_pickle)
+    try:
+        variables = from_state_dict(state, model, variable_shapes(model, config))
+    except ConversionError as e:
+        raise ConversionError(f"{path}: {e}") from None
+    return model, variables
+
+
+def save_as_run(config, variables, workdir: str, source: Optional[str] = None) -> str:
+    """Writes converted variables as a run folder that `experiments.main` / `.sample` read.
+
+    `workdir/config.json` and a step-0 checkpoint in `workdir/best` (optimiser
+    state freshly initialised), so `--mode generate` / `--mode eval` work on it.
+
+    Returns:
+      the absolute workdir.
+
+    Raises:
+      ValueError: when `workdir` already holds a checkpoint.
+    """
+    workdir = os.path.abspath(workdir)
+    for sub in ("best", "checkpoints"):
+        if os.path.isdir(os.path.join(workdir, sub)) and os.listdir(os.path.join(workdir, sub)):
+            raise ValueError(f"{workdir} already holds checkpoints in {sub}/; choose a new output folder")
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    mesh = train_utils.create_mesh()
+    repl, _ = train_utils.shardings(mesh)
+    init_key, _ = train_utils.rng_keys(config.seed)
+    state = jax.device_put(task.init_state(config, models.create_model(config.model), init_key), repl)
+    params = jax.device_put(variables["params"], repl)
+    batch_stats = state.batch_stats
+    if variables.get("batch_stats"):
+        batch_stats = jax.device_put(variables["batch_stats"], repl)
+    state = state.replace(params=params, batch_stats=batch_stats)
+    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "best"), max_to_keep=1)
+    ckpt.save(state, {"converted_from": os.path.abspath(source) if source else None}, wait=True)
+    ckpt.close()
+    return workdir

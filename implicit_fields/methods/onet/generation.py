@@ -1,0 +1,421 @@
+"""Mesh generation from a trained Occupancy Network: a whole split, or prior samples.
+
+For every object: encode its (deterministic) input once (a noisy point cloud,
+its voxel grid or its view 0), extract the iso-surface of the eval-mode field, write
+`meshes/<category>/<model>.ply` and the input beside it, and draw a picture
+comparing inputs, reconstructions and ground truth. The unconditional model
+(z_dim > 0, no encoder) reconstructs each object from the posterior mean of
+q(z | p, o) given `data.points_subsample` of its occupancy points, so that its
+meshes can be evaluated like the conditional models'; a conditional model with
+a latent decodes the prior mean, as the original's generator does.
+
+`sample_meshes` decodes latents drawn from the prior N(0, I), and
+`interpolation_meshes` the codes on the line between two objects' posterior
+means (the unconditional model's figures).
+"""
+
+import functools
+import json
+import logging
+import os
+import time
+from typing import Dict, List, Optional
+
+import jax
+import numpy as np
+import tqdm
+import trimesh
+
+from implicit_fields import decoders, meshing, mise, trainer, vis
+from implicit_fields.data import binvox, builtin, datasets
+from implicit_fields.methods.onet import model as models
+
+logger = logging.getLogger(__name__)
+
+
+def create_field_fns(model: models.OccupancyNetwork, variables):
+    """Jitted `encode(inputs [...]) -> c [c_dim]` and `decode(c, points [N,3], z=None) -> logits [N]`.
+
+    Both compile once per input shape; `decode` takes the codes as arguments
+    so that a new object does not trigger a new compilation. `z` [z_dim] is the
+    latent of a model with z_dim > 0 (default: the prior mean).
+    """
+
+    @jax.jit
+    def encode(inputs):
+        return model.apply(variables, inputs[None], method=models.OccupancyNetwork.encode)[0]
+
+    @jax.jit
+    def decode(c, points, z=None):
+        zb = None if z is None else z[None]
+        return model.apply(variables, points[None], c[None], zb, method=models.OccupancyNetwork.decode)[0]
+
+    return encode, decode
+
+
+def create_latent_fn(model: models.OccupancyNetwork, variables):
+    """Jitted `posterior_mean(c [c_dim], points [T,3], occupancies [T]) -> mean of q(z | p, o, c) [z_dim]`."""
+
+    @jax.jit
+    def posterior_mean(c, points, occupancies):
+        mean, _ = model.apply(
+            variables, points[None], occupancies[None], c[None], method=models.OccupancyNetwork.infer_z
+        )
+        return mean[0]
+
+    return posterior_mean
+
+
+def refinement_second_order(config) -> bool:
+    """Resolves `generate.refinement_gradient` ('auto', 'first_order', 'second_order')."""
+    mode = config.generate.get("refinement_gradient", "auto")
+    if mode == "second_order":
+        return True
+    if mode == "first_order":
+        return False
+    if mode == "auto":
+        return not decoders.is_piecewise_linear(config.model.decoder)
+    raise ValueError(
+        f"unknown generate.refinement_gradient {mode!r}; use 'auto', 'first_order' or 'second_order'"
+    )
+
+
+def extract(config, logit_fn):
+    """Meshes one field with `config.generate` (MISE or a dense grid).
+
+    Args:
+      logit_fn: jitted `points [N, 3] -> logits [N]`.
+
+    Returns:
+      (vertices float32 [V, 3], faces int64 [F, 3], stats dict).
+    """
+    gen = config.generate
+    common = dict(
+        threshold=config.field.threshold,
+        padding=config.field.padding,
+        batch_points=gen.batch_points or None,
+        return_stats=True,
+    )
+    if gen.method == "mise":
+        return mise.extract_mesh(
+            logit_fn,
+            resolution0=gen.resolution0,
+            upsampling_steps=gen.upsampling_steps,
+            simplify_nfaces=gen.get("simplify_nfaces", 0) or None,
+            refinement_steps=gen.refinement_steps,
+            refinement_key=jax.random.key(config.seed),
+            refinement_second_order=refinement_second_order(config),
+            marching_cubes=gen.get("marching_cubes", "pymcubes"),
+            subdivision=gen.get("subdivision", "cells"),
+            **common,
+        )
+    if gen.method == "dense":
+        return meshing.extract_mesh_dense(logit_fn, resolution=gen.resolution, **common)
+    raise ValueError(f"unknown generate.method {gen.method!r}; use 'mise' or 'dense'")
+
+
+def object_latent(config, posterior_mean, c, data, index: int):
+    """The posterior-mean latent of one object from its fixed evaluation points.
+
+    Uses the first `data.points_subsample` of `datasets.eval_query_points`
+    (the points the validation IoU encodes as well).
+
+    Returns:
+      (z [z_dim], points [T, 3], occupancies [T]).
+    """
+    k = config.data.points_subsample
+    points, occ = datasets.eval_query_points(data, index, max(config.train.val_points, k), config.seed)
+    points, occ = points[:k], occ[:k]
+    return posterior_mean(c, points, occ), points, occ
+
+
+def generate_meshes(config, workdir: str, model, variables, split: str = None) -> List[Dict]:
+    """Meshes every object of `split` (default `config.generate.split`).
+
+    Returns:
+      One record per object: category, model, mesh path, seconds, query count.
+    """
+    gen = config.generate
+    split = split or gen.split
+    ds = datasets.from_config(config.data, split, cache=False)
+    count = len(ds) if not gen.max_objects else min(gen.max_objects, len(ds))
+    if gen.method not in ("mise", "dense"):
+        raise ValueError(f"unknown generate.method {gen.method!r}; use 'mise' or 'dense'")
+    input_type = datasets.input_type_of(config.data)
+    encode, decode = create_field_fns(model, variables)
+    autoencode = model.z_dim > 0 and model.encoder is None
+    posterior_mean = create_latent_fn(model, variables) if autoencode else None
+    out_dir = os.path.join(workdir, "meshes")
+    records = []
+    pictures = []
+    bar = tqdm.tqdm(range(count), desc=f"generate {split}", unit="mesh", disable=not config.logging.progress)
+    for i in bar:
+        item = ds.items[i]
+        data = ds.load(i)
+        inputs = datasets.eval_inputs(
+            data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed, input_type
+        )
+        t0 = time.perf_counter()
+        c = encode(inputs)
+        extra = {}
+        if posterior_mean is not None:
+            z, latent_points, latent_occ = object_latent(config, posterior_mean, c, data, i)
+            extra = {"z": np.asarray(z), "latent_points": latent_points, "latent_occupancies": latent_occ}
+            logit_fn = functools.partial(decode, c, z=z)
+        else:
+            logit_fn = functools.partial(decode, c)
+        vertices, faces, stats = extract(config, logit_fn)
+        seconds = time.perf_counter() - t0
+        path = os.path.join(out_dir, item.category, f"{item.model}.ply")
+        meshing.write_mesh(path, vertices, faces)
+        inputs_path = os.path.join(out_dir, item.category, f"{item.model}_inputs.npz")
+        np.savez_compressed(inputs_path, inputs=inputs, **extra)
+        records.append(
+            {
+                "category": item.category,
+                "category_name": ds.category_name(item.category),
+                "model": item.model,
+                "mesh": os.path.relpath(path, workdir),
+                "seconds": seconds,
+                "num_queries": stats["num_queries"],
+                "num_vertices": int(vertices.shape[0]),
+                "num_faces": int(faces.shape[0]),
+            }
+        )
+        # The picture shows the first object of each category.
+        shown = {p[0] for p in pictures}
+        if len(pictures) < gen.num_pictures and ds.category_name(item.category) not in shown:
+            shown_input = inputs
+            if input_type is None and extra:
+                shown_input = extra["latent_points"][extra["latent_occupancies"] > 0.5]
+            pictures.append((ds.category_name(item.category), shown_input, vertices, faces, data))
+    with open(os.path.join(out_dir, "generation.json"), "w") as f:
+        json.dump(records, f, indent=1)
+    if pictures:
+        write_comparison_picture(
+            os.path.join(workdir, "reconstruction.png"),
+            pictures,
+            input_label=_INPUT_LABELS[input_type],
+            input_type=input_type,
+        )
+    return records
+
+
+def generate(config, workdir: str) -> Dict:
+    """Meshes `config.generate.split` with the run's `config.generate.checkpoint` (ONet's generate mode).
+
+    Writes `meshes/<category>/<model>.ply` (and each object's input beside
+    it), `meshes/generation.json` and `reconstruction.png`.
+
+    Returns:
+      {'meshes': the records, 'checkpoint_step': the step of the checkpoint used}.
+    """
+    builtin.ensure_dataset(config.data, progress=config.logging.progress)
+    model, state, meta = trainer.restore(config, workdir, config.generate.checkpoint)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    records = generate_meshes(config, workdir, model, variables)
+    logger.info(
+        "wrote %d meshes to %s (checkpoint step %s), picture %s",
+        len(records),
+        os.path.join(workdir, "meshes"),
+        meta.get("step"),
+        os.path.join(workdir, "reconstruction.png"),
+    )
+    return {"meshes": records, "checkpoint_step": meta.get("step")}
+
+
+_INPUT_LABELS = {"pointcloud": "input", "voxels": "voxels", "img": "image", None: "encoded pts"}
+
+
+def render_input(inputs, image_size: int = 200, input_type: Optional[str] = None):
+    """A picture of a model input: a point cloud [n, 3], a voxel grid [R, R, R]
+    or (with input_type 'img') an RGB image [H, W, 3] in [0, 1], scaled up
+    (nearest neighbour) to fit `image_size`."""
+    inputs = np.asarray(inputs)
+    if input_type == "img":
+        scale = max(1, image_size // max(inputs.shape[:2]))
+        rgb = np.rint(np.clip(inputs, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+    if inputs.ndim == 3:
+        vertices, faces = binvox.voxels_to_mesh(inputs > 0.5)
+        return vis.render_mesh(vertices, faces, image_size=image_size)
+    return vis.render_points(inputs.reshape(-1, 3), None, image_size=image_size)
+
+
+def write_comparison_picture(
+    path: str, objects, image_size: int = 200, input_label: str = "input", input_type: Optional[str] = None
+) -> None:
+    """One row per object: input (points, voxels or image), reconstruction, ground-truth surface."""
+    rows, labels = [], []
+    for name, inputs, vertices, faces, data in objects:
+        rows.append(
+            [
+                render_input(inputs, image_size=image_size, input_type=input_type),
+                vis.render_mesh(vertices, faces, image_size=image_size),
+                vis.render_points(data["surface_points"], data["surface_normals"], image_size=image_size),
+            ]
+        )
+        labels.append([f"{name} {input_label}", f"{name} ours", f"{name} truth"])
+    vis.write_png(path, vis.image_grid(rows, labels=labels))
+
+
+def sample_meshes(config, model: models.OccupancyNetwork, variables, num: int, seed: int = 0):
+    """Meshes of `num` shapes sampled from the prior p0(z) = N(0, I).
+
+    Args:
+      config: the run's config (meshing settings from `config.generate`).
+      model: a model with z_dim > 0 (an unconditional one, or a conditional VAE
+        whose code is then the empty / zero input's code).
+      variables: its variables.
+      num: number of samples.
+      seed: seed of the latents.
+
+    Returns:
+      list of dicts with 'z' [z_dim], 'vertices' [V, 3], 'faces' [F, 3], 'stats'.
+    """
+    if model.z_dim <= 0:
+        raise ValueError("sampling needs a model with a latent (model.z_dim > 0)")
+    encode, decode = create_field_fns(model, variables)
+    c = _empty_code(config, encode)
+    zs = np.asarray(models.sample_prior(jax.random.key(seed), num, model.z_dim))
+    out = []
+    for z in tqdm.tqdm(zs, desc="sample", unit="mesh", disable=not config.logging.progress):
+        vertices, faces, stats = extract(config, functools.partial(decode, c, z=z))
+        out.append({"z": z, "vertices": vertices, "faces": faces, "stats": stats})
+    return out
+
+
+def interpolation_meshes(
+    config,
+    model: models.OccupancyNetwork,
+    variables,
+    data_a,
+    data_b,
+    index_a: int,
+    index_b: int,
+    num_steps: int,
+):
+    """Meshes along the straight line between two objects' posterior-mean latents.
+
+    Args:
+      data_a, data_b: the two objects' loaded arrays (`ShapesDataset.load`).
+      index_a, index_b: their dataset indices (seed the encoded points).
+      num_steps: codes on the line, both ends included (>= 2).
+
+    Returns:
+      list of dicts with 't', 'z', 'vertices', 'faces'.
+    """
+    if model.z_dim <= 0:
+        raise ValueError("interpolation needs a model with a latent (model.z_dim > 0)")
+    encode, decode = create_field_fns(model, variables)
+    posterior_mean = create_latent_fn(model, variables)
+    c = _empty_code(config, encode)
+    z_a, _, _ = object_latent(config, posterior_mean, c, data_a, index_a)
+    z_b, _, _ = object_latent(config, posterior_mean, c, data_b, index_b)
+    codes = np.asarray(models.interpolate_codes(z_a, z_b, num_steps))
+    out = []
+    for t, z in zip(np.linspace(0.0, 1.0, num_steps), codes):
+        vertices, faces, _ = extract(config, functools.partial(decode, c, z=z))
+        out.append({"t": float(t), "z": z, "vertices": vertices, "faces": faces})
+    return out
+
+
+def _empty_code(config, encode):
+    """The code of an unconditional model (empty); conditional models need an input."""
+    if datasets.input_type_of(config.data) is not None:
+        raise ValueError(
+            "prior samples and interpolations are for unconditional models "
+            "(data.input_type='' and model.encoder=''); this model is conditioned on "
+            f"{config.data.input_type!r} inputs"
+        )
+    return encode(np.zeros((0,), np.float32))
+
+
+def write_samples(
+    workdir: str,
+    num: int = 8,
+    seed: int = 0,
+    columns: int = 4,
+    interpolate: bool = False,
+    pair=(0, 1),
+    split: str = "train",
+    steps: int = 6,
+    checkpoint: str = "best",
+) -> Dict:
+    """Prior samples (and an interpolation) of the trained latent model in `workdir`.
+
+    Reads `workdir/config.json` and the best (or latest) checkpoint, draws
+    `num` latents z ~ N(0, I), meshes each decoded field with the run's
+    `config.generate` settings and writes `samples/sample_000.ply`, ...,
+    `samples/latents.npz`, `samples/samples.json` and the picture grid
+    `samples.png`. With `interpolate` it also encodes two objects of `split`
+    (indices `pair`) to their posterior means, meshes `steps` codes on the line
+    between them and writes `interpolation/step_00.ply`, ... and
+    `interpolation.png` (the two ground-truth surfaces at the ends of the row).
+
+    Returns:
+      The summary written to `samples/samples.json`.
+    """
+    workdir = os.path.abspath(workdir)
+    config = trainer.load_run_config(workdir)
+    if config.method != "onet":
+        raise ValueError(f"{workdir} is a {config.method!r} run; sampling needs an ONet with a latent")
+    config.logging.progress = False
+    model, state, meta = trainer.restore(config, workdir, checkpoint)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    summary = {"checkpoint_step": meta.get("step"), "samples": []}
+
+    out_dir = os.path.join(workdir, "samples")
+    os.makedirs(out_dir, exist_ok=True)
+    samples = sample_meshes(config, model, variables, num, seed)
+    images = []
+    for i, s in enumerate(samples):
+        path = os.path.join(out_dir, f"sample_{i:03d}.ply")
+        meshing.write_mesh(path, s["vertices"], s["faces"])
+        images.append(vis.render_mesh(s["vertices"], s["faces"], image_size=200))
+        watertight = bool(len(s["faces"])) and bool(
+            trimesh.Trimesh(s["vertices"], s["faces"], process=False).is_watertight
+        )
+        summary["samples"].append(
+            {
+                "mesh": os.path.relpath(path, workdir),
+                "num_vertices": int(len(s["vertices"])),
+                "num_faces": int(len(s["faces"])),
+                "watertight": watertight,
+            }
+        )
+    np.savez(os.path.join(out_dir, "latents.npz"), z=np.stack([s["z"] for s in samples]), seed=seed)
+    columns = max(1, columns)
+    rows = [images[i : i + columns] for i in range(0, len(images), columns)]
+    labels = [[f"sample {r * columns + j}" for j in range(len(row))] for r, row in enumerate(rows)]
+    picture = os.path.join(workdir, "samples.png")
+    vis.write_png(picture, vis.image_grid(rows, labels=labels))
+    summary["samples_picture"] = picture
+
+    if interpolate:
+        builtin.ensure_dataset(config.data, progress=False)
+        ds = datasets.from_config(config.data, split, cache=False)
+        a, b = (int(x) for x in pair)
+        for index in (a, b):
+            if not 0 <= index < len(ds):
+                raise ValueError(f"pair index {index} is outside the {len(ds)} objects of split {split!r}")
+        data_a, data_b = ds.load(a), ds.load(b)
+        meshes = interpolation_meshes(config, model, variables, data_a, data_b, a, b, steps)
+        interp_dir = os.path.join(workdir, "interpolation")
+        row = [vis.render_points(data_a["surface_points"], data_a["surface_normals"], image_size=200)]
+        names = [f"{ds.items[a].model} truth"]
+        for i, m in enumerate(meshes):
+            meshing.write_mesh(os.path.join(interp_dir, f"step_{i:02d}.ply"), m["vertices"], m["faces"])
+            row.append(vis.render_mesh(m["vertices"], m["faces"], image_size=200))
+            names.append(f"t={m['t']:.2f}")
+        row.append(vis.render_points(data_b["surface_points"], data_b["surface_normals"], image_size=200))
+        names.append(f"{ds.items[b].model} truth")
+        picture = os.path.join(workdir, "interpolation.png")
+        vis.write_png(picture, vis.image_grid([row], labels=[names]))
+        summary["interpolation_picture"] = picture
+        summary["interpolation"] = {"split": split, "pair": [a, b], "steps": steps}
+    tmp = os.path.join(out_dir, "samples.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(tmp, os.path.join(out_dir, "samples.json"))
+    return summary

@@ -1,0 +1,272 @@
+"""ONet's training task: state, loss, batches and validation IoU.
+
+The loss is the original's (`im2mesh/onet/training.py: compute_loss`):
+`mean_b [sum_t BCE(logits_bt, o_bt) + KL(q(z | p_b, o_b) || N(0, I))]`; the
+KL term is zero without a latent (z_dim 0), which leaves the conditional
+models' loss unchanged. The batch of step `s` is a pure function of (seed, s)
+(`data.pipeline.make_train_batch`). Validation measures the IoU of the
+thresholded field on fixed query points of the validation objects.
+"""
+
+import functools
+from typing import Dict, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from implicit_fields import losses, train_utils, trainer
+from implicit_fields.data import builtin, datasets, pipeline
+from implicit_fields.methods.onet import model as onet_model
+
+
+def create_model(config) -> onet_model.OccupancyNetwork:
+    """The Occupancy Network of `config.model`."""
+    return onet_model.create_model(config.model)
+
+
+def dummy_inputs(
+    batch_size: int,
+    num_points: int,
+    num_inputs: int,
+    input_type: Optional[str] = "pointcloud",
+    voxel_resolution: int = 32,
+    img_size: int = 224,
+):
+    """Zero arrays of the right shapes for `model.init`.
+
+    Returns:
+      (points [batch, num_points, 3], inputs): inputs are [batch, num_inputs, 3]
+      for 'pointcloud', [batch, R, R, R] for 'voxels', [batch, S, S, 3] for
+      'img' (S = img_size) and [batch, 0] for None.
+    """
+    points = jnp.zeros((batch_size, num_points, 3), jnp.float32)
+    if input_type == "pointcloud":
+        inputs = jnp.zeros((batch_size, num_inputs, 3), jnp.float32)
+    elif input_type == "voxels":
+        inputs = jnp.zeros((batch_size,) + (voxel_resolution,) * 3, jnp.float32)
+    elif input_type == "img":
+        inputs = jnp.zeros((batch_size, img_size, img_size, 3), jnp.float32)
+    elif input_type is None:
+        inputs = jnp.zeros((batch_size, 0), jnp.float32)
+    else:
+        raise ValueError(f"unknown input type {input_type!r}")
+    return points, inputs
+
+
+def init_state(config, model: onet_model.OccupancyNetwork, key) -> train_utils.TrainState:
+    """Parameters, batch statistics and Adam state of a fresh model."""
+    points, inputs = dummy_inputs(
+        2,
+        8,
+        config.data.pointcloud_n,
+        datasets.input_type_of(config.data),
+        config.data.voxel_resolution,
+        config.data.img_size,
+    )
+    variables = model.init(key, points, inputs, train=False)
+    return train_utils.TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables.get("batch_stats", flax.core.FrozenDict()),
+        tx=train_utils.create_optimizer(config.optim, config.train.num_steps),
+    )
+
+
+def loss_fn(model: onet_model.OccupancyNetwork, params, batch_stats, batch: Dict[str, jax.Array], rng):
+    """The original loss of one batch (train-mode batch norm).
+
+    Args:
+      model: the network.
+      params, batch_stats: its variables.
+      batch: 'points' [B, T, 3], 'occupancies' [B, T], 'inputs' [B, ...].
+      rng: the key of the VAE's reparameterisation noise.
+
+    Returns:
+      (loss, (metrics, new_batch_stats)); metrics 'accuracy' and, with a
+      latent, 'rec_error' (the BCE term) and 'kl'.
+    """
+    out, updates = model.apply(
+        {"params": params, "batch_stats": batch_stats},
+        batch["points"],
+        batch["occupancies"],
+        batch["inputs"],
+        rng,
+        train=True,
+        mutable=["batch_stats"],
+        method="compute_elbo",
+    )
+    rec = losses.occupancy_bce(out["logits"], batch["occupancies"])
+    kl = jnp.mean(out["kl"])
+    metrics = {"accuracy": jnp.mean((out["logits"] >= 0) == (batch["occupancies"] >= 0.5))}
+    if model.z_dim > 0:
+        metrics.update(rec_error=rec, kl=kl)
+    return rec + kl, (metrics, updates["batch_stats"])
+
+
+def eval_step(state, batch: Dict[str, jax.Array], threshold_logit: float, num_latent_points: int = 0):
+    """Per-object validation metrics on query points (eval-mode batch norm).
+
+    With `num_latent_points > 0` (the unconditional model) the object is
+    auto-encoded: z is the posterior mean of q(z | p, o) given its first
+    `num_latent_points` query points and their occupancies (the points are a
+    random subset of the object's, so this is a uniform subsample). Otherwise a
+    model with a latent decodes the prior mean, as the original evaluates
+    conditional models.
+
+    Args:
+      batch: 'points' [B, T, 3], 'occupancies' [B, T], 'inputs' [B, ...].
+      threshold_logit: occupancy threshold in logits.
+      num_latent_points: points given to the latent encoder (0: none).
+
+    Returns:
+      dict of per-object 'iou' [B], 'loss' [B] (BCE summed over points, plus
+      the KL term of the posterior) and 'kl' [B].
+    """
+    k = num_latent_points
+    out = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        batch["points"],
+        batch["inputs"],
+        batch["points"][:, :k] if k else None,
+        batch["occupancies"][:, :k] if k else None,
+        train=False,
+        method="reconstruct",
+    )
+    logits = out["logits"]
+    occ_pred = logits >= threshold_logit
+    occ_gt = batch["occupancies"] >= 0.5
+    inter = jnp.sum(occ_pred & occ_gt, axis=-1)
+    union = jnp.sum(occ_pred | occ_gt, axis=-1)
+    iou = jnp.where(union > 0, inter / jnp.maximum(union, 1), 0.0)
+    loss = optax.sigmoid_binary_cross_entropy(logits, batch["occupancies"]).sum(-1) + out["kl"]
+    return {"iou": iou, "loss": loss, "kl": out["kl"]}
+
+
+def create_eval_step(mesh: Mesh, threshold_logit: float, num_latent_points: int = 0):
+    """`eval_step` jitted over `mesh` for a fixed threshold (and latent-encoder point count)."""
+    repl, data = train_utils.shardings(mesh)
+    return jax.jit(
+        functools.partial(eval_step, threshold_logit=threshold_logit, num_latent_points=num_latent_points),
+        in_shardings=(repl, data),
+        out_shardings=repl,
+    )
+
+
+def val_batches(config, val_ds: datasets.ShapesDataset, num_devices: int):
+    """Fixed validation batches: deterministic query points and inputs per object.
+
+    Returns:
+      ([(batch, number of real objects in it)], number of objects); the last
+      batch is padded with copies of its last object.
+    """
+    count = len(val_ds) if not config.train.val_objects else min(config.train.val_objects, len(val_ds))
+    if count == 0:
+        return [], 0
+    eb = config.train.eval_batch_size
+    eb = max(num_devices, (eb // num_devices) * num_devices)
+    input_type = datasets.input_type_of(config.data)
+    objects = []
+    for i in range(count):
+        data = val_ds.load(i)
+        points, occupancies = datasets.eval_query_points(data, i, config.train.val_points, config.seed)
+        inputs = datasets.eval_inputs(
+            data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed, input_type
+        )
+        objects.append({"points": points, "occupancies": occupancies, "inputs": inputs})
+        if config.data.img_with_camera:
+            objects[-1].update(datasets.view_cameras(data, datasets.image_view(data, None, train=False)))
+    batches = []
+    for start in range(0, count, eb):
+        chunk = objects[start : start + eb]
+        valid = len(chunk)
+        chunk = chunk + [chunk[-1]] * (eb - valid)
+        batch = {k: np.stack([o[k] for o in chunk]) for k in chunk[0]}
+        batches.append((batch, valid))
+    return batches, count
+
+
+def evaluate_iou(eval_step_fn, state, batches) -> Dict[str, float]:
+    """Mean validation IoU, loss and KL over the fixed validation batches."""
+    outs = [(jax.device_get(eval_step_fn(state, batch)), valid) for batch, valid in batches]
+    return {
+        k: float(np.mean(np.concatenate([out[k][:valid] for out, valid in outs])))
+        for k in ("iou", "loss", "kl")
+    }
+
+
+def check_config(config) -> None:
+    """Checks ONet's own values (the trainer checks the shared sections)."""
+    datasets.input_type_of(config.data)
+    for key in ("batch_size", "eval_batch_size", "val_points"):
+        value = config.train[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.train.{key}={value!r} must be an integer >= 1")
+    if config.generate.checkpoint not in trainer.CHECKPOINTS:
+        raise ValueError(
+            f"config.generate.checkpoint={config.generate.checkpoint!r} must be one of {trainer.CHECKPOINTS}"
+        )
+
+
+def create_task(config, workdir: str, model: onet_model.OccupancyNetwork, mesh: Mesh) -> trainer.Task:
+    """The training task of an Occupancy Network; generates the built-in dataset if it is missing."""
+    del workdir
+    num_devices = mesh.devices.size
+    if config.train.batch_size % num_devices:
+        raise ValueError(
+            f"config.train.batch_size={config.train.batch_size} must be a multiple of the "
+            f"{num_devices} devices the batch is split over"
+        )
+    builtin.ensure_dataset(config.data, progress=config.logging.progress)
+    train_ds = datasets.from_config(config.data, config.data.train_split)
+    val_ds = datasets.from_config(config.data, config.data.val_split)
+    if len(train_ds) == 0:
+        raise ValueError(f"the {config.data.train_split!r} split of {config.data.path!r} is empty")
+
+    has_latent = model.z_dim > 0
+    # An unconditional model is evaluated by auto-encoding each object through q(z | p, o).
+    autoencode = has_latent and model.encoder is None
+    eval_step_fn = create_eval_step(
+        mesh,
+        losses.probability_to_logit(config.field.threshold),
+        config.data.points_subsample if autoencode else 0,
+    )
+    batches, num_val = val_batches(config, val_ds, num_devices)
+    # The validation batches are fixed: transfer them to the devices once.
+    _, data_sharding = train_utils.shardings(mesh)
+    batches = [(jax.device_put(b, data_sharding), valid) for b, valid in batches]
+
+    def evaluate(state):
+        val = evaluate_iou(eval_step_fn, state, batches)
+        return val if has_latent else {"iou": val["iou"], "loss": val["loss"]}
+
+    input_type = datasets.input_type_of(config.data)
+
+    def batch_fn(step):
+        return pipeline.make_train_batch(
+            train_ds,
+            step,
+            batch_size=config.train.batch_size,
+            seed=config.seed,
+            num_points=config.data.points_subsample,
+            num_inputs=config.data.pointcloud_n,
+            input_noise=config.data.pointcloud_noise,
+            points_jitter=config.data.points_jitter,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            input_type=input_type,
+            with_camera=config.data.img_with_camera,
+        )
+
+    return trainer.Task(
+        loss_fn=functools.partial(loss_fn, model),
+        batch_fn=batch_fn,
+        eval_fn=evaluate if num_val else None,
+        best_metric="iou",
+        items_per_step=config.train.batch_size * config.data.points_subsample,
+        items_name="points",
+        progress_keys=("accuracy",),
+    )

@@ -1,0 +1,140 @@
+"""DVR through the trainer: bit-exact resume, held-out validation with best/, debug.nans, lead gating."""
+
+import json
+import os
+
+import experiment_configs
+import jax
+import numpy as np
+import pytest
+
+from implicit_fields import checkpointing, trainer
+from implicit_fields.data import multiview
+from implicit_fields.methods.dvr import task
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """The tiny config's scene, rendered once for the module."""
+    config = experiment_configs.load("dvr.py:tiny")
+    config.data.path = str(tmp_path_factory.mktemp("dvr") / "scene")
+    return task.ensure_scene(config.data, progress=False)
+
+
+@pytest.fixture
+def config(scene):
+    config = experiment_configs.load("dvr.py:tiny")
+    config.data.path = scene
+    return config
+
+
+class Kill(Exception):
+    pass
+
+
+def _jsonl(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_tiny_run_resumes_exactly_keeps_the_best_held_out_model_and_writes_results(config, tmp_path):
+    unbroken = trainer.train_and_evaluate(config, str(tmp_path / "a"))
+
+    def kill_at_6(step):
+        if step == 6:
+            raise Kill()
+
+    # Killed after step 6 (the checkpoint of step 4 survives), then resumed.
+    with pytest.raises(Kill):
+        trainer.train_and_evaluate(config, str(tmp_path / "b"), on_step=kill_at_6)
+    resumed = trainer.train_and_evaluate(config, str(tmp_path / "b"))
+    for a, b in zip(jax.tree.leaves(unbroken.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    workdir = str(tmp_path / "a")
+    logged = _jsonl(workdir)
+    train = [r for r in logged if "train/loss" in r]
+    assert [r["step"] for r in train] == [4, 8, 12]
+    assert all(np.isfinite(r["train/loss"]) for r in train)
+    assert [r["train/ray_steps"] for r in train] == [16, 16, 16]
+    assert all(r["train/rays_per_second"] > 0 for r in train)
+    evals = [r for r in logged if "eval/mask_iou" in r]
+    assert [r["step"] for r in evals] == [4, 8, 12]
+    assert all(0.0 <= r["eval/mask_iou"] <= 1.0 for r in evals)
+    best = checkpointing.Checkpointer(os.path.join(workdir, "best"))
+    best_iou = max(r["eval/mask_iou"] for r in evals)
+    assert best.read_meta()["val_mask_iou"] == pytest.approx(best_iou)
+    best_step = [r["step"] for r in evals if r["eval/mask_iou"] == best_iou][0]
+    assert best.latest_step() == best_step
+
+    result = trainer.run(config, workdir, "all")  # already trained: generate and evaluate the best model
+    for name in ("mesh.ply", "renderings.png", "metrics.json", "generation.json"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        stored = json.load(f)
+    assert stored["step"] == best_step and stored == json.loads(json.dumps(result))
+    for key in ("field_iou", "mesh_iou", "chamfer_l1", "normal_consistency", "fscore", "held_out_mask_iou"):
+        assert key in stored
+    assert 0.0 <= stored["field_iou"] <= 1.0
+    generation = json.load(open(os.path.join(workdir, "generation.json")))
+    assert generation["checkpoint_step"] == best_step and len(generation["held_out_views"]) == 1
+
+
+def _nan_batches(monkeypatch, at_step):
+    make_batch = task.make_batch
+
+    def poisoned(config, data, step, *args, **kwargs):
+        batch = make_batch(config, data, step, *args, **kwargs)
+        if step == at_step:
+            batch["origins"] = np.full_like(batch["origins"], np.nan)
+        return batch
+
+    monkeypatch.setattr(task, "make_batch", poisoned)
+
+
+def test_a_nan_batch_stops_training_and_debug_nans_finds_the_operation(config, tmp_path, monkeypatch):
+    _nan_batches(monkeypatch, at_step=5)  # the batch of step 6
+    # Without debug.nans the loop's check stops at the next log or checkpoint, keeping step 4's checkpoint.
+    with pytest.raises(FloatingPointError, match=r"non-finite training .*\(step 4\)"):
+        trainer.run(config, str(tmp_path / "plain"), "train")
+    config.debug.nans = True
+    with pytest.raises(FloatingPointError) as info:
+        trainer.run(config, str(tmp_path / "debug"), "train")
+    assert "non-finite training" not in str(info.value) and "nan" in str(info.value).lower()
+    assert not jax.config.jax_debug_nans  # switched off again after the run
+    assert checkpointing.Checkpointer(str(tmp_path / "debug" / "checkpoints")).latest_step() == 4
+
+
+def test_only_the_lead_process_writes_logs_caches_and_results(config, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "is_lead_process", lambda: False)
+    workdir = str(tmp_path / "run")
+    assert trainer.run(config, workdir, "all") == {}
+    assert sorted(os.listdir(workdir)) == ["best", "checkpoints"]  # no logs, config, hull cache or meshes
+    assert checkpointing.Checkpointer(os.path.join(workdir, "checkpoints")).latest_step() == 12
+
+
+def test_each_process_takes_its_share_of_the_rays(config, scene):
+    data = multiview.load_multiview(scene)
+    views, _ = task.split_views(data.num_views, config.data.val_views)
+    depths = np.random.default_rng(0).uniform(1, 2, data.masks.shape).astype(np.float32)
+    whole = task.make_batch(config, data, 7, views, depths)
+    parts = [
+        task.make_batch(config, data, 7, views, depths, process_index=i, process_count=2) for i in range(2)
+    ]
+    for key in whole:
+        np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), whole[key])
+    assert len(parts[0]["origins"]) == config.rays.per_step // 2
+    other = task.make_batch(config, data, 8, views, depths)
+    assert not np.array_equal(other["origins"], whole["origins"])  # a new step, new rays
+    with pytest.raises(ValueError, match="not divisible by 3 processes"):
+        task.make_batch(config, data, 7, views, depths, process_index=0, process_count=3)
+
+
+def test_missing_scene_without_builtin_is_a_clear_error(tmp_path):
+    config = experiment_configs.load("dvr.py:tiny")
+    config.data.path = str(tmp_path / "nowhere")
+    config.data.builtin = False
+    with pytest.raises(FileNotFoundError, match="no such multi-view scene folder"):
+        task.ensure_scene(config.data)
+    with pytest.raises(ValueError, match=r"config.data.val_views=6 must be in \[0, 6\)"):
+        task.split_views(6, 6)
