@@ -11,7 +11,7 @@ convolution shape of the network on its own too (forward and the gradients
 w.r.t. input and kernel), with one more alternative, 'shifted': k^2 shifted
 matmuls summed, without the k^2-wide patch buffer (never the fastest here).
 
-The defaults are those of `experiments/configs/img_cpu.py` (64 x 64 images,
+The defaults are those of `experiments/configs/onet.py:img,cpu` (64 x 64 images,
 batch 8, width 64, c_dim 256).
 
   python benchmarks/conv2d.py
@@ -99,8 +99,10 @@ def model_step_fns(size, batch, width, c_dim):
             float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))
             for a, b in zip(jax.tree.leaves(grads_x), jax.tree.leaves(grads))
         )
-        print(f"  {impl} vs xla: loss {float(loss):.6f} vs {float(loss_x):.6f}, "
-              f"max relative gradient difference (per leaf) {diff:.1e}")
+        print(
+            f"  {impl} vs xla: loss {float(loss):.6f} vs {float(loss_x):.6f}, "
+            f"max relative gradient difference (per leaf) {diff:.1e}"
+        )
     return fns
 
 
@@ -130,13 +132,17 @@ def main():
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--layers", action="store_true", help="also time each conv shape on its own")
     args = parser.parse_args()
-    print(f"backend {jax.default_backend()}, {os.cpu_count()} CPUs; Resnet18 width {args.width}, "
-          f"{args.batch} x {args.size}^2 images")
+    print(
+        f"backend {jax.default_backend()}, {os.cpu_count()} CPUs; Resnet18 width {args.width}, "
+        f"{args.batch} x {args.size}^2 images"
+    )
 
     fns = model_step_fns(args.size, args.batch, args.width, args.c_dim)
     med = interleaved_medians(fns, args.repeats)
-    print("Resnet18 forward+backward, median ms per step: "
-          + ", ".join(f"{impl} {1e3 * med[impl]:.1f}" for impl in IMPLS))
+    print(
+        "Resnet18 forward+backward, median ms per step: "
+        + ", ".join(f"{impl} {1e3 * med[impl]:.1f}" for impl in IMPLS)
+    )
     ratios = (("xla", "im2col"), ("xla", "auto"), ("im2col", "auto"))
     print("  " + ", ".join(f"{a} / {b} = {med[a] / med[b]:.2f}x" for a, b in ratios))
 
@@ -151,6 +157,7 @@ def main():
             for name, conv in CONV_FNS.items():
                 if name == "shifted" and k == 1:
                     continue
+
                 def loss(x, w, conv=conv, s=s, p=p):
                     return jnp.sum(jnp.sin(conv(x, w, s, p)))
 

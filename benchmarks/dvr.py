@@ -60,15 +60,18 @@ def median_time(fn, repeats):
 
 def main():
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rays", type=int, default=1024, help="rays per step (original: 1024 per image)")
     parser.add_argument("--hidden", type=int, default=128, help="decoder width (original: 512)")
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 64, 256], help="marching steps")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; "
-          f"{args.rays} rays, DVR decoder hidden {args.hidden}")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; "
+        f"{args.rays} rays, DVR decoder hidden {args.hidden}"
+    )
     decoder = dvr.DVRDecoder(hidden_dim=args.hidden)
     params = dvr.init_decoder(jax.random.key(0), decoder)
     net_logit, net_rgb = dvr.make_field_fns(decoder)
@@ -86,7 +89,8 @@ def main():
 
             def step(p, s, key, mode=mode, n_steps=n_steps):
                 (loss, stats), g = jax.value_and_grad(dvr.dvr_losses, argnums=2, has_aux=True)(
-                    logit_fn, net_rgb, p, batch, key, n_steps=n_steps, num_images=1, gradient=mode)
+                    logit_fn, net_rgb, p, batch, key, n_steps=n_steps, num_images=1, gradient=mode
+                )
                 updates, s = opt.update(g, s, p)
                 return optax.apply_updates(p, updates), s, loss, stats["mask_iou"]
 
@@ -99,22 +103,30 @@ def main():
             jax.block_until_ready(out)
             t = median_time(
                 lambda c=compiled: jax.block_until_ready(c(params, opt_state, jax.random.key(1))),
-                args.repeats)
+                args.repeats,
+            )
             row[mode] = dict(temp=temp, time=t, compile=t_compile, loss=float(out[2]), iou=float(out[3]))
-            print(f"steps {n_steps:4d} {mode:9s} temp memory {temp / 2**20:9.1f} MiB  "
-                  f"step {t * 1e3:8.1f} ms  "
-                  f"{args.rays / t:10,.0f} rays/s  compile {t_compile:5.1f} s  loss {float(out[2]):.2f}  "
-                  f"mask IoU {float(out[3]):.3f}", flush=True)
+            print(
+                f"steps {n_steps:4d} {mode:9s} temp memory {temp / 2**20:9.1f} MiB  "
+                f"step {t * 1e3:8.1f} ms  "
+                f"{args.rays / t:10,.0f} rays/s  compile {t_compile:5.1f} s  loss {float(out[2]):.2f}  "
+                f"mask IoU {float(out[3]):.3f}",
+                flush=True,
+            )
         rows.append(row)
 
     print("\n== summary ==")
-    print(f"{'steps':>5} {'analytic MiB':>13} {'unrolled MiB':>13} {'mem ratio':>10} "
-          f"{'analytic rays/s':>16} {'unrolled rays/s':>16} {'speed ratio':>12}")
+    print(
+        f"{'steps':>5} {'analytic MiB':>13} {'unrolled MiB':>13} {'mem ratio':>10} "
+        f"{'analytic rays/s':>16} {'unrolled rays/s':>16} {'speed ratio':>12}"
+    )
     for r in rows:
         a, u = r["analytic"], r["unrolled"]
-        print(f"{r['steps']:>5} {a['temp'] / 2**20:13.1f} {u['temp'] / 2**20:13.1f} "
-              f"{u['temp'] / a['temp']:9.1f}x "
-              f"{args.rays / a['time']:16,.0f} {args.rays / u['time']:16,.0f} {u['time'] / a['time']:11.2f}x")
+        print(
+            f"{r['steps']:>5} {a['temp'] / 2**20:13.1f} {u['temp'] / 2**20:13.1f} "
+            f"{u['temp'] / a['temp']:9.1f}x "
+            f"{args.rays / a['time']:16,.0f} {args.rays / u['time']:16,.0f} {u['time'] / a['time']:11.2f}x"
+        )
     flat = len({r["analytic"]["temp"] for r in rows}) == 1
     print(f"analytic-gradient memory flat across steps: {flat}")
 

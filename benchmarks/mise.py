@@ -194,8 +194,13 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         f"{len(v):,} vertices {len(f):,} faces",
         flush=True,
     )
-    row = {"case": label, "mise": t_mise, "queries": st["num_queries"], "dense": None,
-           "network": st["time_network"]}
+    row = {
+        "case": label,
+        "mise": t_mise,
+        "queries": st["num_queries"],
+        "dense": None,
+        "network": st["time_network"],
+    }
     if args.compare_batch_points:
         _, t_b, (vb, fb, sb) = mise_run(batch_points=args.compare_batch_points)
         print(
@@ -254,6 +259,7 @@ def run_case(args, label, res, fn, batched_fn, codes, fn_for_code, refine_fn, re
         print(f"       dense / MISE = {t_dense / t_mise:.1f}x;  meshes: {same_mesh((v, f), dense_mesh)}")
 
     if not args.skip_batched and args.batch > 1:
+
         def batched_run(**options):
             options = dict(kw, **options)
             return first_and_median(
@@ -316,33 +322,62 @@ def main():
     parser.add_argument("--fields", nargs="+", default=["sphere", "cbn"], choices=["sphere", "cbn"])
     parser.add_argument("--resolutions", nargs="+", type=int, default=[128, 256], choices=[64, 128, 256, 512])
     parser.add_argument("--resolution0", type=int, default=32)
-    parser.add_argument("--batch-points", type=int, default=0,
-                        help="points per network call; 0: the library's default (CPU 4096, GPU/TPU 100k)")
-    parser.add_argument("--compare-batch-points", type=int, default=0,
-                        help="also time MISE with this many points per call (e.g. 100000, the original's)")
-    parser.add_argument("--skip-surface", action="store_true",
-                        help="skip MISE with subdivision='surface' (fewer queries, same mesh here)")
+    parser.add_argument(
+        "--batch-points",
+        type=int,
+        default=0,
+        help="points per network call; 0: the library's default (CPU 4096, GPU/TPU 100k)",
+    )
+    parser.add_argument(
+        "--compare-batch-points",
+        type=int,
+        default=0,
+        help="also time MISE with this many points per call (e.g. 100000, the original's)",
+    )
+    parser.add_argument(
+        "--skip-surface",
+        action="store_true",
+        help="skip MISE with subdivision='surface' (fewer queries, same mesh here)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the sphere cases (median)")
     parser.add_argument("--cbn-repeats", type=int, default=1, help="timed runs of the CBN cases")
     parser.add_argument("--batch", type=int, default=4, help="objects in the batched form")
     parser.add_argument("--refine-steps", type=int, default=30, help="refinement steps (sphere)")
     parser.add_argument("--cbn-refine-steps", type=int, default=3, help="refinement steps (CBN; 0: skip)")
-    parser.add_argument("--simplify-nfaces", type=int, default=5000,
-                        help="face budget of the simplify-then-refine case (original demo: 5000; 0: skip)")
-    parser.add_argument("--simplified-refine-steps", type=int, default=30,
-                        help="refinement steps after simplification (original demo: 30)")
+    parser.add_argument(
+        "--simplify-nfaces",
+        type=int,
+        default=5000,
+        help="face budget of the simplify-then-refine case (original demo: 5000; 0: skip)",
+    )
+    parser.add_argument(
+        "--simplified-refine-steps",
+        type=int,
+        default=30,
+        help="refinement steps after simplification (original demo: 30)",
+    )
     parser.add_argument("--skip-dense", action="store_true", help="skip every dense-grid case")
     parser.add_argument(
         "--skip-dense-cbn-256", action="store_true", help="skip the slow dense CBN 256^3 case"
     )
     parser.add_argument("--skip-batched", action="store_true")
-    parser.add_argument("--refine-gradient", default="both", choices=["second", "first", "both"],
-                        help="refinement gradient(s) to time: the original's second-order one, the "
-                        "first-order one (exact for ReLU decoders), or both")
-    parser.add_argument("--compare-marching-cubes", action="store_true",
-                        help="also time PyMCubes vs the jitted marching cubes on the sphere's dense grid")
-    parser.add_argument("--only-marching-cubes", action="store_true",
-                        help="only the marching cubes comparison (implies --compare-marching-cubes)")
+    parser.add_argument(
+        "--refine-gradient",
+        default="both",
+        choices=["second", "first", "both"],
+        help="refinement gradient(s) to time: the original's second-order one, the "
+        "first-order one (exact for ReLU decoders), or both",
+    )
+    parser.add_argument(
+        "--compare-marching-cubes",
+        action="store_true",
+        help="also time PyMCubes vs the jitted marching cubes on the sphere's dense grid",
+    )
+    parser.add_argument(
+        "--only-marching-cubes",
+        action="store_true",
+        help="only the marching cubes comparison (implies --compare-marching-cubes)",
+    )
     args = parser.parse_args()
 
     args.batch_points = args.batch_points or None  # None: meshing.default_batch_points()
@@ -403,8 +438,10 @@ def main():
     if not rows:
         return
     print("\n== summary (seconds per mesh) ==")
-    print(f"{'case':<12} {'MISE':>9} {'surface':>9} {'+JAX MC':>9} {'dense':>9} {'dense/MISE':>10} "
-          f"{'queries':>10} {'batched m/s':>12}")
+    print(
+        f"{'case':<12} {'MISE':>9} {'surface':>9} {'+JAX MC':>9} {'dense':>9} {'dense/MISE':>10} "
+        f"{'queries':>10} {'batched m/s':>12}"
+    )
 
     def cell(r, key, fmt="9.3f"):
         return f"{r[key]:{fmt}}" if r.get(key) is not None else f"{'-':>9}"
@@ -412,8 +449,10 @@ def main():
     for r in rows:
         ratio = f"{r['dense'] / r['mise']:9.1f}x" if r["dense"] is not None else f"{'-':>10}"
         batched = f"{r['batched']:12.2f}" if "batched" in r else f"{'-':>12}"
-        print(f"{r['case']:<12} {r['mise']:9.3f} {cell(r, 'surface')} {cell(r, 'fast')} {cell(r, 'dense')} "
-              f"{ratio} {r['queries']:>10,} {batched}")
+        print(
+            f"{r['case']:<12} {r['mise']:9.3f} {cell(r, 'surface')} {cell(r, 'fast')} {cell(r, 'dense')} "
+            f"{ratio} {r['queries']:>10,} {batched}"
+        )
     print_targets(rows, jax.devices()[0].platform)
 
 
@@ -434,19 +473,26 @@ def print_targets(rows, platform):
             check("CBN 128^3 mesh, fastest settings (aim)", best, 1.0)
             if cbn128.get("simplify_refine_first") is not None:
                 steps = cbn128["simplify_refine_steps"]
-                check(f"simplify + {steps} first-order refinement steps, CBN 128^3",
-                      cbn128["simplify_refine_first"], 3.0)
+                check(
+                    f"simplify + {steps} first-order refinement steps, CBN 128^3",
+                    cbn128["simplify_refine_first"],
+                    3.0,
+                )
         if cbn256 and cbn256["dense"] is not None:
             ratio = cbn256["dense"] / cbn256["mise"]
-            lines.append(f"  CBN 256^3: dense / MISE = {ratio:.1f}x (target >= 5x): "
-                         f"{'met' if ratio >= 5 else 'NOT met'}")
+            lines.append(
+                f"  CBN 256^3: dense / MISE = {ratio:.1f}x (target >= 5x): "
+                f"{'met' if ratio >= 5 else 'NOT met'}"
+            )
         elif cbn256:
             lines.append("  CBN 256^3: dense / MISE not measured (dense grid skipped; about 140 s per mesh)")
         sphere256 = by_case.get("sphere 256^3")
         if sphere256 and sphere256["dense"] is not None:  # the field costs nothing: no target there
             ratio = sphere256["dense"] / sphere256["mise"]
-            lines.append(f"  sphere 256^3 (a free field, so this compares bookkeeping + marching cubes "
-                         f"with the dense grid's): dense / MISE = {ratio:.1f}x")
+            lines.append(
+                f"  sphere 256^3 (a free field, so this compares bookkeeping + marching cubes "
+                f"with the dense grid's): dense / MISE = {ratio:.1f}x"
+            )
     elif cbn128:  # GPU / TPU
         check("CBN 128^3, all network queries", cbn128["network"], 0.030, "ms", 1e3)
         if cbn128.get("fast") is not None:

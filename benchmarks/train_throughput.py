@@ -148,7 +148,10 @@ def main():
 
     def loss_fn(params, batch_stats, b):
         logits, upd = model.apply(
-            {"params": params, "batch_stats": batch_stats}, b["points"], b["inputs"], train=True,
+            {"params": params, "batch_stats": batch_stats},
+            b["points"],
+            b["inputs"],
+            train=True,
             mutable=["batch_stats"],
         )
         return losses.occupancy_bce(logits, b["occupancies"])
@@ -188,22 +191,27 @@ def main():
     print(f"jit fwd+bwd+Adam   : {t_st:.3f} s/step (min {t_st_min:.3f})  -> {pts / t_st:,.0f} points/s")
 
     if not args.no_eager:
+
         def run_eager():
             with jax.disable_jit():
                 jax.block_until_ready(grad_fn(holder[0].params, holder[0].batch_stats, batch))
 
         run_eager()
         t_e, _ = median_time(run_eager, max(1, args.repeats - 1))
-        print(f"op-by-op fwd+bwd   : {t_e:.3f} s/step -> {pts / t_e:,.0f} points/s  "
-              f"(jit is {t_e / t_fb:.2f}x faster)")
+        print(
+            f"op-by-op fwd+bwd   : {t_e:.3f} s/step -> {pts / t_e:,.0f} points/s  "
+            f"(jit is {t_e / t_fb:.2f}x faster)"
+        )
     if not args.no_torch:
         res = torch_baseline(config, batch, max(1, args.repeats - 1))
         if res is None:
             print("PyTorch eager      : not installed (pip install torch to compare)")
         else:
             t_t, _ = res
-            print(f"PyTorch eager f+b  : {t_t:.3f} s/step -> {pts / t_t:,.0f} points/s  "
-                  f"(jit is {t_t / t_fb:.2f}x faster)")
+            print(
+                f"PyTorch eager f+b  : {t_t:.3f} s/step -> {pts / t_t:,.0f} points/s  "
+                f"(jit is {t_t / t_fb:.2f}x faster)"
+            )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ def extract_meshes(deb_path, work_dir):
         if inner is None:
             raise ValueError(f"{deb_path}: {_INNER} not found; is this libcgal-demo?")
     with tarfile.open(fileobj=io.BytesIO(inner), mode="r:gz") as tar:
-        wanted = [m for m in tar.getmembers()
-                  if m.isfile() and m.name.lstrip("./").startswith("data/meshes/")]
+        wanted = [
+            m for m in tar.getmembers() if m.isfile() and m.name.lstrip("./").startswith("data/meshes/")
+        ]
         tar.extractall(work_dir, members=wanted, filter="data")
     return os.path.join(work_dir, "data", "meshes")
 

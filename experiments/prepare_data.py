@@ -17,8 +17,7 @@ from implicit_fields.data import prepare
 def print_summary(report):
     """Print converted / skipped counts and the reason of every skipped mesh."""
     n_conv, n_skip = len(report["converted"]), len(report["skipped"])
-    print(f"converted {n_conv}, skipped {n_skip} of {n_conv + n_skip} meshes "
-          f"in {report['seconds']:.0f} s")
+    print(f"converted {n_conv}, skipped {n_skip} of {n_conv + n_skip} meshes in {report['seconds']:.0f} s")
     for rec in report["skipped"]:
         print(f"  skipped {rec['source']}: {rec['reason']}")
     for rec in report.get("render_errors", []):
@@ -29,13 +28,19 @@ def print_summary(report):
 def add_arguments(parser):
     parser.add_argument("--num-points", type=int, default=100_000, help="occupancy points per mesh")
     parser.add_argument("--num-surface-points", type=int, default=100_000, help="surface points per mesh")
-    parser.add_argument("--surface-fraction", type=float, default=0.5,
-                        help="fraction of the occupancy points near the surface (after the uniform ones)")
+    parser.add_argument(
+        "--surface-fraction",
+        type=float,
+        default=0.5,
+        help="fraction of the occupancy points near the surface (after the uniform ones)",
+    )
     parser.add_argument("--voxel-resolution", type=int, default=32, help="model.binvox side (0: none)")
-    parser.add_argument("--render-views", type=int, default=24,
-                        help="img_choy2016 renderings per mesh (0: none)")
-    parser.add_argument("--render-resolution", type=int, default=64,
-                        help="rendering side in pixels (the original's: 137)")
+    parser.add_argument(
+        "--render-views", type=int, default=24, help="img_choy2016 renderings per mesh (0: none)"
+    )
+    parser.add_argument(
+        "--render-resolution", type=int, default=64, help="rendering side in pixels (the original's: 137)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: usable cores)")
     parser.add_argument("--splits", default="0.7,0.1,0.2", help="train,val,test fractions")
     parser.add_argument("--seed", type=int, default=0)

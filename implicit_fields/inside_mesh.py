@@ -62,8 +62,7 @@ def contains(vertices, faces, points, resolution=_DEFAULT_RESOLUTION):
     query_idx = np.nonzero(in_box)[0]
     query = points[query_idx]
 
-    point_ids, tri_ids = _candidate_pairs(
-        tri[:, :, :2], query[:, :2], bbox_min[:2], bbox_max[:2], resolution)
+    point_ids, tri_ids = _candidate_pairs(tri[:, :, :2], query[:, :2], bbox_min[:2], bbox_max[:2], resolution)
     if point_ids.size == 0:
         return result
 
@@ -125,11 +124,9 @@ def _candidate_pairs(tri_xy, query_xy, xy_min, xy_max, resolution):
     qc = cell(query_xy)
     q_cell = qc[:, 0] * resolution + qc[:, 1]
     q_count = counts[q_cell]
-    point_ids = np.repeat(np.arange(query_xy.shape[0], dtype=np.int64),
-                          q_count)
+    point_ids = np.repeat(np.arange(query_xy.shape[0], dtype=np.int64), q_count)
     q_start = np.cumsum(q_count) - q_count
-    within = (np.arange(point_ids.size, dtype=np.int64)
-              - np.repeat(q_start, q_count))
+    within = np.arange(point_ids.size, dtype=np.int64) - np.repeat(q_start, q_count)
     tri_ids = tri_sorted[np.repeat(offsets[q_cell], q_count) + within]
     return point_ids, tri_ids
 
@@ -152,8 +149,7 @@ def _intersect_2d(tri, p_xy):
         a = tri[:, k]
         b = tri[:, (k + 1) % 3]
         # Canonical endpoint order so that shared edges agree bitwise.
-        swap = ((a[:, 0] > b[:, 0])
-                | ((a[:, 0] == b[:, 0]) & (a[:, 1] > b[:, 1])))
+        swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] > b[:, 1]))
         u = np.where(swap[:, None], b[:, :2], a[:, :2])
         v = np.where(swap[:, None], a[:, :2], b[:, :2])
         dx = v[:, 0] - u[:, 0]
@@ -170,9 +166,8 @@ def _intersect_2d(tri, p_xy):
     hit = (s0 != 0) & (s0 == s1) & (s1 == s2)
     # Edge k (corners k, k+1) weights the opposite corner k+2.
     w_sum = weights[0] + weights[1] + weights[2]
-    z_num = (weights[1] * tri[:, 0, 2] + weights[2] * tri[:, 1, 2]
-             + weights[0] * tri[:, 2, 2])
-    with np.errstate(divide='ignore', invalid='ignore'):
+    z_num = weights[1] * tri[:, 0, 2] + weights[2] * tri[:, 1, 2] + weights[0] * tri[:, 2, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
         z = z_num / w_sum
     # At an exact vertex hit all weights may vanish; fall back to the vertex
     # nearest in xy (its z is the exact crossing depth there).

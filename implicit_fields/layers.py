@@ -320,8 +320,13 @@ def _conv3d_im2col(x, kernel, stride: int):
         jax.lax.slice(
             xp,
             (0, a, b, c, 0),
-            (x.shape[0], a + s * (out[0] - 1) + 1, b + s * (out[1] - 1) + 1,
-             c + s * (out[2] - 1) + 1, in_features),
+            (
+                x.shape[0],
+                a + s * (out[0] - 1) + 1,
+                b + s * (out[1] - 1) + 1,
+                c + s * (out[2] - 1) + 1,
+                in_features,
+            ),
             (1, s, s, s, 1),
         )
         for a in range(3)
@@ -410,7 +415,10 @@ def conv2d(x, kernel, stride: int = 1, padding: int = 0, impl: str = "auto"):
     if impl == "xla":
         p = padding
         return jax.lax.conv_general_dilated(
-            x, kernel, (stride, stride), ((p, p), (p, p)),
+            x,
+            kernel,
+            (stride, stride),
+            ((p, p), (p, p)),
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
     if impl == "im2col":

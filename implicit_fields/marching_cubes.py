@@ -303,15 +303,19 @@ def _extract(values, threshold, block_capacity, cell_capacity, vertex_capacity, 
     sub_active = (sub_case != 0) & (sub_case != 255) & block_valid[:, None]
     # Where each cell lands in the compacted order: block slot, cells before the
     # block, cells before it within the block.
-    block_slot = jnp.zeros(nb**3, jnp.int32).at[jnp.where(block_valid, block, nb**3)].set(
-        jnp.arange(block_capacity, dtype=jnp.int32), mode="drop"
+    block_slot = (
+        jnp.zeros(nb**3, jnp.int32)
+        .at[jnp.where(block_valid, block, nb**3)]
+        .set(jnp.arange(block_capacity, dtype=jnp.int32), mode="drop")
     )
     block_counts = jnp.sum(sub_active, axis=1, dtype=jnp.int32)
     block_start = jnp.cumsum(block_counts) - block_counts
     rank_in_block = jnp.cumsum(sub_active, axis=1, dtype=jnp.int32) - sub_active
     compacted = jnp.where(sub_active, block_start[:, None] + rank_in_block, cell_capacity)
-    pos = jnp.zeros(cell_capacity, jnp.int32).at[compacted.reshape(-1)].set(
-        jnp.arange(block_capacity * b3, dtype=jnp.int32), mode="drop"
+    pos = (
+        jnp.zeros(cell_capacity, jnp.int32)
+        .at[compacted.reshape(-1)]
+        .set(jnp.arange(block_capacity * b3, dtype=jnp.int32), mode="drop")
     )  # [C], position in `sub_case` of each compacted cell
     cell_valid = jnp.arange(cell_capacity) < num_cells
     cell_case = jnp.where(cell_valid, sub_case.reshape(-1)[pos], 0).astype(jnp.int32)
@@ -338,8 +342,10 @@ def _extract(values, threshold, block_capacity, cell_capacity, vertex_capacity, 
     owned = owned.reshape(-1)
     num_vertices = jnp.sum(owned, dtype=jnp.int32)
     vertex_id = jnp.cumsum(owned, dtype=jnp.int32) - owned  # [C * 3], for (cell, axis)
-    slot = jnp.zeros(vertex_capacity, jnp.int32).at[jnp.where(owned, vertex_id, vertex_capacity)].set(
-        jnp.arange(3 * cell_capacity, dtype=jnp.int32), mode="drop"
+    slot = (
+        jnp.zeros(vertex_capacity, jnp.int32)
+        .at[jnp.where(owned, vertex_id, vertex_capacity)]
+        .set(jnp.arange(3 * cell_capacity, dtype=jnp.int32), mode="drop")
     )  # [V], the (cell, axis) of each vertex
     v_cell, v_axis = slot // 3, (slot % 3).astype(jnp.int32)
     corner = ijk[v_cell]
@@ -354,8 +360,10 @@ def _extract(values, threshold, block_capacity, cell_capacity, vertex_capacity, 
     first = jnp.cumsum(per_cell) - per_cell
     num_triangles = jnp.sum(per_cell)
     s = jnp.arange(triangle_capacity, dtype=jnp.int32)
-    starts = jnp.zeros(triangle_capacity, jnp.int32).at[first].max(
-        jnp.arange(cell_capacity, dtype=jnp.int32), mode="drop"
+    starts = (
+        jnp.zeros(triangle_capacity, jnp.int32)
+        .at[first]
+        .max(jnp.arange(cell_capacity, dtype=jnp.int32), mode="drop")
     )
     t_cell = lax.cummax(starts)
     local = jnp.clip(s - first[t_cell], 0, table.shape[1] - 1)

@@ -69,14 +69,13 @@ def sample_mesh_surface(vertices, faces, n, rng=None):
     total = cdf[-1]
     if not np.isfinite(total) or total <= 0:
         return empty, empty.copy()
-    face_idx = np.searchsorted(cdf, rng.random(n) * total, side='right')
+    face_idx = np.searchsorted(cdf, rng.random(n) * total, side="right")
     face_idx = np.minimum(face_idx, faces.shape[0] - 1)
     # Uniform barycentric coordinates: fold the unit square onto the triangle.
     uv = rng.random((n, 2))
     fold = uv.sum(axis=1) > 1.0
     uv[fold] = 1.0 - uv[fold]
-    points = (tri[face_idx, 0] + uv[:, :1] * e1[face_idx]
-              + uv[:, 1:] * e2[face_idx])
+    points = tri[face_idx, 0] + uv[:, :1] * e1[face_idx] + uv[:, 1:] * e2[face_idx]
     normals = cross[face_idx] / double_area[face_idx, None]
     return points, normals
 
@@ -136,8 +135,7 @@ def _nearest(points_src, normals_src, points_tgt, normals_tgt):
     return dist, dot
 
 
-def pointcloud_metrics(pred_points, pred_normals, gt_points, gt_normals,
-                       fscore_threshold=0.01):
+def pointcloud_metrics(pred_points, pred_normals, gt_points, gt_normals, fscore_threshold=0.01):
     """Chamfer distances, normal consistency and F-score of two point clouds.
 
     Empty prediction (the original's `EMPTY_PCL_DICT`): accuracy =
@@ -162,56 +160,61 @@ def pointcloud_metrics(pred_points, pred_normals, gt_points, gt_normals,
     pred_points = np.asarray(pred_points, dtype=np.float64).reshape(-1, 3)
     gt_points = np.asarray(gt_points, dtype=np.float64).reshape(-1, 3)
     if gt_points.shape[0] == 0:
-        raise ValueError('gt_points is empty.')
+        raise ValueError("gt_points is empty.")
     if pred_points.shape[0] == 0:
         return {
-            'accuracy': _EMPTY_DISTANCE,
-            'completeness': _EMPTY_DISTANCE,
-            'chamfer_l1': _EMPTY_DISTANCE,
-            'chamfer_l2': _EMPTY_DISTANCE_SQ,
-            'normal_consistency': 0.0,
-            'precision': 0.0,
-            'recall': 0.0,
-            'fscore': 0.0,
+            "accuracy": _EMPTY_DISTANCE,
+            "completeness": _EMPTY_DISTANCE,
+            "chamfer_l1": _EMPTY_DISTANCE,
+            "chamfer_l2": _EMPTY_DISTANCE_SQ,
+            "normal_consistency": 0.0,
+            "precision": 0.0,
+            "recall": 0.0,
+            "fscore": 0.0,
         }
     with_normals = pred_normals is not None and gt_normals is not None
     if with_normals:
-        pred_normals = _unit(
-            np.asarray(pred_normals, dtype=np.float64).reshape(-1, 3))
-        gt_normals = _unit(
-            np.asarray(gt_normals, dtype=np.float64).reshape(-1, 3))
+        pred_normals = _unit(np.asarray(pred_normals, dtype=np.float64).reshape(-1, 3))
+        gt_normals = _unit(np.asarray(gt_normals, dtype=np.float64).reshape(-1, 3))
     else:
         pred_normals = gt_normals = None
 
-    dist_acc, dot_acc = _nearest(pred_points, pred_normals, gt_points,
-                                 gt_normals)
-    dist_comp, dot_comp = _nearest(gt_points, gt_normals, pred_points,
-                                   pred_normals)
+    dist_acc, dot_acc = _nearest(pred_points, pred_normals, gt_points, gt_normals)
+    dist_comp, dot_comp = _nearest(gt_points, gt_normals, pred_points, pred_normals)
     accuracy = float(dist_acc.mean())
     completeness = float(dist_comp.mean())
     chamfer_l2 = 0.5 * float(np.mean(dist_acc**2) + np.mean(dist_comp**2))
     if with_normals:
         normal_consistency = 0.5 * float(dot_acc.mean() + dot_comp.mean())
     else:
-        normal_consistency = float('nan')
+        normal_consistency = float("nan")
     precision = float(np.mean(dist_acc <= fscore_threshold))
     recall = float(np.mean(dist_comp <= fscore_threshold))
     denom = precision + recall
     fscore = 2.0 * precision * recall / denom if denom > 0 else 0.0
     return {
-        'accuracy': accuracy,
-        'completeness': completeness,
-        'chamfer_l1': 0.5 * (accuracy + completeness),
-        'chamfer_l2': chamfer_l2,
-        'normal_consistency': normal_consistency,
-        'precision': precision,
-        'recall': recall,
-        'fscore': fscore,
+        "accuracy": accuracy,
+        "completeness": completeness,
+        "chamfer_l1": 0.5 * (accuracy + completeness),
+        "chamfer_l2": chamfer_l2,
+        "normal_consistency": normal_consistency,
+        "precision": precision,
+        "recall": recall,
+        "fscore": fscore,
     }
 
 
-def mesh_metrics(vertices, faces, points_iou, occ_gt, gt_points, gt_normals,
-                 n_samples=100_000, rng=None, fscore_threshold=0.01):
+def mesh_metrics(
+    vertices,
+    faces,
+    points_iou,
+    occ_gt,
+    gt_points,
+    gt_normals,
+    n_samples=100_000,
+    rng=None,
+    fscore_threshold=0.01,
+):
     """Evaluates a predicted mesh like the original `MeshEvaluator.eval_mesh`.
 
     Args:
@@ -243,10 +246,15 @@ def mesh_metrics(vertices, faces, points_iou, occ_gt, gt_points, gt_normals,
     else:
         occ = inside_mesh.contains(vertices, faces, points_iou)
         iou = occupancy_iou(occ, occ_gt.reshape(-1))
-        pred_points, pred_normals = sample_mesh_surface(
-            vertices, faces, n_samples, rng)
-    out = {'iou': float(iou)}
-    out.update(pointcloud_metrics(
-        pred_points, pred_normals if gt_normals is not None else None,
-        gt_points, gt_normals, fscore_threshold=fscore_threshold))
+        pred_points, pred_normals = sample_mesh_surface(vertices, faces, n_samples, rng)
+    out = {"iou": float(iou)}
+    out.update(
+        pointcloud_metrics(
+            pred_points,
+            pred_normals if gt_normals is not None else None,
+            gt_points,
+            gt_normals,
+            fscore_threshold=fscore_threshold,
+        )
+    )
     return out

@@ -497,7 +497,6 @@ def _check_args(resolution0, upsampling_steps, threshold, padding, batch_points,
     return float(losses.probability_to_logit(threshold)), batch_points
 
 
-
 def refine_grid(
     logit_fn: LogitFn,
     *,
@@ -521,8 +520,14 @@ def refine_grid(
         'time_refine_bookkeeping'.
     """
     values, stats = _refine_grid_on_device(
-        logit_fn, resolution0=resolution0, upsampling_steps=upsampling_steps, threshold=threshold,
-        padding=padding, batch_points=batch_points, capacity=capacity, subdivision=subdivision,
+        logit_fn,
+        resolution0=resolution0,
+        upsampling_steps=upsampling_steps,
+        threshold=threshold,
+        padding=padding,
+        batch_points=batch_points,
+        capacity=capacity,
+        subdivision=subdivision,
     )
     t0 = time.perf_counter()
     host_values = np.asarray(values)
@@ -530,8 +535,17 @@ def refine_grid(
     return host_values, stats
 
 
-def _refine_grid_on_device(logit_fn, *, resolution0, upsampling_steps, threshold, padding, batch_points,
-                           capacity, subdivision="cells"):
+def _refine_grid_on_device(
+    logit_fn,
+    *,
+    resolution0,
+    upsampling_steps,
+    threshold,
+    padding,
+    batch_points,
+    capacity,
+    subdivision="cells",
+):
     """`refine_grid` with the final grid left on the device (a jax array)."""
     th, batch_points = _check_args(
         resolution0, upsampling_steps, threshold, padding, batch_points, subdivision
@@ -707,8 +721,12 @@ def extract_mesh(
     t3 = time.perf_counter()
     if not return_stats:
         return vertices, faces
-    stats.update(time_marching_cubes=t2 - t1 - t_simplify, time_simplify=t_simplify,
-                 time_refinement=t3 - t2, time_total=t3 - t0)
+    stats.update(
+        time_marching_cubes=t2 - t1 - t_simplify,
+        time_simplify=t_simplify,
+        time_refinement=t3 - t2,
+        time_total=t3 - t0,
+    )
     return vertices, faces, stats
 
 
@@ -722,7 +740,18 @@ def extract_mesh(
     static_argnames=("fn", "threshold", "caps", "closure_caps", "chunks", "first", "final", "subdivision"),
 )
 def _batched_level(
-    fn, codes, values, known, axis_values, *, threshold, caps, closure_caps, chunks, first, final,
+    fn,
+    codes,
+    values,
+    known,
+    axis_values,
+    *,
+    threshold,
+    caps,
+    closure_caps,
+    chunks,
+    first,
+    final,
     subdivision="cells",
 ):
     """One MISE level for a batch of objects, evaluation rounds included.
@@ -863,8 +892,14 @@ def refine_grids_batched(
         'capacity_growths', 'time_refine' (network and bookkeeping, fused).
     """
     values, stats = _refine_grids_batched_on_device(
-        logit_fn_batched, codes, resolution0=resolution0, upsampling_steps=upsampling_steps,
-        threshold=threshold, padding=padding, batch_points=batch_points, capacity=capacity,
+        logit_fn_batched,
+        codes,
+        resolution0=resolution0,
+        upsampling_steps=upsampling_steps,
+        threshold=threshold,
+        padding=padding,
+        batch_points=batch_points,
+        capacity=capacity,
         subdivision=subdivision,
     )
     t0 = time.perf_counter()
@@ -873,8 +908,18 @@ def refine_grids_batched(
     return host_values, stats
 
 
-def _refine_grids_batched_on_device(logit_fn_batched, codes, *, resolution0, upsampling_steps, threshold,
-                                    padding, batch_points, capacity, subdivision):
+def _refine_grids_batched_on_device(
+    logit_fn_batched,
+    codes,
+    *,
+    resolution0,
+    upsampling_steps,
+    threshold,
+    padding,
+    batch_points,
+    capacity,
+    subdivision,
+):
     """`refine_grids_batched` with the final grids left on the device (a jax array)."""
     th, batch_points = _check_args(
         resolution0, upsampling_steps, threshold, padding, batch_points, subdivision
@@ -1185,7 +1230,14 @@ def refine_mesh(
     weights[:nf] = 1.0 / nf
     fn = logit_fn if isinstance(logit_fn, jax.tree_util.Partial) else jax.tree_util.Partial(logit_fn)
     out = _refine_vertices(
-        fn, v_pad, f_pad, weights, key, jnp.int32(steps), jnp.float32(lr), jnp.float32(threshold),
+        fn,
+        v_pad,
+        f_pad,
+        weights,
+        key,
+        jnp.int32(steps),
+        jnp.float32(lr),
+        jnp.float32(threshold),
         second_order=bool(second_order),
     )
     return np.asarray(out)[:nv]

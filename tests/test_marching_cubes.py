@@ -130,9 +130,7 @@ def test_each_case_is_a_surface_bounded_by_its_face_segments(case):
     assert boundary == set(segments)
     for p, q in segments:  # each segment lies on a face, so a neighbouring cell sees the same one
         shared = [a for a in range(3) if a not in (edges[p, 2], edges[q, 2])]
-        assert any(
-            ((edges[p, 0] >> a) & 1) == ((edges[q, 0] >> a) & 1) for a in shared
-        ), (p, q)
+        assert any(((edges[p, 0] >> a) & 1) == ((edges[q, 0] >> a) & 1) for a in shared), (p, q)
 
 
 def test_every_single_cell_case_is_closed_outward_and_matches_pymcubes():

@@ -43,42 +43,37 @@ def _lens_iou(radius, delta):
     return lens / (2 * ball - lens)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def sphere_mesh():
     return trimesh.creation.icosphere(subdivisions=5, radius=RADIUS)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def gt_surface():
-    return _sphere_samples(N_SURFACE, RADIUS, np.zeros(3),
-                           np.random.default_rng(123))
+    return _sphere_samples(N_SURFACE, RADIUS, np.zeros(3), np.random.default_rng(123))
 
 
 def test_sample_mesh_surface(sphere_mesh):
     points, normals = metrics.sample_mesh_surface(
-        sphere_mesh.vertices, sphere_mesh.faces, 20_000,
-        np.random.default_rng(0))
+        sphere_mesh.vertices, sphere_mesh.faces, 20_000, np.random.default_rng(0)
+    )
     assert points.shape == normals.shape == (20_000, 3)
-    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0,
-                               atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-12)
     radius = np.linalg.norm(points, axis=1)
     assert np.all(radius <= RADIUS + 1e-9) and np.all(radius > RADIUS - 1e-3)
     assert np.all(np.sum(points * normals, axis=1) > 0)  # Outward faces.
     np.testing.assert_allclose(points.mean(axis=0), 0.0, atol=0.01)
 
     # Area weighting: a 1x1 and a 3x1 right triangle -> 1/4 vs 3/4 of samples.
-    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0],
-                      [0, 0, 1], [3, 0, 1], [0, 1, 1]], np.float64)
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [3, 0, 1], [0, 1, 1]], np.float64)
     faces = np.array([[0, 1, 2], [3, 4, 5]])
     pts, nrm = metrics.sample_mesh_surface(verts, faces, 40_000, 1)
     assert abs(np.mean(pts[:, 2] == 0) - 0.25) < 0.01
     # Uniform in the triangle: the mean is the centroid.
-    np.testing.assert_allclose(pts[pts[:, 2] == 1, :2].mean(0), [1, 1 / 3],
-                               atol=0.01)
+    np.testing.assert_allclose(pts[pts[:, 2] == 1, :2].mean(0), [1, 1 / 3], atol=0.01)
     np.testing.assert_allclose(nrm, np.tile([0, 0, 1.0], (40_000, 1)))
 
-    empty_pts, empty_nrm = metrics.sample_mesh_surface(
-        np.zeros((0, 3)), np.zeros((0, 3), int), 10, 0)
+    empty_pts, empty_nrm = metrics.sample_mesh_surface(np.zeros((0, 3)), np.zeros((0, 3), int), 10, 0)
     assert empty_pts.shape == empty_nrm.shape == (0, 3)
 
 
@@ -91,8 +86,7 @@ def test_occupancy_iou():
     # Floats are thresholded at 0.5, like the original compute_iou.
     assert metrics.occupancy_iou(a * 0.7, b.astype(float)) == pytest.approx(0.5)
     none = np.zeros_like(a)
-    batch = metrics.occupancy_iou(np.stack([a, a, none]),
-                                  np.stack([b, a, none]))
+    batch = metrics.occupancy_iou(np.stack([a, a, none]), np.stack([b, a, none]))
     np.testing.assert_allclose(batch, [0.5, 1.0, 0.0])
 
 
@@ -100,31 +94,28 @@ def test_identical_sphere(sphere_mesh, gt_surface):
     rng = np.random.default_rng(1)
     points_iou = rng.uniform(-0.55, 0.55, (50_000, 3))
     occ_gt = np.linalg.norm(points_iou, axis=1) < RADIUS
-    out = metrics.mesh_metrics(sphere_mesh.vertices, sphere_mesh.faces,
-                               points_iou, occ_gt, *gt_surface)
-    assert out['iou'] > 0.995
-    assert out['chamfer_l1'] < 0.004  # Sampling density limit (~0.0022).
-    assert out['chamfer_l2'] < 2e-5
-    assert out['normal_consistency'] > 0.999
-    assert out['fscore'] > 0.999
-    assert out['chamfer_l1'] == pytest.approx(
-        0.5 * (out['accuracy'] + out['completeness']))
+    out = metrics.mesh_metrics(sphere_mesh.vertices, sphere_mesh.faces, points_iou, occ_gt, *gt_surface)
+    assert out["iou"] > 0.995
+    assert out["chamfer_l1"] < 0.004  # Sampling density limit (~0.0022).
+    assert out["chamfer_l2"] < 2e-5
+    assert out["normal_consistency"] > 0.999
+    assert out["fscore"] > 0.999
+    assert out["chamfer_l1"] == pytest.approx(0.5 * (out["accuracy"] + out["completeness"]))
 
 
 def test_shifted_spheres_pointcloud_analytic(gt_surface):
     delta, tau = 0.05, 0.01
-    pred = _sphere_samples(N_SURFACE, RADIUS, [delta, 0, 0],
-                           np.random.default_rng(2))
+    pred = _sphere_samples(N_SURFACE, RADIUS, [delta, 0, 0], np.random.default_rng(2))
     out = metrics.pointcloud_metrics(*pred, *gt_surface, fscore_threshold=tau)
     mean_d, mean_d2, prob = _shifted_sphere_expectations(RADIUS, delta, tau)
     # Finite sampling only adds small positive bias to NN distances.
-    assert out['accuracy'] == pytest.approx(mean_d, rel=0.03)
-    assert out['completeness'] == pytest.approx(mean_d, rel=0.03)
-    assert out['chamfer_l1'] == pytest.approx(mean_d, rel=0.03)
-    assert out['chamfer_l2'] == pytest.approx(mean_d2, rel=0.05)
-    assert out['precision'] == pytest.approx(prob, abs=0.012)
-    assert out['recall'] == pytest.approx(prob, abs=0.012)
-    assert out['fscore'] == pytest.approx(prob, abs=0.012)  # P == R.
+    assert out["accuracy"] == pytest.approx(mean_d, rel=0.03)
+    assert out["completeness"] == pytest.approx(mean_d, rel=0.03)
+    assert out["chamfer_l1"] == pytest.approx(mean_d, rel=0.03)
+    assert out["chamfer_l2"] == pytest.approx(mean_d2, rel=0.05)
+    assert out["precision"] == pytest.approx(prob, abs=0.012)
+    assert out["recall"] == pytest.approx(prob, abs=0.012)
+    assert out["fscore"] == pytest.approx(prob, abs=0.012)  # P == R.
 
 
 def test_shifted_sphere_mesh_iou_and_chamfer(sphere_mesh, gt_surface):
@@ -135,26 +126,31 @@ def test_shifted_sphere_mesh_iou_and_chamfer(sphere_mesh, gt_surface):
     points_iou = rng.uniform(lo, hi, (100_000, 3))
     occ_gt = np.linalg.norm(points_iou, axis=1) < RADIUS
     vertices = sphere_mesh.vertices + [delta, 0, 0]
-    out = metrics.mesh_metrics(vertices, sphere_mesh.faces, points_iou,
-                               occ_gt, *gt_surface, rng=4)
-    assert out['iou'] == pytest.approx(_lens_iou(RADIUS, delta), abs=0.008)
+    out = metrics.mesh_metrics(vertices, sphere_mesh.faces, points_iou, occ_gt, *gt_surface, rng=4)
+    assert out["iou"] == pytest.approx(_lens_iou(RADIUS, delta), abs=0.008)
     mean_d, mean_d2, prob = _shifted_sphere_expectations(RADIUS, delta, 0.01)
-    assert out['chamfer_l1'] == pytest.approx(mean_d, rel=0.03)
-    assert out['chamfer_l2'] == pytest.approx(mean_d2, rel=0.05)
-    assert out['fscore'] == pytest.approx(prob, abs=0.012)
+    assert out["chamfer_l1"] == pytest.approx(mean_d, rel=0.03)
+    assert out["chamfer_l2"] == pytest.approx(mean_d2, rel=0.05)
+    assert out["fscore"] == pytest.approx(prob, abs=0.012)
 
 
 def test_empty_prediction(gt_surface):
-    expected = {'accuracy': np.sqrt(3), 'completeness': np.sqrt(3),
-                'chamfer_l1': np.sqrt(3), 'chamfer_l2': 3.0,
-                'normal_consistency': 0.0, 'precision': 0.0, 'recall': 0.0,
-                'fscore': 0.0}
-    out = metrics.pointcloud_metrics(np.zeros((0, 3)), np.zeros((0, 3)),
-                                     *gt_surface)
+    expected = {
+        "accuracy": np.sqrt(3),
+        "completeness": np.sqrt(3),
+        "chamfer_l1": np.sqrt(3),
+        "chamfer_l2": 3.0,
+        "normal_consistency": 0.0,
+        "precision": 0.0,
+        "recall": 0.0,
+        "fscore": 0.0,
+    }
+    out = metrics.pointcloud_metrics(np.zeros((0, 3)), np.zeros((0, 3)), *gt_surface)
     assert out == pytest.approx(expected)
     points_iou = np.random.default_rng(5).uniform(-0.5, 0.5, (1000, 3))
-    out = metrics.mesh_metrics(np.zeros((0, 3)), np.zeros((0, 3), int),
-                               points_iou, np.ones(1000, bool), *gt_surface)
+    out = metrics.mesh_metrics(
+        np.zeros((0, 3)), np.zeros((0, 3), int), points_iou, np.ones(1000, bool), *gt_surface
+    )
     assert out == pytest.approx(dict(expected, iou=0.0))
 
 
@@ -162,7 +158,7 @@ def test_far_apart_fscore_zero_and_no_normals():
     a, _ = _sphere_samples(500, 0.1, [0, 0, 0], np.random.default_rng(6))
     b, _ = _sphere_samples(500, 0.1, [1, 0, 0], np.random.default_rng(7))
     out = metrics.pointcloud_metrics(a, None, b, None)
-    assert out['fscore'] == 0.0 and out['precision'] == 0.0
-    assert np.isnan(out['normal_consistency'])
-    assert out['accuracy'] > 0.7
+    assert out["fscore"] == 0.0 and out["precision"] == 0.0
+    assert np.isnan(out["normal_consistency"])
+    assert out["accuracy"] > 0.7
     assert metrics.CHAMFER_REPORT_SCALE == 10.0

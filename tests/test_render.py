@@ -122,15 +122,19 @@ def test_misses_inside_and_grazing_rays_are_finite():
     for mode in ("analytic", "unrolled"):
         # Per-ray gradients: the Jacobian of the five depths (one reverse pass per ray).
         jac = jax.jit(jax.jacrev(lambda p, m=mode: render.surface_depth(sphere_logit, p, o, w, gradient=m)))(
-            PARAMS)
+            PARAMS
+        )
         for i in range(5):
             leaves = [np.asarray(x[i]) for x in jax.tree.leaves(jac)]
             assert all(np.isfinite(x).all() for x in leaves), (mode, i, jac)
             if i in (0, 1, 2):
                 assert all((x == 0).all() for x in leaves), (mode, i, jac)
         # A loss over all rays that masks the infs stays finite.
-        g = jax.grad(lambda p, m=mode: masked_sum(render.surface_depth(sphere_logit, p, o, w, gradient=m),
-                                          jnp.isfinite(d)))(PARAMS)
+        g = jax.grad(
+            lambda p, m=mode: masked_sum(
+                render.surface_depth(sphere_logit, p, o, w, gradient=m), jnp.isfinite(d)
+            )
+        )(PARAMS)
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(g))
 
 
@@ -150,7 +154,8 @@ def test_vmap_over_objects_and_jit():
         np.testing.assert_allclose(batched[i][np.isfinite(ref)], ref[np.isfinite(ref)], atol=2e-5)
     # Per-object gradients through vmap.
     grads = jax.jit(jax.vmap(jax.grad(lambda r, c: masked_sum(depth(r, c), jnp.isfinite(depth(r, c))))))(
-        radii, centers)
+        radii, centers
+    )
     assert grads.shape == (3,) and np.isfinite(grads).all() and (grads < 0).all()
 
 
@@ -188,8 +193,11 @@ def test_memory_of_the_analytic_gradient_is_flat_in_the_number_of_steps():
         return h @ params["w2"] + 0.3
 
     rng = np.random.default_rng(0)
-    params = {"w1": jnp.asarray(rng.normal(size=(3, 64)), jnp.float32), "b1": jnp.zeros(64, jnp.float32),
-              "w2": jnp.asarray(rng.normal(size=(64,)) / 8, jnp.float32)}
+    params = {
+        "w1": jnp.asarray(rng.normal(size=(3, 64)), jnp.float32),
+        "b1": jnp.zeros(64, jnp.float32),
+        "w2": jnp.asarray(rng.normal(size=(64,)) / 8, jnp.float32),
+    }
     o, w = random_rays(n=256, seed=6)
 
     def temp_bytes(mode, steps):

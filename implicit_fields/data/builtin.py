@@ -339,8 +339,7 @@ def generate_dataset(
                     bar.update(1)
 
     if voxel_resolution:
-        add_voxels(out_dir, voxel_resolution, categories=synsets, num_workers=num_workers,
-                   progress=progress)
+        add_voxels(out_dir, voxel_resolution, categories=synsets, num_workers=num_workers, progress=progress)
     counts = split_counts(n_obj, fractions)
     for synset in synsets:
         cat_dir = os.path.join(out_dir, synset)
@@ -361,9 +360,7 @@ def _check_existing(folder, params):
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read an existing object ({e}); remove {folder}") from e
     if stored != params:
-        raise ValueError(
-            f"{folder} was generated with {stored}, not {params}; use another out_dir"
-        )
+        raise ValueError(f"{folder} was generated with {stored}, not {params}; use another out_dir")
 
 
 # --------------------------------------------------------------------------------------
@@ -531,8 +528,9 @@ def write_images(folder, images, cameras, record):
     return record
 
 
-def render_images(shape, folder, n_views=24, resolution=64, seed=0, radius=2.0,
-                  elevation_range=(10.0, 40.0), texture="none"):
+def render_images(
+    shape, folder, n_views=24, resolution=64, seed=0, radius=2.0, elevation_range=(10.0, 40.0), texture="none"
+):
     """Render ``n_views`` views of a shape into ``folder`` in the ``img_choy2016`` layout.
 
     Writes ``000.png`` ... (RGB, white background), ``cameras.npz`` and ``images.json``
@@ -595,12 +593,16 @@ def images_done(folder, n_views, resolution):
             old = json.load(f)
     except (OSError, ValueError):
         return False
-    return (old.get("version") == IMAGES_VERSION and old.get("n_views") == int(n_views)
-            and old.get("resolution") == int(resolution))
+    return (
+        old.get("version") == IMAGES_VERSION
+        and old.get("n_views") == int(n_views)
+        and old.get("resolution") == int(resolution)
+    )
 
 
-def add_images(dataset_dir, n_views=24, resolution=64, categories=None, seed=0, num_workers=None,
-               progress=True):
+def add_images(
+    dataset_dir, n_views=24, resolution=64, categories=None, seed=0, num_workers=None, progress=True
+):
     """Render ``img_choy2016/`` for every object of a built-in dataset folder that lacks it.
 
     Objects whose renders were made with another view count or resolution are rendered

@@ -95,7 +95,8 @@ def load_images(folder: str, size: Optional[int] = None) -> np.ndarray:
     if not os.path.isdir(folder):
         raise onet_format.DataFormatError(f"{folder}: image folder not found")
     files = sorted(
-        f for f in os.listdir(folder)
+        f
+        for f in os.listdir(folder)
         if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS and not f.startswith(".")
     )
     if not files:
@@ -212,8 +213,7 @@ class ShapesDataset:
             missing = [c for c in categories if c not in self.metadata]
             if missing:
                 raise ValueError(
-                    f"categories {missing} are not in dataset {path!r} "
-                    f"(it has {sorted(self.metadata)})"
+                    f"categories {missing} are not in dataset {path!r} (it has {sorted(self.metadata)})"
                 )
             self.categories = list(categories)
         else:

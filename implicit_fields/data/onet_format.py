@@ -230,8 +230,7 @@ def load_points_npz(path):
         if occ.size < need:
             _fail(
                 path,
-                f"packed 'occupancies' too short: {occ.size} bytes for {n} points "
-                f"(need {need})",
+                f"packed 'occupancies' too short: {occ.size} bytes for {n} points (need {need})",
             )
         occ = np.unpackbits(occ)[:n].astype(bool)
     else:
@@ -454,7 +453,8 @@ def object_folders(dataset_dir, categories=None):
     dataset_dir = os.fspath(dataset_dir)
     if categories is None:
         synsets = sorted(
-            d for d in os.listdir(dataset_dir)
+            d
+            for d in os.listdir(dataset_dir)
             if os.path.isdir(os.path.join(dataset_dir, d)) and not d.startswith(".")
         )
     else:

@@ -68,8 +68,14 @@ def make_train_batch(
         rng = np.random.default_rng([seed, step, slot])
         samples.append(
             datasets.sample_item(
-                dataset.load(int(index)), rng, num_points, num_inputs, input_noise, points_jitter,
-                input_type, with_camera,
+                dataset.load(int(index)),
+                rng,
+                num_points,
+                num_inputs,
+                input_noise,
+                points_jitter,
+                input_type,
+                with_camera,
             )
         )
     return {k: np.stack([s[k] for s in samples]) for k in samples[0]}

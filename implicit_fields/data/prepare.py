@@ -356,8 +356,7 @@ def check_inside_tests(
     return stats
 
 
-def voxelize_mesh(vertices, faces, resolution=32, num_surface_points=200_000, seed=0,
-                  winding_budget=3e7):
+def voxelize_mesh(vertices, faces, resolution=32, num_surface_points=200_000, seed=0, winding_budget=3e7):
     """Voxelise a normalised mesh on [-0.5, 0.5]^3, aligned with the built-in voxels.
 
     Voxel (i, j, k) covers ``[-0.5 + i/R, -0.5 + (i+1)/R]`` along x (j: y, k: z), as in
@@ -379,8 +378,16 @@ def voxelize_mesh(vertices, faces, resolution=32, num_surface_points=200_000, se
     return occ
 
 
-def render_mesh_images(vertices, faces, n_views=24, resolution=64, seed=0, radius=2.0,
-                       elevation_range=(10.0, 40.0), texture="none"):
+def render_mesh_images(
+    vertices,
+    faces,
+    n_views=24,
+    resolution=64,
+    seed=0,
+    radius=2.0,
+    elevation_range=(10.0, 40.0),
+    texture="none",
+):
     """Single-view renderings of a normalised mesh, as ``builtin.render_images`` makes them.
 
     Cameras: :func:`implicit_fields.cameras.sample_views` with the focal length fitted to
@@ -489,8 +496,9 @@ def prepare_object(
     surface, normals = metrics.sample_mesh_surface(vertices, faces, int(num_surface_points), surface_rng)
     voxels = None
     if voxel_resolution:
-        voxels = voxelize_mesh(vertices, faces, voxel_resolution, seed=int(seed),
-                               winding_budget=winding_budget)
+        voxels = voxelize_mesh(
+            vertices, faces, voxel_resolution, seed=int(seed), winding_budget=winding_budget
+        )
     images = cams = images_record = None
     if render_views:
         images, cams, images_record = render_mesh_images(
@@ -561,18 +569,26 @@ def _write_object(task):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
     onet_format.write_points_npz(
-        os.path.join(tmp, onet_format.POINTS_FILE), obj["points"], obj["occupancies"], obj["loc"],
-        obj["scale"], num_uniform=obj["num_uniform"],
+        os.path.join(tmp, onet_format.POINTS_FILE),
+        obj["points"],
+        obj["occupancies"],
+        obj["loc"],
+        obj["scale"],
+        num_uniform=obj["num_uniform"],
     )
     onet_format.write_pointcloud_npz(
         os.path.join(tmp, onet_format.POINTCLOUD_FILE),
-        obj["surface_points"], obj["normals"], obj["loc"], obj["scale"],
+        obj["surface_points"],
+        obj["normals"],
+        obj["loc"],
+        obj["scale"],
     )
     if obj["voxels"] is not None:
         binvox.write_binvox(os.path.join(tmp, binvox.VOXELS_FILE), obj["voxels"])
     if obj["images"] is not None:
-        builtin.write_images(os.path.join(tmp, builtin.IMAGES_DIR), obj["images"], obj["cameras"],
-                             obj["images_record"])
+        builtin.write_images(
+            os.path.join(tmp, builtin.IMAGES_DIR), obj["images"], obj["cameras"], obj["images_record"]
+        )
     info = dict(
         obj["info"],
         source=os.path.abspath(task["source"]),
@@ -589,8 +605,13 @@ def _write_object(task):
         if not os.path.isdir(final):
             raise
         shutil.rmtree(tmp)
-    return dict(record, status="converted", seconds=obj["info"]["seconds"],
-                faces=obj["info"]["num_faces"], labeller=obj["info"]["labeller"])
+    return dict(
+        record,
+        status="converted",
+        seconds=obj["info"]["seconds"],
+        faces=obj["info"]["num_faces"],
+        labeller=obj["info"]["labeller"],
+    )
 
 
 def _render_existing(folder, task):
@@ -603,7 +624,10 @@ def _render_existing(folder, task):
     world, faces = load_mesh(task["source"])
     vertices = (world - stored["loc"]) / stored["scale"]
     images, cams, rec = render_mesh_images(
-        vertices, faces, task["params"]["render_views"], task["params"]["render_resolution"],
+        vertices,
+        faces,
+        task["params"]["render_views"],
+        task["params"]["render_resolution"],
         _image_seed(_object_seed(task["params"]["seed"], task["model_id"])),
     )
     builtin.write_images(os.path.join(folder, builtin.IMAGES_DIR), images, cams, rec)
@@ -723,8 +747,13 @@ def prepare_dataset(
         "render_resolution": int(render_resolution),
     }
     tasks = [
-        {"category_dir": cat_dir, "model_id": mid, "source": path,
-         "winding_budget": float(winding_budget), "params": params}
+        {
+            "category_dir": cat_dir,
+            "model_id": mid,
+            "source": path,
+            "winding_budget": float(winding_budget),
+            "params": params,
+        }
         for mid, path in meshes
     ]
     workers = builtin.usable_cores() if num_workers is None else int(num_workers)
@@ -749,7 +778,8 @@ def prepare_dataset(
 
     # Splits over every object in the category folder (also those of earlier runs).
     ids = sorted(
-        e for e in os.listdir(cat_dir)
+        e
+        for e in os.listdir(cat_dir)
         if not e.startswith(_TMP_PREFIX) and os.path.isfile(os.path.join(cat_dir, e, onet_format.POINTS_FILE))
     )
     order = np.random.default_rng(int(seed)).permutation(len(ids))
@@ -769,7 +799,8 @@ def prepare_dataset(
         ],
         "render_errors": [
             {"model_id": r["model_id"], "source": r["source"], "reason": r["render_error"]}
-            for r in records if "render_error" in r
+            for r in records
+            if "render_error" in r
         ],
         "records": records,
         "splits": splits,
@@ -785,4 +816,3 @@ def prepare_dataset(
     names[category] = category_name or category
     onet_format.write_metadata(out_dir, names)  # Written last: the dataset is complete.
     return report
-

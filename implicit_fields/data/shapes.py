@@ -336,9 +336,7 @@ class Primitive(abc.ABC):
             raise ValueError(f"primitive dict needs a 'type' key, got {d!r}")
         cls = _PRIMITIVE_TYPES.get(d["type"])
         if cls is None:
-            raise ValueError(
-                f"unknown primitive type {d['type']!r}; known: {sorted(_PRIMITIVE_TYPES)}"
-            )
+            raise ValueError(f"unknown primitive type {d['type']!r}; known: {sorted(_PRIMITIVE_TYPES)}")
         missing = [k for k in cls._params + ("rotation", "translation") if k not in d]
         if missing:
             raise ValueError(f"{d['type']} dict is missing keys {missing}")
@@ -347,10 +345,7 @@ class Primitive(abc.ABC):
 
     def __repr__(self):
         params = ", ".join(f"{k}={np.round(getattr(self, k), 4).tolist()}" for k in self._params)
-        return (
-            f"{type(self).__name__}({params}, "
-            f"translation={np.round(self.translation, 4).tolist()})"
-        )
+        return f"{type(self).__name__}({params}, translation={np.round(self.translation, 4).tolist()})"
 
 
 def _scaled_param(value, scale):
@@ -566,9 +561,7 @@ class Torus(Primitive):
         super().__init__(rotation, translation)
         self._check_positive(major_radius=major_radius, minor_radius=minor_radius)
         if not minor_radius < major_radius:
-            raise ValueError(
-                f"torus: need minor_radius < major_radius, got {minor_radius} >= {major_radius}"
-            )
+            raise ValueError(f"torus: need minor_radius < major_radius, got {minor_radius} >= {major_radius}")
         self.major_radius = float(major_radius)
         self.minor_radius = float(minor_radius)
 
@@ -752,9 +745,7 @@ class Shape:
             (lo (3,), hi (3,)) float64 arrays.
         """
         eye = np.eye(3)
-        pts = np.array(
-            [p.support(s * eye[k]) for p in self.positives for k in range(3) for s in (-1, 1)]
-        )
+        pts = np.array([p.support(s * eye[k]) for p in self.positives for k in range(3) for s in (-1, 1)])
         # A support point lies on its own primitive's boundary, hence in the shape unless
         # a negative removes it.
         cut = np.zeros(len(pts), dtype=bool)
@@ -849,8 +840,7 @@ def category_synset(category):
     if category in _BY_NAME:
         return _BY_NAME[category]
     raise ValueError(
-        f"unknown category {category!r}; known: "
-        + ", ".join(f"{s} ({n})" for s, n in CATEGORIES.items())
+        f"unknown category {category!r}; known: " + ", ".join(f"{s} ({n})" for s, n in CATEGORIES.items())
     )
 
 
@@ -1059,8 +1049,7 @@ def _hollow_shade(b, top, axis, outer_r, half_len, wall):
     top = np.asarray(top, float)
     bottom = top + 2.0 * half_len * axis
     b.cylinder_between(top, bottom, outer_r)
-    b.cylinder_between(top + wall * axis, bottom + 0.2 * half_len * axis, outer_r - wall,
-                       negative=True)
+    b.cylinder_between(top + wall * axis, bottom + 0.2 * half_len * axis, outer_r - wall, negative=True)
 
 
 def _lamp(rng):

@@ -32,7 +32,7 @@ def _dilate(mask):
     out = np.zeros_like(mask)
     for dr in range(3):
         for dc in range(3):
-            out |= padded[dr:dr + h, dc:dc + w]
+            out |= padded[dr : dr + h, dc : dc + w]
     return out
 
 

@@ -64,9 +64,7 @@ def test_builtin_resume_and_param_check(tmp_path):
     root = tmp_path / "d"
     builtin.generate_dataset(root, categories=["chair", "04379243"], num_workers=0, **_SMALL)
     chair = root / "03001627"
-    assert read_split(chair, "train") == ["obj_000000"] and read_split(chair, "test") == [
-        "obj_000001"
-    ]
+    assert read_split(chair, "train") == ["obj_000000"] and read_split(chair, "test") == ["obj_000001"]
     assert sorted(os.listdir(root)) == ["03001627", "04379243", "metadata.yaml"]
     # Simulate an interrupted run: a stale temp folder and a missing object.
     stale = chair / ".tmp-obj_000001-12345"
@@ -174,8 +172,17 @@ def test_images_of_the_builtin_dataset_and_the_reader(tiny_dataset, tmp_path):
     assert resized["images"].shape == (3, 20, 20, 3)
     # Training draws a random view per sample, evaluation view 0.
     seen = {
-        int(np.argmin([np.abs(datasets.object_inputs(data, np.random.default_rng(s), 0, 0.0, "img")
-                              - data["images"][v] / 255.0).max() for v in range(3)]))
+        int(
+            np.argmin(
+                [
+                    np.abs(
+                        datasets.object_inputs(data, np.random.default_rng(s), 0, 0.0, "img")
+                        - data["images"][v] / 255.0
+                    ).max()
+                    for v in range(3)
+                ]
+            )
+        )
         for s in range(20)
     }
     assert seen == {0, 1, 2}

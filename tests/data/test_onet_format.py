@@ -92,9 +92,7 @@ def _save(path, **arrays):
 
 def _good(n=16):
     pts, occ = _points(n)
-    return dict(
-        points=pts.astype(np.float16), occupancies=np.packbits(occ), loc=np.zeros(3), scale=1.0
-    )
+    return dict(points=pts.astype(np.float16), occupancies=np.packbits(occ), loc=np.zeros(3), scale=1.0)
 
 
 def _bad_points_files(tmp_path):
@@ -188,9 +186,20 @@ def _bad_points_files(tmp_path):
 @pytest.mark.parametrize(
     "case",
     [
-        "missing", "garbage", "truncated", "npy_not_npz", "wrong_keys", "nan_points",
-        "wrong_shape", "empty", "packbits_short", "occ_dtype", "int_points", "bad_loc",
-        "inf_loc", "bad_scale",
+        "missing",
+        "garbage",
+        "truncated",
+        "npy_not_npz",
+        "wrong_keys",
+        "nan_points",
+        "wrong_shape",
+        "empty",
+        "packbits_short",
+        "occ_dtype",
+        "int_points",
+        "bad_loc",
+        "inf_loc",
+        "bad_scale",
     ],
 )
 def test_points_npz_errors_name_the_file(tmp_path, case):
@@ -208,8 +217,9 @@ def test_points_npz_errors_name_the_file(tmp_path, case):
 def test_pointcloud_errors(tmp_path):
     path = tmp_path / "pointcloud.npz"
     pts, _ = _points(20)
-    _save(path, points=pts.astype(np.float16), normals=pts[:10].astype(np.float16),
-          loc=np.zeros(3), scale=1.0)
+    _save(
+        path, points=pts.astype(np.float16), normals=pts[:10].astype(np.float16), loc=np.zeros(3), scale=1.0
+    )
     with pytest.raises(DataFormatError, match="does not match") as info:
         load_pointcloud_npz(path)
     assert str(path) in str(info.value)
@@ -264,8 +274,14 @@ def test_metadata(tmp_path):
     # The original file form, unquoted.
     path.write_text("03001627:\n  id: 03001627\n  name: chair\n")
     assert read_metadata(tmp_path) == {"03001627": {"id": "03001627", "name": "chair"}}
-    for text in ["", "[1, 2]\n", "a: [unclosed\n", "03001627: chair\n", "03001627:\n  id: x\n",
-                 "03001627:\n  id: '1'\n  name: chair\n"]:
+    for text in [
+        "",
+        "[1, 2]\n",
+        "a: [unclosed\n",
+        "03001627: chair\n",
+        "03001627:\n  id: x\n",
+        "03001627:\n  id: '1'\n  name: chair\n",
+    ]:
         path.write_text(text)
         with pytest.raises(DataFormatError, match="malformed metadata.yaml") as info:
             read_metadata(tmp_path)

@@ -1,6 +1,5 @@
 """Tests of the training pipeline: seeded batch indices and batches (prefetch: tests/test_trainer.py)."""
 
-
 import numpy as np
 
 from implicit_fields.data import datasets, pipeline

@@ -180,9 +180,27 @@ def test_rerun_skips_done_objects_and_cli(prepared, tmp_path, capsys):
     points = out / "real" / "box" / onet_format.POINTS_FILE
     info = out / "real" / "box" / builtin.IMAGES_DIR / "images.json"
     before, images_before = os.path.getmtime(points), os.path.getmtime(info)
-    args = ["--input", str(out.parent / "meshes"), "--output", str(out), "--category", "real",
-            "--num-points", "6000", "--num-surface-points", "3000", "--voxel-resolution", "16",
-            "--splits", "0.5,0.25,0.25", "--workers", "0", "--quiet", "--render-views", "4"]
+    args = [
+        "--input",
+        str(out.parent / "meshes"),
+        "--output",
+        str(out),
+        "--category",
+        "real",
+        "--num-points",
+        "6000",
+        "--num-surface-points",
+        "3000",
+        "--voxel-resolution",
+        "16",
+        "--splits",
+        "0.5,0.25,0.25",
+        "--workers",
+        "0",
+        "--quiet",
+        "--render-views",
+        "4",
+    ]
     prepare_data.main(args + ["--render-resolution", "32"])
     assert os.path.getmtime(points) == before and os.path.getmtime(info) == images_before
     text = capsys.readouterr().out

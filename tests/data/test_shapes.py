@@ -109,8 +109,7 @@ def test_negative_primitive_surface_normals_point_out_of_material():
     assert np.all(radial < 0)  # The cavity wall faces the axis.
     # Area: outer side + bottom cap + top rim annulus + cavity wall + cavity floor.
     expected_area = (
-        4 * math.pi * 1.0 + math.pi + math.pi * (1 - 0.64) + 2 * math.pi * 0.8 * (1.8 - 1e-3)
-        + math.pi * 0.64
+        4 * math.pi * 1.0 + math.pi + math.pi * (1 - 0.64) + 2 * math.pi * 0.8 * (1.8 - 1e-3) + math.pi * 0.64
     )
     floor = (np.isclose(p[:, 2], -0.8 + 1e-3) & (n[:, 2] > 0.5)).mean()
     assert abs(floor - math.pi * 0.64 / expected_area) < 0.01
