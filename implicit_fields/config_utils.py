@@ -51,6 +51,11 @@ def common_config(method: str) -> ml_collections.ConfigDict:
     optim.gamma = 0.1  # With 'multistep': the factor at each milestone.
     optim.grad_clip_norm = 0.0  # Clip the global gradient norm to this; 0 disables clipping.
 
+    config.generate = generate = ml_collections.ConfigDict()
+    # The checkpoint generation and evaluation use: 'best' (the best validation; the latest
+    # when there was no validation) or 'latest'.
+    generate.checkpoint = "best"
+
     config.logging = logging = ml_collections.ConfigDict()
     logging.log_every = 50  # Steps between metric logs (metrics.jsonl, TensorBoard, progress bar).
     logging.tensorboard = True  # Also write TensorBoard event files (WORKDIR/tensorboard).

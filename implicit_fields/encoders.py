@@ -11,7 +11,7 @@
   points [B, T, 3] with their occupancies [B, T] to the mean and log standard
   deviation of a diagonal Gaussian over z.
 
-Parameter names follow the original modules, so `implicit_fields.convert` maps a
+Parameter names follow the original modules, so `implicit_fields.methods.onet.convert` maps a
 PyTorch state dict one to one.
 """
 

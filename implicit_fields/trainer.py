@@ -143,6 +143,10 @@ def _check_common(config) -> None:
         raise ValueError(
             f"config.optim.milestones={tuple(milestones)!r} must be increasing positive step numbers"
         )
+    if config.generate.checkpoint not in CHECKPOINTS:
+        raise ValueError(
+            f"config.generate.checkpoint={config.generate.checkpoint!r} must be one of {CHECKPOINTS}"
+        )
     if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
         raise ValueError(f"config.seed={config.seed!r} must be an integer >= 0")
 

@@ -13,9 +13,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO, ".pytest_cache", "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
-import experiment_configs  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+import experiment_configs  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -5,10 +5,10 @@ import os
 import subprocess
 import sys
 
-import experiment_configs
 import numpy as np
 import trimesh
 
+import experiment_configs
 from implicit_fields import trainer, vis
 
 REPO = experiment_configs.REPO

@@ -2,10 +2,10 @@
 
 import json
 
-import experiment_configs
 import ml_collections
 import pytest
 
+import experiment_configs
 from implicit_fields import config_utils, trainer
 from implicit_fields.methods import dvr, onet
 

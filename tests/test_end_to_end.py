@@ -7,11 +7,11 @@ workdir, 'all')`, as `python -m experiments.main --config ...:tiny` runs it.
 import json
 import os
 
-import experiment_configs
 import numpy as np
 import pytest
 import trimesh
 
+import experiment_configs
 from implicit_fields import checkpointing, trainer, vis
 
 # The files each method's run leaves: (meshes, picture, metrics keys that must be finite).

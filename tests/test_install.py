@@ -7,7 +7,6 @@ import sys
 import venv
 
 import experiment_configs
-
 import implicit_fields
 
 REPO = experiment_configs.REPO

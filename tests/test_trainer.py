@@ -254,7 +254,7 @@ def test_every_method_provides_the_protocol():
         assert config.method == name
         # The shared sections come from the one common base.
         common = config_utils.common_config(name)
-        for section in ("field", "train", "optim", "logging", "debug"):
+        for section in ("field", "train", "optim", "generate", "logging", "debug"):
             assert set(common[section]) <= set(config[section]), (name, section)
 
 

@@ -9,34 +9,12 @@ from PIL import Image
 from implicit_fields import cameras, vis
 from implicit_fields.data import builtin, multiview, onet_format, shape_render
 from implicit_fields.data.onet_format import DataFormatError
-from implicit_fields.data.shapes import Box, Capsule, Cylinder, Shape, Sphere, Torus, rotation_matrix
-
-
-def _rays(cam, h, w):
-    pix = cameras.pixel_grid(h, w).reshape(-1, 2)
-    return cameras.pixels_to_rays(pix, cam["camera_mat"], cam["world_mat"], cam["scale_mat"])
-
-
-def _csg_shape():
-    """Every primitive kind, rotated, with a box and a torus cut away."""
-    rot = rotation_matrix((1.0, 1.0, 0.3), 0.6)
-    return Shape(
-        [
-            Box((0.3, 0.08, 0.25), rot, (0.0, -0.1, 0.0)),
-            Cylinder(0.012, 0.2, rotation_matrix((1.0, 0.0, 0.0), np.pi / 2), (0.2, -0.3, 0.1)),
-            Capsule(0.05, 0.15, rotation_matrix((0.0, 1.0, 0.0), 1.0), (-0.2, 0.25, 0.0)),
-            Sphere(0.12, None, (0.25, 0.25, -0.1)),
-            Torus(0.16, 0.035, rotation_matrix((1.0, 0.0, 0.0), 0.5), (0.0, 0.1, 0.3)),
-        ],
-        [
-            Box((0.1, 0.3, 0.1), rot, (0.05, -0.1, 0.0)),
-            Torus(0.12, 0.05, None, (0.25, 0.25, -0.1)),
-        ],
-    )
+from implicit_fields.data.shapes import Shape, Sphere
+from shape_fixtures import csg_shape, pixel_rays
 
 
 def test_write_and_load_round_trip_deterministic(tmp_path):
-    shape = _csg_shape()
+    shape = csg_shape()
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     rec = multiview.write_multiview(shape, a, n_views=3, resolution=(24, 32), seed=7, progress=False)
     multiview.write_multiview(shape, b, n_views=3, resolution=(24, 32), seed=7, progress=False)
@@ -65,7 +43,7 @@ def test_write_and_load_round_trip_deterministic(tmp_path):
 
 
 def test_rays_from_loaded_data_hit_the_surface(tmp_path):
-    shape = _csg_shape()
+    shape = csg_shape()
     multiview.write_multiview(shape, tmp_path, n_views=4, resolution=32, seed=1, progress=False)
     data = multiview.load_multiview(tmp_path)
     rays = multiview.sample_rays(data, np.random.default_rng(0), 512)
@@ -85,7 +63,7 @@ def test_rays_from_loaded_data_hit_the_surface(tmp_path):
     full = multiview.view_rays(data, 3)
     np.testing.assert_array_equal(full["rgb"].reshape(32, 32, 3), data.images[3])
     np.testing.assert_array_equal(full["mask"].reshape(32, 32), data.masks[3])
-    o3, d3 = _rays(data.camera(3), 32, 32)
+    o3, d3 = pixel_rays(data.camera(3), 32, 32)
     np.testing.assert_allclose(full["directions"], d3, atol=1e-6)
 
 

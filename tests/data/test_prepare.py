@@ -10,15 +10,15 @@ import os
 
 import ml_collections
 import numpy as np
-import prepared_meshes
 import pytest
 import trimesh
-from prepared_meshes import BOX_CENTRE, BOX_EXTENTS, SPHERE_CENTRE, TORUS_R, TORUS_r
 
+import prepared_meshes
 from experiments import build_cgal_dataset, prepare_data
 from implicit_fields import cameras as cam_lib
 from implicit_fields import inside_mesh
 from implicit_fields.data import binvox, builtin, datasets, onet_format, prepare
+from prepared_meshes import BOX_CENTRE, BOX_EXTENTS, SPHERE_CENTRE, TORUS_R, TORUS_r
 
 MARGIN = 0.03  # Normalised distance from the surface beyond which labels must be right.
 

@@ -6,35 +6,13 @@ import numpy as np
 
 from implicit_fields import cameras
 from implicit_fields.data import shape_render
-from implicit_fields.data.shapes import Box, Capsule, Cylinder, Shape, Sphere, Torus, rotation_matrix
+from implicit_fields.data.shapes import Shape, Sphere, Torus
+from shape_fixtures import csg_shape, pixel_rays
 
 
 def _camera(seed=0, focal=None):
     cams = cameras.sample_views(1, radius=2.0, seed=seed, focal=focal)
     return {k: cams[k][0] for k in cameras.CAMERA_KEYS}
-
-
-def _rays(cam, h, w):
-    pix = cameras.pixel_grid(h, w).reshape(-1, 2)
-    return cameras.pixels_to_rays(pix, cam["camera_mat"], cam["world_mat"], cam["scale_mat"])
-
-
-def _csg_shape():
-    """Every primitive kind, rotated, with a box and a torus cut away."""
-    rot = rotation_matrix((1.0, 1.0, 0.3), 0.6)
-    return Shape(
-        [
-            Box((0.3, 0.08, 0.25), rot, (0.0, -0.1, 0.0)),
-            Cylinder(0.012, 0.2, rotation_matrix((1.0, 0.0, 0.0), np.pi / 2), (0.2, -0.3, 0.1)),
-            Capsule(0.05, 0.15, rotation_matrix((0.0, 1.0, 0.0), 1.0), (-0.2, 0.25, 0.0)),
-            Sphere(0.12, None, (0.25, 0.25, -0.1)),
-            Torus(0.16, 0.035, rotation_matrix((1.0, 0.0, 0.0), 0.5), (0.0, 0.1, 0.3)),
-        ],
-        [
-            Box((0.1, 0.3, 0.1), rot, (0.05, -0.1, 0.0)),
-            Torus(0.12, 0.05, None, (0.25, 0.25, -0.1)),
-        ],
-    )
 
 
 def test_sphere_depth_matches_closed_form():
@@ -43,7 +21,7 @@ def test_sphere_depth_matches_closed_form():
     cam = _camera(1, focal=3.0)
     h = w = 48
     view = shape_render.render_view(shape, cam, h, w)
-    o, d = _rays(cam, h, w)
+    o, d = pixel_rays(cam, h, w)
     # Closed form: |o + t d - c|^2 = r^2, the smaller root.
     oc = o - centre
     a, b, c = (d * d).sum(1), (oc * d).sum(1), (oc * oc).sum(1) - radius**2
@@ -69,11 +47,11 @@ def test_sphere_depth_matches_closed_form():
 
 
 def test_csg_surface_is_exact_and_mask_is_the_hit_set():
-    shape = _csg_shape()
+    shape = csg_shape()
     cam = _camera(2, focal=2.6)
     h = w = 64
     view = shape_render.render_view(shape, cam, h, w)
-    o, d = _rays(cam, h, w)
+    o, d = pixel_rays(cam, h, w)
     mask = view["mask"].reshape(-1)
     depth = view["depth"].reshape(-1).astype(np.float64)
     depth64, prim, _ = shape_render.trace(shape, o, d)
@@ -123,11 +101,11 @@ def test_torus_hole_and_outer_depth():
 
 
 def test_surface_color_matches_rendered_pixels():
-    shape = _csg_shape()
+    shape = csg_shape()
     app = shape_render.Appearance.random(len(shape.primitives), seed=5, texture="stripes")
     cam = _camera(3, focal=2.4)
     view = shape_render.render_view(shape, cam, 40, 40, app)
-    o, d = _rays(cam, 40, 40)
+    o, d = pixel_rays(cam, 40, 40)
     depth, prim, normals = shape_render.trace(shape, o, d)
     hit = prim >= 0
     p = o[hit] + depth[hit, None] * d[hit]
@@ -146,7 +124,7 @@ def test_surface_color_matches_rendered_pixels():
 
 
 def test_fit_focal_frames_the_shape_and_render_views_stacks_the_views():
-    shape = _csg_shape()
+    shape = csg_shape()
     focal = shape_render.fit_focal(shape, 2.0)
     points, _ = shape.sample_surface(4096, np.random.default_rng(0))  # The samples fit_focal uses.
     extent = np.sqrt((points * points).sum(axis=1)).max()

@@ -65,8 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.eval_every = 250  # Steps between renderings of the held-out views (best/ by mask IoU).
     config.train.checkpoint_every = 250  # Steps between checkpoints.
 
-    config.generate = gen = ml_collections.ConfigDict()
-    gen.checkpoint = "best"  # 'best' (highest held-out mask IoU) or 'latest'.
+    gen = config.generate  # gen.checkpoint: 'best' (highest held-out mask IoU) or 'latest'.
     gen.resolution0 = 32  # MISE first level.
     gen.upsampling_steps = 2  # MISE: final grid 128^3.
     gen.batch_points = 0  # Points per network call; 0: meshing.default_batch_points().

@@ -196,10 +196,6 @@ def check_config(config) -> None:
         value = config.rays[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"config.rays.{key}={value!r} must be an integer >= 1")
-    if config.generate.checkpoint not in trainer.CHECKPOINTS:
-        raise ValueError(
-            f"config.generate.checkpoint={config.generate.checkpoint!r} must be one of {trainer.CHECKPOINTS}"
-        )
     if not 0 <= config.data.val_views < config.data.n_views:
         raise ValueError(
             f"config.data.val_views={config.data.val_views} must be in [0, {config.data.n_views}) "

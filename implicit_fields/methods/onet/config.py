@@ -62,9 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
     train.val_points = 100_000  # Query points per validation object for IoU.
     train.eval_batch_size = 8  # Objects per validation call.
 
-    config.generate = gen = ml_collections.ConfigDict()
+    gen = config.generate  # gen.checkpoint: 'best' (highest val IoU) or 'latest'.
     gen.split = "val"  # Which split to mesh.
-    gen.checkpoint = "best"  # 'best' (highest val IoU) or 'latest'.
     gen.method = "mise"  # 'mise' (multiresolution, the original's) or 'dense' grid.
     gen.resolution0 = 32  # MISE: cells per side of the first level (original configs: 32).
     gen.upsampling_steps = 2  # MISE: levels of subdivision; final grid resolution0 * 2^steps.

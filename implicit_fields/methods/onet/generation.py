@@ -9,9 +9,11 @@ q(z | p, o) given `data.points_subsample` of its occupancy points, so that its
 meshes can be evaluated like the conditional models'; a conditional model with
 a latent decodes the prior mean, as the original's generator does.
 
-`sample_meshes` decodes latents drawn from the prior N(0, I), and
+`generate(config, workdir)` is ONet's generate mode (a split of the trained
+run). `sample_meshes` decodes latents drawn from the prior N(0, I), and
 `interpolation_meshes` the codes on the line between two objects' posterior
-means (the unconditional model's figures).
+means (the unconditional model's figures); `write_samples` writes both for a
+trained run (`experiments.sample`).
 """
 
 import functools

@@ -205,10 +205,6 @@ def check_config(config) -> None:
         value = config.train[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"config.train.{key}={value!r} must be an integer >= 1")
-    if config.generate.checkpoint not in trainer.CHECKPOINTS:
-        raise ValueError(
-            f"config.generate.checkpoint={config.generate.checkpoint!r} must be one of {trainer.CHECKPOINTS}"
-        )
 
 
 def create_task(config, workdir: str, model: onet_model.OccupancyNetwork, mesh: Mesh) -> trainer.Task:

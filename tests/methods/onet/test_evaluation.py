@@ -3,12 +3,12 @@
 import csv
 import os
 
-import experiment_configs
 import numpy as np
-import prepared_meshes
 import pytest
 import trimesh
 
+import experiment_configs
+import prepared_meshes
 from implicit_fields import inside_mesh, metrics
 from implicit_fields.data import datasets, onet_format
 from implicit_fields.methods.onet import evaluation

@@ -2,15 +2,15 @@
 
 import functools
 
-import experiment_configs
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import prepared_meshes
 import pytest
 import trimesh
 
+import experiment_configs
+import prepared_meshes
 from implicit_fields import losses, train_utils
 from implicit_fields.data import datasets, mesh_render, pipeline, prepare
 from implicit_fields.methods import onet
