@@ -67,6 +67,15 @@ def common_config(method: str) -> ml_collections.ConfigDict:
     return config
 
 
+def check_int(config, key: str, minimum: int = 1) -> None:
+    """Raises ValueError unless `config.<key>` (a dotted name) is an integer >= `minimum`."""
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"config.{key}={value!r} must be an integer >= {minimum}")
+
+
 def _flatten(cfg, prefix: str = "") -> dict:
     out = {}
     for key, value in cfg.items():

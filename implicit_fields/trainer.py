@@ -111,20 +111,12 @@ def load_method(name: str):
     return importlib.import_module(f"implicit_fields.methods.{name}")
 
 
-def _positive_int(config, key: str, minimum: int = 1) -> None:
-    section, name = key.split(".")
-    value = config[section][name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"config.{key}={value!r} must be an integer >= {minimum}")
-
-
 def _check_common(config) -> None:
     """Checks the values of the shared sections against their meaning."""
-    for key in ("train.num_steps",):
-        _positive_int(config, key, minimum=0)
+    for key in ("seed", "train.num_steps", "train.prefetch"):
+        config_utils.check_int(config, key, minimum=0)
     for key in ("train.eval_every", "train.checkpoint_every", "train.max_to_keep", "logging.log_every"):
-        _positive_int(config, key)
-    _positive_int(config, "train.prefetch", minimum=0)
+        config_utils.check_int(config, key)
     threshold = config.field.threshold
     if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
         raise ValueError(f"config.field.threshold={threshold!r} must be a probability in (0, 1)")
@@ -147,8 +139,6 @@ def _check_common(config) -> None:
         raise ValueError(
             f"config.generate.checkpoint={config.generate.checkpoint!r} must be one of {CHECKPOINTS}"
         )
-    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
-        raise ValueError(f"config.seed={config.seed!r} must be an integer >= 0")
 
 
 def check_config(config, source: str = "the config"):

@@ -66,3 +66,13 @@ def test_load_run_config_merges_defaults_and_rejects_unknown_keys(tmp_path):
         config_utils.read_run_config(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="training run's workdir"):
         config_utils.read_run_config(str(tmp_path / "nowhere"))
+
+
+def test_check_int_names_the_key_and_the_range():
+    config = ml_collections.ConfigDict({"train": {"steps": 5, "ratio": 0.5, "flag": True}})
+    config_utils.check_int(config, "train.steps", minimum=5)
+    with pytest.raises(ValueError, match=r"config.train.steps=5 must be an integer >= 6"):
+        config_utils.check_int(config, "train.steps", minimum=6)
+    for key in ("train.ratio", "train.flag"):
+        with pytest.raises(ValueError, match=f"config.{key}="):
+            config_utils.check_int(config, key, minimum=0)

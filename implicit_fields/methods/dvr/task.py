@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from implicit_fields import cameras, train_utils, trainer
+from implicit_fields import cameras, config_utils, train_utils, trainer
 from implicit_fields.data import builtin, multiview, visual_hull
 from implicit_fields.methods.dvr import model as dvr_model
 
@@ -192,10 +192,8 @@ def create_renderer(config, model: dvr_model.DVRDecoder):
 
 def check_config(config) -> None:
     """Checks DVR's own values (the trainer checks the shared sections)."""
-    for key in ("per_step", "steps_start", "steps_max", "render_steps"):
-        value = config.rays[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"config.rays.{key}={value!r} must be an integer >= 1")
+    for key in ("rays.per_step", "rays.steps_start", "rays.steps_max", "rays.render_steps"):
+        config_utils.check_int(config, key)
     if not 0 <= config.data.val_views < config.data.n_views:
         raise ValueError(
             f"config.data.val_views={config.data.val_views} must be in [0, {config.data.n_views}) "

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from implicit_fields import losses, train_utils, trainer
+from implicit_fields import config_utils, losses, train_utils, trainer
 from implicit_fields.data import builtin, datasets, pipeline
 from implicit_fields.methods.onet import model as onet_model
 
@@ -201,10 +201,8 @@ def evaluate_iou(eval_step_fn, state, batches) -> Dict[str, float]:
 def check_config(config) -> None:
     """Checks ONet's own values (the trainer checks the shared sections)."""
     datasets.input_type_of(config.data)
-    for key in ("batch_size", "eval_batch_size", "val_points"):
-        value = config.train[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"config.train.{key}={value!r} must be an integer >= 1")
+    for key in ("train.batch_size", "train.eval_batch_size", "train.val_points", "data.points_subsample"):
+        config_utils.check_int(config, key)
 
 
 def create_task(config, workdir: str, model: onet_model.OccupancyNetwork, mesh: Mesh) -> trainer.Task:
