@@ -15,6 +15,7 @@ This file only parses flags; the work is done by the library
 (`implicit_fields.methods.onet.generation.write_samples`).
 """
 
+import logging
 import sys
 
 from absl import app, flags
@@ -34,6 +35,8 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # Orbax reports every restore at INFO; keep its warnings only.
+    logging.getLogger("absl").addFilter(lambda r: r.levelno >= logging.WARNING or "/orbax/" not in r.pathname)
     from implicit_fields.methods.onet import generation
 
     try:

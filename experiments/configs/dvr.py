@@ -4,7 +4,7 @@ No 3D supervision and no depth: RGB, freespace, occupancy and normal losses.
 SIZE is one of
 
 * `cpu` (default): a built-in sofa, 24 rendered views of 64 x 64 (4 held
-  out), a 128-wide decoder, 2,000 steps of 1,024 rays; about 17 minutes on
+  out), a 128-wide decoder, 2,000 steps of 1,024 rays; about 15 minutes on
   two CPU cores;
 * `full`: the original's network and ray marching (width 512, 2,048 rays a
   step, 16 marching steps doubled at 50k, 100k and 250k iterations up to 128,
