@@ -7,6 +7,10 @@ TFRecord framing), which needs no TensorFlow. The writing is synchronous: each
 `write_scalars` call is on disk when it returns (tensorboardX's own
 `SummaryWriter` queues events for a background thread, and its `flush` does not
 wait for them), so a killed run keeps what it logged.
+
+`write_text` and `write_json` write a run's records (config, metrics, generation
+records) atomically: a temporary file, then a rename, so a killed run never
+leaves a half-written file.
 """
 
 import json
@@ -18,6 +22,19 @@ from typing import Dict, Optional
 from tensorboardX import RecordWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` atomically (a temporary file beside it, then a rename)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, obj, indent: int = 2) -> None:
+    """Writes `obj` as JSON to `path` atomically."""
+    write_text(path, json.dumps(obj, indent=indent))
 
 
 def _new_event_path(tb_dir: str, now: float) -> str:

@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import functools
 import importlib
-import json
 import logging
 import math
 import os
@@ -179,13 +178,6 @@ def is_lead_process() -> bool:
     return jax.process_index() == 0
 
 
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------
 # Batches.
 # ---------------------------------------------------------------------------
@@ -297,10 +289,7 @@ def train_and_evaluate(config, workdir: str, on_step: Optional[Callable[[int], N
     lead = is_lead_process()
     if lead:
         os.makedirs(workdir, exist_ok=True)
-        tmp = os.path.join(workdir, "config.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(config.to_json_best_effort(indent=2))
-        os.replace(tmp, os.path.join(workdir, "config.json"))
+        summary.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
 
     mesh = train_utils.create_mesh()
     repl, data_sharding = train_utils.shardings(mesh)
@@ -393,7 +382,7 @@ def train_and_evaluate(config, workdir: str, on_step: Optional[Callable[[int], N
         record = {"step": int(jax.device_get(state.step))}
         if metric:
             record[f"best_val_{metric}"] = best
-        _write_json(os.path.join(workdir, "train_summary.json"), record)
+        summary.write_json(os.path.join(workdir, "train_summary.json"), record)
     return state
 
 
@@ -402,16 +391,15 @@ def train_and_evaluate(config, workdir: str, on_step: Optional[Callable[[int], N
 # ---------------------------------------------------------------------------
 
 
-def abstract_state(config, method=None, mesh=None):
+def abstract_state(config):
     """The model and the shapes, dtypes and shardings of its train state, without initialising it.
 
     A restore target: `Checkpointer.restore` fills in every array, so
     inference skips the parameter initialisation (7 s for the image model on
     a CPU, against 0.5 s to trace it).
     """
-    method = load_method(config.method) if method is None else method
-    mesh = train_utils.create_mesh() if mesh is None else mesh
-    repl, _ = train_utils.shardings(mesh)
+    method = load_method(config.method)
+    repl, _ = train_utils.shardings(train_utils.create_mesh())
     model = method.create_model(config)
     init_key, _ = train_utils.rng_keys(config.seed)
     shapes = jax.eval_shape(functools.partial(method.init_state, config, model), init_key)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import trimesh
 
-from implicit_fields import losses, metrics, trainer
+from implicit_fields import losses, metrics, summary, trainer
 from implicit_fields.data import onet_format
 from implicit_fields.methods.dvr import model as dvr_model
 from implicit_fields.methods.dvr import task
@@ -82,9 +82,7 @@ def evaluate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
         "chamfer_scale": metrics.CHAMFER_REPORT_SCALE,
     }
     path = os.path.join(workdir, "metrics.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-    os.replace(path + ".tmp", path)
+    summary.write_json(path, result)
     shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float)}
     logger.info("DVR metrics against the exact shape (Chamfer-L1 x10): %s -> %s", json.dumps(shown), path)
     return result

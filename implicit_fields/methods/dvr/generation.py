@@ -5,7 +5,6 @@ truth, our rendering and the absolute error, then the mesh from two sides)
 and `WORKDIR/generation.json` (paths, timings, per-view mask IoU and PSNR).
 """
 
-import json
 import logging
 import os
 import time
@@ -15,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from implicit_fields import meshing, mise, trainer, vis
+from implicit_fields import meshing, mise, summary, trainer, vis
 from implicit_fields.data import multiview
 from implicit_fields.methods.dvr import model as dvr_model
 from implicit_fields.methods.dvr import task
@@ -61,7 +60,7 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
         views = np.arange(min(config.generate.num_views, data.num_views))
     t0 = time.perf_counter()
     renderer = task.create_renderer(config, model)
-    rendered = task.render_views(config, renderer, params, data, views, config.rays.render_steps)
+    rendered = task.render_views(renderer, params, data, views, config.rays.render_steps)
     t_render = time.perf_counter() - t0
     rows, labels, per_view = [], [], []
     h, w = data.height, data.width
@@ -99,8 +98,6 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
         "held_out_views": per_view,
     }
     path = os.path.join(workdir, "generation.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
-    os.replace(path + ".tmp", path)
+    summary.write_json(path, record)
     logger.info("wrote %s (%s faces, %.1f s) and %s", mesh_path, f"{len(faces):,}", t_mesh, picture)
     return record

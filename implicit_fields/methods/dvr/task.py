@@ -12,7 +12,6 @@ PSNR; the best model by mask IoU is kept.
 """
 
 import functools
-import json
 import os
 from typing import Dict
 
@@ -20,7 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from implicit_fields import cameras, config_utils, train_utils, trainer
+from implicit_fields import cameras, config_utils, summary, train_utils, trainer
 from implicit_fields.data import builtin, multiview, visual_hull
 from implicit_fields.methods.dvr import model as dvr_model
 
@@ -41,10 +40,7 @@ def ensure_scene(data_config, progress: bool = True) -> str:
         num_surface_points=1,
     )["shape"]
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, "shape.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(shape.to_dict(), f)
-    os.replace(tmp, os.path.join(folder, "shape.json"))
+    summary.write_json(os.path.join(folder, "shape.json"), shape.to_dict(), indent=None)
     info = {
         "category": data_config.builtin_category,
         "index": int(data_config.builtin_index),
@@ -171,7 +167,7 @@ def make_batch(
     return batch
 
 
-def render_views(config, renderer, params, data, views, n_steps: int):
+def render_views(renderer, params, data, views, n_steps: int):
     """Renders `views` of the scene: a list of (rgb [H, W, 3], depth [H, W], metrics) per view."""
     out = []
     for v in views:
@@ -218,7 +214,7 @@ def create_task(config, workdir: str, model: dvr_model.DVRDecoder, mesh: Mesh) -
     def evaluate(state):
         # The held-out views, marched with the training schedule's current step count.
         n_steps = ray_steps(config, max(int(jax.device_get(state.step)) - 1, 0))
-        views = render_views(config, renderer, state.params, data, val_views, n_steps)
+        views = render_views(renderer, state.params, data, val_views, n_steps)
         return {k: float(np.mean([m[k] for _, _, m in views])) for k in ("mask_iou", "psnr_in_mask")}
 
     batch_fn = functools.partial(

@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from implicit_fields import checkpointing, train_utils
-from implicit_fields.data import datasets
 from implicit_fields.methods.onet import model as models
 from implicit_fields.methods.onet import task
 
@@ -212,15 +211,7 @@ def _flatten(tree) -> Dict[Tuple[str, ...], Any]:
 
 def variable_shapes(model: models.OccupancyNetwork, config) -> Dict[str, Any]:
     """The model's variables as shape structs (no computation), {'params', 'batch_stats'}."""
-    points, inputs = task.dummy_inputs(
-        2,
-        8,
-        config.data.pointcloud_n,
-        datasets.input_type_of(config.data),
-        config.data.voxel_resolution,
-        config.data.get("img_size", 224),
-    )
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), points, inputs, train=False))
+    return jax.eval_shape(lambda: task.init_variables(config, model, jax.random.key(0)))
 
 
 def parameter_map(model: models.OccupancyNetwork, shapes, legacy: bool = False) -> List[Dict[str, Any]]:

@@ -10,6 +10,7 @@ and per-object means). Chamfer-L1 is reported x10, as the papers do.
 """
 
 import csv
+import io
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import numpy as np
 import tqdm
 import trimesh
 
-from implicit_fields import metrics
+from implicit_fields import metrics, summary
 from implicit_fields.data import datasets
 
 logger = logging.getLogger(__name__)
@@ -68,12 +69,11 @@ def evaluate_meshes(config, workdir: str, records: List[Dict]) -> Dict:
     if not rows:
         raise ValueError(f"no meshes to evaluate in split {split!r}")
     keys = list(rows[0])
-    csv_path = os.path.join(workdir, "eval_meshes.csv")
-    with open(csv_path + ".tmp", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(csv_path + ".tmp", csv_path)
+    table = io.StringIO(newline="")
+    w = csv.DictWriter(table, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    summary.write_text(os.path.join(workdir, "eval_meshes.csv"), table.getvalue())
     numeric = [k for k in keys if k not in ("category", "category_name", "model")]
     per_category = {}
     for cat in sorted({r["category"] for r in rows}):
@@ -92,10 +92,7 @@ def evaluate_meshes(config, workdir: str, records: List[Dict]) -> Dict:
         "per_category": per_category,
         "all_metrics_class_mean": result,
     }
-    path = os.path.join(workdir, "metrics.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(path + ".tmp", path)
+    summary.write_json(os.path.join(workdir, "metrics.json"), result)
     return result
 
 

@@ -17,7 +17,6 @@ trained run (`experiments.sample`).
 """
 
 import functools
-import json
 import logging
 import os
 import time
@@ -28,7 +27,7 @@ import numpy as np
 import tqdm
 import trimesh
 
-from implicit_fields import decoders, meshing, mise, trainer, vis
+from implicit_fields import decoders, meshing, mise, summary, trainer, vis
 from implicit_fields.data import binvox, builtin, datasets
 from implicit_fields.methods.onet import model as models
 
@@ -191,8 +190,7 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
             if input_type is None and extra:
                 shown_input = extra["latent_points"][extra["latent_occupancies"] > 0.5]
             pictures.append((ds.category_name(item.category), shown_input, vertices, faces, data))
-    with open(os.path.join(out_dir, "generation.json"), "w") as f:
-        json.dump(records, f, indent=1)
+    summary.write_json(os.path.join(out_dir, "generation.json"), records, indent=1)
     if pictures:
         write_comparison_picture(
             os.path.join(workdir, "reconstruction.png"),
@@ -365,7 +363,7 @@ def write_samples(
     config.logging.progress = False
     model, state, meta = trainer.restore(config, workdir, checkpoint)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    summary = {"checkpoint_step": meta.get("step"), "samples": []}
+    record = {"checkpoint_step": meta.get("step"), "samples": []}
 
     out_dir = os.path.join(workdir, "samples")
     os.makedirs(out_dir, exist_ok=True)
@@ -378,7 +376,7 @@ def write_samples(
         watertight = bool(len(s["faces"])) and bool(
             trimesh.Trimesh(s["vertices"], s["faces"], process=False).is_watertight
         )
-        summary["samples"].append(
+        record["samples"].append(
             {
                 "mesh": os.path.relpath(path, workdir),
                 "num_vertices": int(len(s["vertices"])),
@@ -392,7 +390,7 @@ def write_samples(
     labels = [[f"sample {r * columns + j}" for j in range(len(row))] for r, row in enumerate(rows)]
     picture = os.path.join(workdir, "samples.png")
     vis.write_png(picture, vis.image_grid(rows, labels=labels))
-    summary["samples_picture"] = picture
+    record["samples_picture"] = picture
 
     if interpolate:
         builtin.ensure_dataset(config.data, progress=False)
@@ -414,10 +412,7 @@ def write_samples(
         names.append(f"{ds.items[b].model} truth")
         picture = os.path.join(workdir, "interpolation.png")
         vis.write_png(picture, vis.image_grid([row], labels=[names]))
-        summary["interpolation_picture"] = picture
-        summary["interpolation"] = {"split": split, "pair": [a, b], "steps": steps}
-    tmp = os.path.join(out_dir, "samples.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, os.path.join(out_dir, "samples.json"))
-    return summary
+        record["interpolation_picture"] = picture
+        record["interpolation"] = {"split": split, "pair": [a, b], "steps": steps}
+    summary.write_json(os.path.join(out_dir, "samples.json"), record, indent=1)
+    return record

@@ -57,8 +57,8 @@ def dummy_inputs(
     return points, inputs
 
 
-def init_state(config, model: onet_model.OccupancyNetwork, key) -> train_utils.TrainState:
-    """Parameters, batch statistics and Adam state of a fresh model."""
+def init_variables(config, model: onet_model.OccupancyNetwork, key):
+    """{'params', 'batch_stats'} of a fresh model, initialised on dummy inputs of the config's shapes."""
     points, inputs = dummy_inputs(
         2,
         8,
@@ -67,7 +67,12 @@ def init_state(config, model: onet_model.OccupancyNetwork, key) -> train_utils.T
         config.data.voxel_resolution,
         config.data.img_size,
     )
-    variables = model.init(key, points, inputs, train=False)
+    return model.init(key, points, inputs, train=False)
+
+
+def init_state(config, model: onet_model.OccupancyNetwork, key) -> train_utils.TrainState:
+    """Parameters, batch statistics and Adam state of a fresh model."""
+    variables = init_variables(config, model, key)
     return train_utils.TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
