@@ -2,7 +2,7 @@
 
 Same contract as `meshing.marching_cubes`: logits on the `(R + 1)^3` grid of
 the shared grid convention (`p = (1 + padding) * (i / R - 0.5)`), the grid
-surrounded by one layer of -1e6 so that shapes touching the box are closed,
+surrounded by one layer of `meshing.OUTSIDE` so that shapes touching the box are closed,
 a point is occupied when its value is `> threshold`, faces are oriented
 outward (away from the occupied side), and every vertex lies on a grid edge
 at the same linear interpolation PyMCubes uses, `x1 + (iso - f1) / (f2 - f1)`.
@@ -58,8 +58,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from implicit_fields.meshing import LOGIT_LIMIT, OUTSIDE, check_padding
+
 _MIN_CAPACITY = 1024  # smallest buffer
-_OUTSIDE = -1e6  # value of the padding layer (as meshing.marching_cubes)
+_OUTSIDE = OUTSIDE  # value of the padding layer (as meshing.marching_cubes)
 _BLOCK = 4  # side of the blocks of the two-level compaction
 _CAPS = ("block_capacity", "cell_capacity", "vertex_capacity", "triangle_capacity")
 
@@ -259,7 +261,7 @@ def _extract(values, threshold, block_capacity, cell_capacity, vertex_capacity, 
     """Marching cubes of the padded grid into fixed-size buffers.
 
     Args:
-      values: float32 [R+1, R+1, R+1], logits.
+      values: float32 [R+1, R+1, R+1], logits (+-inf is clipped to +-`LOGIT_LIMIT`).
       threshold: static float, the iso-level.
       block_capacity: static number of `_BLOCK`^3 blocks with active cells
         that can be gathered.
@@ -276,7 +278,9 @@ def _extract(values, threshold, block_capacity, cell_capacity, vertex_capacity, 
     """
     table, table_counts = _build_tables()
     th = np.float32(threshold)
-    values = values.astype(jnp.float32)
+    # An infinite logit is a certain occupancy: clipped, or an edge from +inf to -inf would
+    # interpolate to NaN. NaN stays NaN (counted, then refused by the caller).
+    values = jnp.clip(values.astype(jnp.float32), -LOGIT_LIMIT, LOGIT_LIMIT)
     nan_count = jnp.sum(jnp.isnan(values), dtype=jnp.int32)
     b = _BLOCK
     b3 = b**3
@@ -386,7 +390,8 @@ def marching_cubes(
     at the box), computed on the device over the active cells only.
 
     Args:
-      values: logits on the `(R+1)^3` grid, [R+1, R+1, R+1] (numpy or jax).
+      values: logits on the `(R+1)^3` grid, [R+1, R+1, R+1] (numpy or jax); +-inf
+        (a certain occupancy) is clipped to +-`LOGIT_LIMIT`.
       threshold_logit: iso-level (in logits); occupied means `> threshold_logit`.
       padding: the padding of the grid's box.
       capacity: initial number of active cells the buffers hold (default:
@@ -397,11 +402,16 @@ def marching_cubes(
       both (0, 3) when the grid has no surface.
 
     Raises:
-      ValueError: when the grid has NaN values or is not a cube.
+      ValueError: when the grid has NaN values or is not a cube, or the
+        threshold or padding is invalid.
     """
-    values = jnp.asarray(values, jnp.float32)
+    values = jnp.asarray(values)
     if values.ndim != 3 or len(set(values.shape)) != 1 or values.shape[0] < 2:
         raise ValueError(f"values must be a cubic grid [R+1, R+1, R+1] with R >= 1, got {values.shape}")
+    if not abs(float(threshold_logit)) < LOGIT_LIMIT:
+        raise ValueError(f"threshold_logit must be finite (within +-{LOGIT_LIMIT:g}), got {threshold_logit}")
+    padding = check_padding(padding)
+    values = values.astype(jnp.float32)
     n = values.shape[0]
     total_cells = (n + 1) ** 3
     total_blocks = _next_pow2((-(-(n + 1) // _BLOCK)) ** 3)

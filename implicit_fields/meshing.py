@@ -3,18 +3,27 @@
 Grid convention (shared with MISE): a field is sampled on `(R + 1)^3` points
 spanning the padded cube of side `1 + padding` centred at the origin,
 `p = (1 + padding) * (i / R - 0.5)` for integer `i` in [0, R]. Marching cubes
-(PyMCubes) runs on the grid padded by one layer of -1e6, so meshes of shapes
+(PyMCubes) runs on the grid padded by one layer of `OUTSIDE` (-1e9), so meshes of shapes
 that touch the box are still closed, and the vertices are mapped back to the
 query coordinates. PyMCubes reports vertices at integer grid indices (the
 original's own libmcubes needed an extra -0.5 shift; this one does not).
 Faces are oriented outward (occupied side = inside).
+
+Logits: a field must return floating-point logits (booleans or integers are
+refused, they are not logits). An infinite logit is a legitimate certainty (a
+field computing `log(p / (1 - p))` with p in {0, 1}), so logits are clipped to
+`[-LOGIT_LIMIT, LOGIT_LIMIT]` as they are read: interpolating between +inf and
+-inf would give NaN vertices. NaN logits remain an error.
 """
 
+import math
+import operator
 import os
 import time
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
+import jax.numpy as jnp
 import mcubes
 import numpy as np
 import trimesh
@@ -23,14 +32,81 @@ from implicit_fields import losses
 
 LogitFn = Callable[[np.ndarray], np.ndarray]
 
+# Logits are clipped to +-LOGIT_LIMIT: an occupancy probability indistinguishable from 0 or 1,
+# far from any threshold, and far above the logits of any real field (which are left alone).
+LOGIT_LIMIT = 1e6
+# The value of the layer around the grid that closes meshes at the box: far below -LOGIT_LIMIT,
+# so that even a clipped +inf next to it puts the vertex on the box (within 1e-3 of a cell).
+OUTSIDE = -1e9
+
+
+def check_integer(name: str, value, minimum: int) -> int:
+    """`value` as an int, or a ValueError naming `name` unless it is an integer >= `minimum`."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {number}")
+    return number
+
+
+def check_padding(padding) -> float:
+    """`padding` as a float, or a ValueError unless it is a finite number >= 0."""
+    try:
+        value = float(padding)
+    except (TypeError, ValueError):
+        raise ValueError(f"padding must be a finite number >= 0, got {padding!r}") from None
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"padding must be a finite number >= 0, got {padding!r}")
+    return value
+
+
+def check_batch_points(batch_points) -> int:
+    """Points per call: `default_batch_points()` for None, else an integer >= 1 (ValueError otherwise)."""
+    if batch_points is None:
+        return default_batch_points()
+    try:
+        return check_integer("batch_points", batch_points, 1)
+    except ValueError as error:
+        raise ValueError(f"{error} (None for the default)") from None
+
+
+def check_logit_dtype(dtype, source: str = "logit_fn") -> None:
+    """Raises ValueError unless `dtype` (of what `source` returned) is floating point.
+
+    Booleans (occupancy labels) or integers are not logits: meshing them as logits
+    would put the surface at the wrong level.
+    """
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            f"{source} returned {jnp.dtype(dtype).name} values, but logits must be floating point "
+            "(e.g. float32); booleans or integers are not logits (convert occupancy probabilities p "
+            "with log(p) - log(1 - p))"
+        )
+
+
+def clip_logits(values: np.ndarray) -> np.ndarray:
+    """Logits as float32 numpy, +-inf (and finite values beyond it) clipped to +-`LOGIT_LIMIT`; NaN kept."""
+    values = np.asarray(values)
+    if values.dtype.itemsize > 4:  # clip before the cast, which would overflow to inf (with a warning)
+        values = np.clip(values, -LOGIT_LIMIT, LOGIT_LIMIT)
+    return np.clip(values.astype(np.float32), -LOGIT_LIMIT, LOGIT_LIMIT)
+
 
 def grid_axis(resolution: int, padding: float = 0.1) -> np.ndarray:
     """Coordinates of the lattice indices 0..R along one axis.
 
     Returns:
       float32 [R+1].
+
+    Raises:
+      ValueError: when `resolution` is not an integer >= 1 or `padding` not a finite number >= 0.
     """
-    box = 1.0 + padding
+    resolution = check_integer("resolution", resolution, 1)
+    box = 1.0 + check_padding(padding)
     return (box * (np.arange(resolution + 1, dtype=np.float64) / resolution - 0.5)).astype(np.float32)
 
 
@@ -72,10 +148,11 @@ def evaluate_chunks(logit_fn: LogitFn, points: np.ndarray, sizes: Sequence[int])
       sizes: chunk sizes (each a shape `logit_fn` is called with).
 
     Returns:
-      float32 numpy [min(N, sum(sizes))].
+      float32 numpy [min(N, sum(sizes))], clipped to +-`LOGIT_LIMIT` (NaN kept).
 
     Raises:
-      ValueError: when `logit_fn` returns another shape than (n,).
+      ValueError: when `logit_fn` returns another shape than (n,) or values that
+        are not floating point.
     """
     n = points.shape[0]
     outputs, start = [], 0
@@ -92,7 +169,9 @@ def evaluate_chunks(logit_fn: LogitFn, points: np.ndarray, sizes: Sequence[int])
                 f"logit_fn must map points (N, 3) to logits (N,); got shape "
                 f"{getattr(values, 'shape', type(values).__name__)} for N={size}"
             )
-        results.append(np.asarray(values, np.float32))
+        values = np.asarray(values)
+        check_logit_dtype(values.dtype)
+        results.append(clip_logits(values))
     if not results:
         return np.zeros(0, np.float32)
     return np.concatenate(results)[:n]
@@ -104,13 +183,13 @@ def evaluate_points(logit_fn: LogitFn, points: np.ndarray, batch_points: Optiona
     Fixed chunk shapes mean a jitted `logit_fn` compiles once.
 
     Args:
-      batch_points: points per call (default: `default_batch_points()`).
+      batch_points: points per call (None: `default_batch_points()`).
 
     Returns:
       float32 [N].
     """
     n = points.shape[0]
-    batch_points = int(min(batch_points or default_batch_points(), max(n, 1)))
+    batch_points = min(check_batch_points(batch_points), max(n, 1))
     return evaluate_chunks(logit_fn, np.asarray(points, np.float32), [batch_points] * (-(-n // batch_points)))
 
 
@@ -120,7 +199,8 @@ def marching_cubes(
     """Marching cubes on a grid of logits, returning a mesh in query coordinates.
 
     Args:
-      values: logits on the `(R+1)^3` grid, [R+1, R+1, R+1].
+      values: logits on the `(R+1)^3` grid, [R+1, R+1, R+1]; +-inf (a certain
+        occupancy) is clipped to +-`LOGIT_LIMIT`.
       threshold_logit: iso-level (in logits).
       padding: the padding of the grid's box.
 
@@ -128,15 +208,23 @@ def marching_cubes(
       (vertices float32 [V, 3], faces int64 [F, 3]), outward-oriented.
 
     Raises:
-      ValueError: when the grid has NaN values.
+      ValueError: when the grid has NaN values or is not a cube of side >= 2, or
+        the threshold or padding is invalid.
     """
+    values = np.asarray(values)
+    if values.ndim != 3 or len(set(values.shape)) != 1 or values.shape[0] < 2:
+        raise ValueError(f"values must be a cubic grid [R+1, R+1, R+1] with R >= 1, got {values.shape}")
+    if not abs(float(threshold_logit)) < LOGIT_LIMIT:
+        raise ValueError(f"threshold_logit must be finite (within +-{LOGIT_LIMIT:g}), got {threshold_logit}")
+    padding = check_padding(padding)
     if np.isnan(values).any():
         raise ValueError(
             f"the field returned NaN at {int(np.isnan(values).sum())} of {values.size} grid points; "
             "cannot extract a surface"
         )
     n = values.shape[0]
-    padded = np.pad(values.astype(np.float64), 1, mode="constant", constant_values=-1e6)
+    values = np.clip(values.astype(np.float64), -LOGIT_LIMIT, LOGIT_LIMIT)
+    padded = np.pad(values, 1, mode="constant", constant_values=OUTSIDE)
     vertices, faces = mcubes.marching_cubes(padded, float(threshold_logit))
     vertices = vertices - 1.0
     vertices = (1.0 + padding) * (vertices / (n - 1) - 0.5)
@@ -187,23 +275,32 @@ def extract_mesh_dense(
     """Evaluates the field on the full `(R+1)^3` grid, then runs marching cubes.
 
     Args:
-      logit_fn: maps float32 points [N, 3] to logits [N] (pass a jitted function).
-      resolution: cells per side R.
+      logit_fn: maps float32 points [N, 3] to floating-point logits [N] (pass a
+        jitted function); +-inf is clipped to +-`LOGIT_LIMIT`.
+      resolution: cells per side R (an integer >= 1).
       threshold: occupancy probability of the surface (0.2 in the ONet configs).
-      padding: box padding (the box has side 1 + padding).
-      batch_points: points per call of `logit_fn` (default:
-        `default_batch_points()`).
+      padding: box padding (the box has side 1 + padding), >= 0.
+      batch_points: points per call of `logit_fn` (None: `default_batch_points()`).
       return_stats: also return a dict with 'num_queries', 'resolution' and
         per-stage seconds.
 
     Returns:
       (vertices, faces) or (vertices, faces, stats).
+
+    Raises:
+      ValueError: for an invalid argument (checked before the field is
+        evaluated), or when the field returns NaN, the wrong shape or
+        non-floating-point values.
     """
+    resolution = check_integer("resolution", resolution, 1)
+    padding = check_padding(padding)
+    threshold_logit = losses.probability_to_logit(threshold)
+    batch_points = check_batch_points(batch_points)
     t0 = time.perf_counter()
     points = grid_points(resolution, padding)
     values = evaluate_points(logit_fn, points, batch_points).reshape((resolution + 1,) * 3)
     t1 = time.perf_counter()
-    vertices, faces = marching_cubes(values, losses.probability_to_logit(threshold), padding)
+    vertices, faces = marching_cubes(values, threshold_logit, padding)
     t2 = time.perf_counter()
     if not return_stats:
         return vertices, faces
@@ -218,7 +315,11 @@ def extract_mesh_dense(
 
 
 def write_mesh(
-    path: str, vertices: np.ndarray, faces: np.ndarray, colors: Optional[np.ndarray] = None
+    path: str,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    colors: Optional[np.ndarray] = None,
+    comments: Sequence[str] = (),
 ) -> None:
     """Writes a binary PLY atomically (a temporary file, then a rename), creating its folder.
 
@@ -227,6 +328,8 @@ def write_mesh(
       vertices: float [V, 3].
       faces: int [F, 3].
       colors: optional per-vertex RGB, float [V, 3] in [0, 1] (stored as uint8).
+      comments: lines for the header's `comment` entries (e.g. the checkpoint
+        step that made the mesh; `read_ply_comments` reads them back).
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -234,7 +337,34 @@ def write_mesh(
     if colors is not None:
         vertex_colors = (np.clip(np.asarray(colors, np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     mesh = trimesh.Trimesh(vertices, faces, vertex_colors=vertex_colors, process=False)
+    data = trimesh.exchange.ply.export_ply(mesh, encoding="binary")
+    if comments:
+        head, rest = data.split(b"\n", 2)[:2], data.split(b"\n", 2)[2]
+        lines = b"".join(b"comment " + " ".join(str(c).split()).encode("utf-8") + b"\n" for c in comments)
+        data = head[0] + b"\n" + head[1] + b"\n" + lines + rest
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        f.write(trimesh.exchange.ply.export_ply(mesh, encoding="binary"))
+        f.write(data)
     os.replace(tmp, path)
+
+
+def read_ply_comments(path: str) -> List[str]:
+    """The `comment` lines of a PLY file's header (without the word 'comment').
+
+    Raises:
+      ValueError: when `path` is not a PLY file.
+    """
+    comments = []
+    with open(path, "rb") as f:
+        if f.readline().strip() != b"ply":
+            raise ValueError(f"{path}: not a PLY file")
+        for _ in range(10_000):
+            line = f.readline()
+            if not line:
+                raise ValueError(f"{path}: the PLY header has no end_header (truncated file?)")
+            line = line.strip()
+            if line == b"end_header":
+                return comments
+            if line.startswith(b"comment"):
+                comments.append(line[len(b"comment") :].strip().decode("utf-8", "replace"))
+    raise ValueError(f"{path}: the PLY header does not end")

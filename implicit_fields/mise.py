@@ -36,7 +36,7 @@ replaces the octree and hash map by dense per-level grids on the device:
   an active coarse cell that touches none of those fine cells.
 
 Marching cubes then runs on the final `(R + 1)^3` grid with
-`meshing.marching_cubes` (PyMCubes on the host, padded with -1e6, so meshes
+`meshing.marching_cubes` (PyMCubes on the host, padded with -1e9, so meshes
 are closed and the vertices are in query coordinates), or with
 `marching_cubes.marching_cubes` (`marching_cubes="jax"`: jitted over the
 active cells only; the same vertices, a generated triangle table).
@@ -69,9 +69,16 @@ Two entry points:
 
 `refine_mesh` is the original's optional mesh refinement (RMSprop on the
 vertex positions), jitted.
+
+Logits must be floating point (booleans or integers are refused). An infinite
+logit is a legitimate certainty: as they are read, logits are clipped to
++-`meshing.LOGIT_LIMIT`, so interpolation (upsampling, marching cubes) never
+meets inf - inf; NaN is an error. All arguments are checked before the field
+is first called.
 """
 
 import functools
+import math
 import time
 from typing import Callable, List, Optional
 
@@ -414,10 +421,11 @@ def _evaluate_host(logit_fn: LogitFn, points, count: int, batch_points: int) -> 
       batch_points: largest chunk.
 
     Returns:
-      float32 numpy [capacity], zeros beyond `count`.
+      float32 numpy [capacity], zeros beyond `count`; +-inf clipped to
+      +-`meshing.LOGIT_LIMIT`.
 
     Raises:
-      ValueError: on a wrong output shape or NaN values.
+      ValueError: on a wrong output shape or dtype, or NaN values.
     """
     host_points = np.asarray(points)
     out = np.zeros(host_points.shape[0], np.float32)
@@ -481,20 +489,47 @@ def _grown(caps, count, num_blocks, resolution):
     return _caps(max(caps[0], _capacity(needed, (resolution + 1) ** 3)), resolution)
 
 
-def _check_args(resolution0, upsampling_steps, threshold, padding, batch_points, subdivision="cells"):
-    """Validates the MISE arguments; returns (threshold logit, points per call)."""
+def _check_refinement_args(steps, lr, threshold, prefix: str = "") -> int:
+    """Validates `refine_mesh`'s arguments (`extract_mesh`'s with prefix 'refinement_'); returns steps.
+
+    Raises:
+      ValueError: naming the invalid argument.
+    """
+    steps = meshing.check_integer(f"{prefix}steps", steps, 0)
+    try:
+        value = None if isinstance(lr, bool) else float(lr)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{prefix}lr must be a finite number > 0, got {lr!r}")
+    losses.probability_to_logit(threshold)  # a probability in (0, 1)
+    return steps
+
+
+def _check_args(
+    resolution0, upsampling_steps, threshold, padding, batch_points, subdivision="cells", capacity=None
+):
+    """Validates the MISE arguments before anything is evaluated.
+
+    Returns:
+      (resolution0, upsampling_steps, threshold logit, padding, points per call) as Python numbers.
+
+    Raises:
+      ValueError: naming the first invalid argument and the problem.
+    """
     if subdivision not in SUBDIVISIONS:
         raise ValueError(f"subdivision must be one of {SUBDIVISIONS}, got {subdivision!r}")
-    if int(resolution0) < 1 or int(upsampling_steps) < 0:
-        raise ValueError(
-            f"need resolution0 >= 1 and upsampling_steps >= 0, got {resolution0} and {upsampling_steps}"
-        )
-    if batch_points is not None and int(batch_points) < 1:
-        raise ValueError(f"batch_points must be positive, got {batch_points}")
-    if padding < 0:
-        raise ValueError(f"padding must be >= 0, got {padding}")
-    batch_points = int(batch_points or meshing.default_batch_points())
-    return float(losses.probability_to_logit(threshold)), batch_points
+    resolution0 = meshing.check_integer("resolution0", resolution0, 1)
+    upsampling_steps = meshing.check_integer("upsampling_steps", upsampling_steps, 0)
+    padding = meshing.check_padding(padding)
+    th = float(losses.probability_to_logit(threshold))
+    batch_points = meshing.check_batch_points(batch_points)
+    if capacity is not None:
+        try:
+            meshing.check_integer("capacity", capacity, 1)
+        except ValueError as error:
+            raise ValueError(f"{error} (None to size it from the level)") from None
+    return resolution0, upsampling_steps, th, padding, batch_points
 
 
 def refine_grid(
@@ -513,8 +548,9 @@ def refine_grid(
     Args: as `extract_mesh`.
 
     Returns:
-      values: float32 numpy [R+1, R+1, R+1], exact at evaluated points and
-        trilinearly interpolated from the coarser levels elsewhere.
+      values: float32 numpy [R+1, R+1, R+1], exact at evaluated points (but
+        clipped to +-`meshing.LOGIT_LIMIT`) and trilinearly interpolated from
+        the coarser levels elsewhere.
       stats: dict with 'num_queries', 'queries_per_level', 'rounds',
         'resolution', 'capacity_growths', 'time_network',
         'time_refine_bookkeeping'.
@@ -547,17 +583,16 @@ def _refine_grid_on_device(
     subdivision="cells",
 ):
     """`refine_grid` with the final grid left on the device (a jax array)."""
-    th, batch_points = _check_args(
-        resolution0, upsampling_steps, threshold, padding, batch_points, subdivision
+    resolution0, steps, th, padding, batch_points = _check_args(
+        resolution0, upsampling_steps, threshold, padding, batch_points, subdivision, capacity
     )
-    steps = int(upsampling_steps)
-    resolution = int(resolution0) * 2**steps
+    resolution = resolution0 * 2**steps
     full_axis = meshing.grid_axis(resolution, padding)
     time_network = time_bookkeeping = 0.0
     queries, rounds, growths = [], 0, 0
     values = known = None
     for level in range(steps + 1):
-        r = int(resolution0) * 2**level
+        r = resolution0 * 2**level
         host_axis = full_axis[:: 2 ** (steps - level)]
         if level == 0:  # the whole lattice: no gather, no closure
             t0 = time.perf_counter()
@@ -685,9 +720,16 @@ def extract_mesh(
       'time_simplify', 'time_refinement', 'time_total'.
 
     Raises:
-      ValueError: when the field returns NaN or the wrong shape.
+      ValueError: for an invalid argument (checked before the field is
+        evaluated), or when the field returns NaN, the wrong shape or
+        non-floating-point values. Infinite logits are not an error: they are
+        clipped to +-`meshing.LOGIT_LIMIT` (a certain occupancy).
     """
     mc = _marching_cubes_fn(marching_cubes)
+    _check_args(resolution0, upsampling_steps, threshold, padding, batch_points, subdivision, capacity)
+    refinement_steps = _check_refinement_args(refinement_steps, refinement_lr, threshold, "refinement_")
+    if simplify_nfaces is not None:
+        meshing.check_integer("simplify_nfaces", simplify_nfaces, 0)
     t0 = time.perf_counter()
     # JAX marching cubes takes the grid where MISE left it (no device -> host -> device copy).
     values, stats = (_refine_grid_on_device if marching_cubes == "jax" else refine_grid)(
@@ -802,7 +844,10 @@ def _batched_level(
                     f"logit_fn_batched must map points (B, N, 3) to logits (B, N); got shape {v.shape} "
                     f"for B={n}, N={chunk}"
                 )
-            return lax.dynamic_update_slice_in_dim(out, v.astype(jnp.float32), start, axis=1)
+            meshing.check_logit_dtype(v.dtype, "logit_fn_batched")
+            # +-inf (a certain occupancy) is clipped, as on the host; NaN stays (counted below).
+            v = jnp.clip(v.astype(jnp.float32), -meshing.LOGIT_LIMIT, meshing.LOGIT_LIMIT)
+            return lax.dynamic_update_slice_in_dim(out, v, start, axis=1)
 
         num_chunks = (max_count + chunk - 1) // chunk
         return lax.fori_loop(0, num_chunks, body, jnp.zeros(points.shape[:2], jnp.float32))
@@ -921,22 +966,26 @@ def _refine_grids_batched_on_device(
     subdivision,
 ):
     """`refine_grids_batched` with the final grids left on the device (a jax array)."""
-    th, batch_points = _check_args(
-        resolution0, upsampling_steps, threshold, padding, batch_points, subdivision
+    resolution0, upsampling_steps, th, padding, batch_points = _check_args(
+        resolution0, upsampling_steps, threshold, padding, batch_points, subdivision, capacity
     )
     if not (callable(logit_fn_batched) and _is_hashable(logit_fn_batched)):
         raise TypeError("logit_fn_batched must be a hashable callable (a module-level or jitted function)")
     leaves = jax.tree_util.tree_leaves(codes)
     if not leaves:
         raise ValueError("codes must contain at least one array with a leading batch dimension")
+    if any(getattr(leaf, "ndim", 0) < 1 for leaf in leaves):
+        raise ValueError("codes must contain arrays with a leading batch dimension, got a scalar")
     n = int(leaves[0].shape[0])
-    resolution = int(resolution0) * 2 ** int(upsampling_steps)
+    if n < 1:
+        raise ValueError("codes must hold at least one object (leading dimension B >= 1), got B = 0")
+    resolution = resolution0 * 2**upsampling_steps
     full_axis = meshing.grid_axis(resolution, padding)
     per_object_chunk = _pow2_floor(max(1, batch_points // n))
-    steps = int(upsampling_steps)
+    steps = upsampling_steps
     t0 = time.perf_counter()
     queries, rounds, growths = [], 0, 0
-    r0 = int(resolution0)
+    r0 = resolution0
     values = jnp.zeros((n,) + (r0 + 1,) * 3, jnp.float32)
     known = jnp.zeros(values.shape, bool)
     next_count, next_blocks = (r0 + 1) ** 3, _num_blocks(r0)
@@ -1041,7 +1090,10 @@ def extract_meshes_batched(
       'time_marching_cubes', 'time_total'.
 
     Raises:
-      ValueError: when the field returns NaN or the wrong shape.
+      ValueError: for an invalid argument (checked before the field is
+        evaluated), or when the field returns NaN, the wrong shape or
+        non-floating-point values (infinite logits are clipped, as in
+        `extract_mesh`).
     """
     mc = _marching_cubes_fn(marching_cubes)
     t0 = time.perf_counter()
@@ -1107,7 +1159,13 @@ def _refine_vertices(fn, vertices, faces, weights, key, steps, lr, tau, second_o
     """
 
     def occupancy(points):
-        return jax.nn.sigmoid(fn(points).astype(jnp.float32))
+        logits = fn(points)
+        meshing.check_logit_dtype(logits.dtype)
+        return jax.nn.sigmoid(logits.astype(jnp.float32))
+
+    def finite_rows(x):
+        """Rows of x [n, 3] with a NaN or inf entry set to 0."""
+        return jnp.where(jnp.all(jnp.isfinite(x), axis=-1, keepdims=True), x, 0.0)
 
     def geometry(v, eps):
         """Face points (one sample per face) and unit face normals."""
@@ -1126,7 +1184,7 @@ def _refine_vertices(fn, vertices, faces, weights, key, steps, lr, tau, second_o
         points, normal = geometry(v, eps)
         occ, pullback = jax.vjp(occupancy, points)
         (grad_occ,) = pullback(jnp.ones_like(occ))
-        return loss_terms(occ, grad_occ, normal)
+        return loss_terms(occ, finite_rows(grad_occ), normal)
 
     def grad_second_order(v, eps):
         # The original's gradient: through n_target too (a Hessian-vector product).
@@ -1141,6 +1199,7 @@ def _refine_vertices(fn, vertices, faces, weights, key, steps, lr, tau, second_o
         (points, normal), geometry_pullback = jax.vjp(lambda u: geometry(u, eps), v)
         occ, pullback = jax.vjp(occupancy, points)
         (grad_occ,) = pullback(jnp.ones_like(occ))
+        grad_occ = finite_rows(grad_occ)
         d_occ, d_normal = jax.grad(loss_terms, argnums=(0, 2))(occ, lax.stop_gradient(grad_occ), normal)
         (g,) = geometry_pullback((d_occ[:, None] * grad_occ, d_normal))
         return g
@@ -1150,7 +1209,9 @@ def _refine_vertices(fn, vertices, faces, weights, key, steps, lr, tau, second_o
     def step(i, carry):
         v, square_avg = carry
         eps = _dirichlet_half(jax.random.fold_in(key, i), faces.shape[0])
-        g = grad(v, eps)
+        # A field whose own derivative is infinite where it saturates (log(p / (1 - p)) at
+        # p in {0, 1}) gives NaN gradients there: those vertices stay put this step.
+        g = finite_rows(grad(v, eps))
         square_avg = 0.99 * square_avg + 0.01 * g * g
         v = v - lr * g / (jnp.sqrt(square_avg) + 1e-8)
         return v, square_avg
@@ -1212,11 +1273,30 @@ def refine_mesh(
         False drops a small curvature term.
 
     Returns:
-      float32 numpy [V, 3], the refined vertices (faces are unchanged).
+      float32 numpy [V, 3], the refined vertices (faces are unchanged). Where the
+      field's gradient is not finite (a saturated field with an infinite
+      derivative), a vertex keeps its position for that step, so the result
+      is always finite.
+
+    Raises:
+      ValueError: for invalid arguments (steps, lr, threshold), non-finite
+        vertices, faces that index no vertex, or a field returning
+        non-floating-point values.
     """
+    steps = _check_refinement_args(steps, lr, threshold)
     vertices = np.asarray(vertices, np.float32).reshape(-1, 3)
     faces = np.asarray(faces, np.int64).reshape(-1, 3)
-    if steps <= 0 or faces.shape[0] == 0:
+    if not np.isfinite(vertices).all():
+        raise ValueError(
+            f"vertices must be finite, got {int((~np.isfinite(vertices)).any(axis=1).sum())} "
+            "vertices with NaN or inf coordinates"
+        )
+    if faces.size and (faces.min() < 0 or faces.max() >= vertices.shape[0]):
+        raise ValueError(
+            f"faces must index the {vertices.shape[0]} vertices, "
+            f"got indices from {faces.min()} to {faces.max()}"
+        )
+    if steps == 0 or faces.shape[0] == 0:
         return vertices.copy()
     if key is None:
         key = jax.random.key(0)

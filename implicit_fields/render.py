@@ -5,8 +5,8 @@ crossing of the occupancy field from outside to inside, as DVR's
 `dvr/models/depth_function.py` does:
 
 1. the ray is clipped to the padded unit cube of side ``1 + padding``
-   (`cameras.intersect_box`, re-exported here) and ``n_steps`` evenly spaced depths
-   are evaluated, ``chunk_steps`` at a time inside a
+   (`intersect_box`: `cameras.intersect_box`, with invalid rays as misses) and
+   ``n_steps`` evenly spaced depths are evaluated, ``chunk_steps`` at a time inside a
    `lax.while_loop` that stops once every ray has its answer, so temporary memory is
    bounded by ``rays x chunk_steps`` whatever ``n_steps`` is;
 2. the first outside -> inside sign change of ``f = logit - logit(threshold)`` is refined
@@ -23,15 +23,25 @@ gradient for any parameter pytree, and nothing from the search is stored. Misses
 rays starting inside get zero gradient; ``|df/dp . w|`` is clamped from below (1e-3,
 as in the original) so grazing rays cannot produce inf or NaN. ``gradient="unrolled"``
 differentiates through the marching and secant steps instead (memory then grows with
-``n_steps``); it exists for comparison and tests.
+``n_steps``); it exists for comparison and tests. Infinite logits (a field computing
+``log(p / (1 - p))`` with p in {0, 1}) are clipped to +-`meshing.LOGIT_LIMIT`; the
+analytic gradient only differentiates the field at surface points, so it stays finite
+where such a field saturates, but the unrolled one differentiates every sample and
+gives NaN wherever the field's own derivative is infinite.
 
 Conventions: directions need not be unit length (DVR uses ``pixel_world - camera``, so
 ``d`` is camera depth); ``d`` is ``inf`` for rays that miss and ``0`` for rays whose
-first sample inside the cube is already occupied. ``logit_fn(params, points)`` maps a
-params pytree and float32 points ``(N, 3)`` to logits ``(N,)`` and must act pointwise
-(each logit depends on its own point only), which holds for our decoders in eval mode.
-Everything that should receive a gradient must be passed through ``params``: values
-closed over by ``logit_fn`` are treated as constants.
+first sample inside the cube is already occupied. Integer origins and directions are
+cast to float32. An invalid ray (a NaN or inf origin or direction, or a zero-length
+direction) is a miss (``inf``) with zero gradient, and cannot poison the others: it is
+replaced by a harmless ray before the search and its result discarded after (the
+"double where"), so no NaN reaches the backward pass of the batch.
+
+``logit_fn(params, points)`` maps a params pytree and float32 points ``(N, 3)`` to
+floating-point logits ``(N,)`` and must act pointwise (each logit depends on its own
+point only), which holds for our decoders in eval mode. Everything that should receive
+a gradient must be passed through ``params``: values closed over by ``logit_fn`` are
+treated as constants.
 """
 
 import functools
@@ -39,13 +49,15 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from implicit_fields.cameras import intersect_box
+from implicit_fields import cameras, meshing
 from implicit_fields.losses import probability_to_logit
 
 __all__ = [
     "surface_depth",
     "intersect_box",
+    "valid_rays",
     "GRAZING_EPS",
 ]
 
@@ -66,11 +78,104 @@ class _Search(NamedTuple):
 
 
 def _eval(logit_fn, params, points, tau):
-    """f = logit - tau for points of any leading shape [..., 3]."""
+    """f = logit - tau for points of any leading shape [..., 3].
+
+    Logits are clipped to +-`meshing.LOGIT_LIMIT`: an infinite logit (a certain occupancy)
+    is legitimate, but a secant step between -inf and a finite value would give NaN.
+    """
     lead = points.shape[:-1]
     flat = points.reshape(-1, 3)
-    out = logit_fn(params, flat)
+    out = jnp.clip(_logits(logit_fn, params, flat), -meshing.LOGIT_LIMIT, meshing.LOGIT_LIMIT)
     return out.reshape(lead) - tau
+
+
+def _logits(logit_fn, params, points):
+    """`logit_fn(params, points)`, checked: floating-point logits of shape (N,)."""
+    out = logit_fn(params, points)
+    shape = getattr(out, "shape", None)
+    if shape != points.shape[:1]:
+        raise ValueError(
+            f"logit_fn must map points (N, 3) to logits (N,); got shape {shape} for N={points.shape[0]}"
+        )
+    meshing.check_logit_dtype(out.dtype)
+    return out
+
+
+def _ray_array(name, x):
+    """Ray origins or directions as a float jax array (integers cast to float32)."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        return x.astype(jnp.float32)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{name} must be float (or integer) coordinates, got dtype {x.dtype}")
+    return x
+
+
+def valid_rays(origins, directions):
+    """Rays that can be traced: finite origin and direction, and a direction of non-zero length.
+
+    Args:
+      origins, directions: (..., 3) arrays (numpy or jax).
+
+    Returns:
+      bool (...,).
+    """
+    xp = jnp if any(isinstance(a, jax.Array) for a in (origins, directions)) else np
+    finite = xp.all(xp.isfinite(origins), axis=-1) & xp.all(xp.isfinite(directions), axis=-1)
+    return finite & xp.any(directions != 0, axis=-1)
+
+
+def _sanitize(origins, directions, valid, anchor=0.0):
+    """The first half of the double where: an invalid ray becomes (anchor, 0), a miss whose
+    every value is finite."""
+    xp = jnp if isinstance(valid, jax.Array) else np
+    anchor = xp.asarray(anchor, origins.dtype)
+    zero = xp.zeros((), directions.dtype)
+    return xp.where(valid[..., None], origins, anchor), xp.where(valid[..., None], directions, zero)
+
+
+def _anchor(origins, directions, valid, padding):
+    """Where an invalid ray is traced: the first sample of the first valid ray.
+
+    A zero direction evaluates the field only at its origin, so the invalid ray adds no
+    point the valid rays do not already evaluate (no new place for 0 * inf in the
+    backward pass). When no ray is valid, a corner of the padded box (not its centre,
+    where fields built from distances to a centre have no gradient).
+    """
+    k = jnp.argmax(valid)
+    near, _, _ = cameras.intersect_box(origins[k], directions[k], padding)
+    anchor = origins[k] + near * directions[k]
+    corner = jnp.full_like(anchor, 0.5 * (1.0 + padding))
+    anchor = jnp.where(valid[k] & jnp.all(jnp.isfinite(anchor)), anchor, corner)
+    return jax.lax.stop_gradient(anchor)
+
+
+def intersect_box(origins, directions, padding=0.1):
+    """`cameras.intersect_box` for rays that may be invalid.
+
+    Intersects rays with the axis-aligned cube of side ``1 + padding`` at the origin.
+    An invalid ray (see `valid_rays`: NaN or inf in its origin or direction, or a
+    zero-length direction) is a miss (``d_near = d_far = 0``, ``hit`` False) with a zero
+    gradient, whatever the other rays; `cameras.intersect_box` itself would report an
+    infinite direction as a hit of length 0 and give it a NaN gradient.
+
+    Args:
+        origins: (..., 3) ray origins (numpy or jax; integers are cast to float).
+        directions: (..., 3) ray directions (any length; ``d`` is in their units).
+        padding: float >= 0, the cube is [-(1 + padding) / 2, (1 + padding) / 2]^3.
+
+    Returns:
+        d_near (...,), d_far (...,) and hit (...,) bool, as `cameras.intersect_box`.
+    """
+    if any(isinstance(a, jax.Array) for a in (origins, directions)):
+        o, w = _ray_array("origins", origins), _ray_array("directions", directions)
+    else:
+        o, w = np.asarray(origins, np.float64), np.asarray(directions, np.float64)
+    if o.shape[-1:] != (3,) or w.shape != o.shape:
+        raise ValueError(f"origins and directions must both be (..., 3); got {o.shape} and {w.shape}")
+    valid = valid_rays(o, w)
+    near, far, hit = cameras.intersect_box(*_sanitize(o, w, valid), meshing.check_padding(padding))
+    return near, far, hit & valid
 
 
 def _march(logit_fn, params, origins, directions, cfg: _Search, early_stop: bool):
@@ -81,7 +186,7 @@ def _march(logit_fn, params, origins, directions, cfg: _Search, early_stop: bool
     occupied.
     """
     n = origins.shape[0]
-    d_near, d_far, hit = intersect_box(origins, directions, cfg.padding)
+    d_near, d_far, hit = cameras.intersect_box(origins, directions, cfg.padding)
     k = min(cfg.chunk_steps, cfg.n_steps)
     n_chunks = -(-cfg.n_steps // k)
     denom = max(cfg.n_steps - 1, 1)
@@ -194,8 +299,12 @@ def _depth_analytic_bwd(logit_fn, cfg, res, g):
     params, origins, directions, d = res
     valid = jnp.isfinite(d) & (d > 0.0)
     d_safe = jnp.where(valid, d, 0.0)
-    points = jax.lax.stop_gradient(origins + d_safe[:, None] * directions)
-    _, vjp = jax.vjp(lambda prm, p: logit_fn(prm, p), params, points)
+    points = origins + d_safe[:, None] * directions
+    # Rays without a surface point get weight 0, but 0 * J is NaN where the field's
+    # Jacobian is not finite (e.g. a camera origin where the field saturates): they are
+    # evaluated at the first surface point instead, where the field is regular.
+    points = jax.lax.stop_gradient(jnp.where(valid[:, None], points, points[jnp.argmax(valid)]))
+    _, vjp = jax.vjp(lambda prm, p: _logits(logit_fn, prm, p), params, points)
     # Pointwise field: the VJP with ones gives df/dp for every point at once.
     _, grad_p = vjp(jnp.ones_like(d))
     slope = jnp.sum(grad_p * directions, axis=-1)  # df/dp . w
@@ -203,6 +312,9 @@ def _depth_analytic_bwd(logit_fn, cfg, res, g):
     slope = sign * jnp.maximum(jnp.abs(slope), GRAZING_EPS)
     weight = jnp.where(valid, -jnp.where(valid, g, 0.0) / slope, 0.0)
     grad_params, _ = vjp(weight.astype(d.dtype))
+    # No surface point at all: the gradient is zero (whatever the field did at the origins).
+    any_valid = jnp.any(valid)
+    grad_params = jax.tree.map(lambda x: jnp.where(any_valid, x, jnp.zeros_like(x)), grad_params)
     return grad_params, jnp.zeros_like(origins), jnp.zeros_like(directions)
 
 
@@ -225,9 +337,10 @@ def surface_depth(
     """Depth of the first surface crossing along each ray, differentiable in `params`.
 
     Args:
-      logit_fn: `logit_fn(params, points (N, 3)) -> logits (N,)`, pointwise and jittable.
+      logit_fn: `logit_fn(params, points (N, 3)) -> logits (N,)`, floating point,
+        pointwise and jittable.
       params: any pytree of float arrays (network variables, a condition code, ...).
-      origins: float32 [N, 3] ray origins.
+      origins: float32 [N, 3] ray origins (integers are cast to float32).
       directions: float32 [N, 3] ray directions (not necessarily unit length).
       n_steps: evenly spaced samples inside the ray's intersection with the padded cube.
       n_secant: secant refinement steps.
@@ -240,23 +353,38 @@ def surface_depth(
 
     Returns:
       float32 [N]: ``d`` with the surface at ``origins + d * directions``; ``inf`` for
-      misses, ``0`` for rays whose first sample is inside.
+      misses and for invalid rays (a NaN or inf origin or direction, or a zero
+      direction; their gradient is zero and does not affect the other rays'), ``0`` for
+      rays whose first sample is inside.
+
+    Raises:
+      ValueError: for invalid arguments, or a `logit_fn` that returns another shape
+        than (N,) or values that are not floating point.
     """
-    origins = jnp.asarray(origins)
-    directions = jnp.asarray(directions)
+    origins = _ray_array("origins", origins)
+    directions = _ray_array("directions", directions)
     if origins.ndim != 2 or origins.shape[-1] != 3 or directions.shape != origins.shape:
         raise ValueError(
             f"origins and directions must both be (N, 3); got {origins.shape} and {directions.shape}"
         )
-    if n_steps < 2:
-        raise ValueError(f"n_steps must be >= 2, got {n_steps}")
-    if n_secant < 0 or chunk_steps < 1:
-        raise ValueError(f"need n_secant >= 0 and chunk_steps >= 1, got {n_secant}, {chunk_steps}")
+    if gradient not in ("analytic", "unrolled"):
+        raise ValueError(f"gradient must be 'analytic' or 'unrolled', got {gradient!r}")
     cfg = _Search(
-        int(n_steps), int(n_secant), float(probability_to_logit(threshold)), float(padding), int(chunk_steps)
+        meshing.check_integer("n_steps", n_steps, 2),
+        meshing.check_integer("n_secant", n_secant, 0),
+        float(probability_to_logit(threshold)),
+        meshing.check_padding(padding),
+        meshing.check_integer("chunk_steps", chunk_steps, 1),
     )
+    if origins.shape[0] == 0:
+        return jnp.zeros((0,), origins.dtype)
+    # Double where: invalid rays are traced as harmless misses, then reported as inf. Their
+    # cotangent is cut at the outer where, and nothing inside saw a NaN, so the backward pass
+    # gives them exactly zero instead of 0 * NaN.
+    valid = valid_rays(origins, directions)
+    o, w = _sanitize(origins, directions, valid, _anchor(origins, directions, valid, cfg.padding))
     if gradient == "analytic":
-        return _depth_analytic(logit_fn, params, origins, directions, cfg)
-    if gradient == "unrolled":
-        return _search(logit_fn, params, origins, directions, cfg, early_stop=False)
-    raise ValueError(f"gradient must be 'analytic' or 'unrolled', got {gradient!r}")
+        d = _depth_analytic(logit_fn, params, o, w, cfg)
+    else:
+        d = _search(logit_fn, params, o, w, cfg, early_stop=False)
+    return jnp.where(valid, d, jnp.inf)

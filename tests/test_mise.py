@@ -1,5 +1,7 @@
 """MISE: same meshes as the dense grid with far fewer queries; batched form; edge cases; refinement."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -353,3 +355,192 @@ def test_first_order_refinement_is_exact_for_a_relu_decoder():
     before = np.abs(np.linalg.norm(noisy, axis=1) - R).mean()
     refined = mise.refine_mesh(SPHERE, noisy, f, steps=30, key=jax.random.key(1), second_order=False)
     assert np.abs(np.linalg.norm(refined, axis=1) - R).mean() < 0.5 * before
+
+
+# ---------------------------------------------------------------------------
+# Infinite logits, non-float logits, argument checks.
+# ---------------------------------------------------------------------------
+
+
+def _inside(points, radius=R):
+    return jnp.linalg.norm(points, axis=-1) < radius
+
+
+def logodds_sphere(points, slope=5.0):
+    """log(p / (1 - p)) with p clipped to [0, 1] (+-inf away from the surface); p = 0.2 at |p| = R."""
+    p = jnp.clip(0.2 + slope * (R - jnp.linalg.norm(points, axis=-1)), 0.0, 1.0)
+    return jnp.log(p) - jnp.log1p(-p)
+
+
+# Sphere |p| = R (occupied inside) with infinite or float32-overflowing logits; one
+# batched function serves them all (codes[b, 0] picks the field), so it compiles once.
+INFINITE_FIELDS = (
+    ("inf_inside_and_outside", lambda p: jnp.where(_inside(p), jnp.inf, -jnp.inf)),
+    ("inf_inside_finite_outside", lambda p: jnp.where(_inside(p), jnp.inf, sphere_logits(p))),
+    ("finite_inside_inf_outside", lambda p: jnp.where(_inside(p), sphere_logits(p), -jnp.inf)),
+    ("logodds", logodds_sphere),
+    ("huge_finite", lambda p: jnp.where(_inside(p), 3e38, -3e38)),
+)
+INFINITE_IDS = [name for name, _ in INFINITE_FIELDS]
+
+
+def batched_infinite_fields(codes, points):
+    values = jnp.stack([jax.vmap(fn)(points) for _, fn in INFINITE_FIELDS], axis=0)  # [K, B, N]
+    return jnp.take_along_axis(values, codes[None, :, :1].astype(jnp.int32), axis=0)[0]
+
+
+def assert_sphere_mesh(v, f, resolution):
+    """A closed, outward, finite mesh whose vertices lie within a cell of the sphere |p| = R."""
+    assert len(f) > 100 and np.isfinite(v).all()
+    assert edges_shared_twice(f) and volume_area(v, f)[0] > 0
+    assert np.abs(np.linalg.norm(v, axis=1) - R).max() <= 1.1 / resolution
+
+
+@pytest.mark.parametrize("subdivision", mise.SUBDIVISIONS)
+@pytest.mark.parametrize("index", range(len(INFINITE_FIELDS)), ids=INFINITE_IDS)
+def test_infinite_logits_give_the_finite_dense_mesh(index, subdivision):
+    fn = jax.jit(INFINITE_FIELDS[index][1])
+    kwargs = dict(resolution0=8, upsampling_steps=1, subdivision=subdivision)
+    v, f = mise.extract_mesh(fn, **kwargs)
+    assert_sphere_mesh(v, f, 16)
+    _assert_same_mesh((v, f), meshing.extract_mesh_dense(fn, resolution=16))
+    vj, fj = mise.extract_mesh(fn, marching_cubes="jax", **kwargs)  # same vertices, on the device
+    assert_sphere_mesh(vj, fj, 16)
+    assert len(vj) == len(v)
+    values, _ = mise.refine_grid(fn, **{k: kwargs[k] for k in ("resolution0", "upsampling_steps")})
+    assert np.isfinite(values).all() and np.abs(values).max() <= meshing.LOGIT_LIMIT
+
+
+def test_infinite_logits_from_a_host_float64_field():
+    def field(points):  # numpy float64: 1e300 (inf in float32) inside, -inf outside
+        return np.where(np.linalg.norm(np.asarray(points), axis=-1) < R, 1e300, -np.inf)
+
+    v, f = mise.extract_mesh(field, resolution0=8, upsampling_steps=1)
+    assert_sphere_mesh(v, f, 16)
+    _assert_same_mesh((v, f), meshing.extract_mesh_dense(field, resolution=16))
+
+
+@pytest.mark.parametrize("marching_cubes", ["pymcubes", "jax"])
+def test_infinite_logits_batched(marching_cubes):
+    codes = jnp.arange(len(INFINITE_FIELDS), dtype=jnp.float32)[:, None]
+    kwargs = dict(resolution0=8, upsampling_steps=1)
+    meshes = mise.extract_meshes_batched(
+        batched_infinite_fields, codes, marching_cubes=marching_cubes, **kwargs
+    )
+    values, _ = mise.refine_grids_batched(batched_infinite_fields, codes, **kwargs)
+    assert np.isfinite(values).all()
+    for (_, fn), (v, f) in zip(INFINITE_FIELDS, meshes):
+        assert_sphere_mesh(v, f, 16)
+        if marching_cubes == "pymcubes":
+            _assert_same_mesh((v, f), meshing.extract_mesh_dense(jax.jit(fn), resolution=16))
+
+
+@pytest.mark.parametrize(
+    "field, second_order",
+    [
+        (functools.partial(logodds_sphere, slope=100.0), True),
+        (functools.partial(logodds_sphere, slope=100.0), False),
+        (INFINITE_FIELDS[0][1], False),
+    ],
+    ids=["logodds_second_order", "logodds_first_order", "inf_first_order"],
+)
+def test_refinement_stays_finite_where_the_field_saturates(field, second_order):
+    """log(p / (1 - p)) clipped in a thin band: inf logits and NaN derivatives off the surface."""
+    v, f = mise.extract_mesh(SPHERE, resolution0=8, upsampling_steps=1)
+    refined = mise.refine_mesh(field, v, f, steps=10, key=jax.random.key(2), second_order=second_order)
+    assert np.isfinite(refined).all()
+    assert np.abs(np.linalg.norm(refined, axis=1) - R).max() <= 1.1 / 16
+    if field is not INFINITE_FIELDS[0][1]:
+        assert np.abs(refined - v).max() > 1e-5  # the vertices near the band still move
+
+
+@pytest.mark.parametrize("dtype", [jnp.bool_, jnp.int32, jnp.uint8])
+def test_non_float_logits_are_a_clear_error(dtype):
+    def labels(points):
+        return jnp.asarray(_inside(points), dtype)
+
+    match = f"returned {jnp.dtype(dtype).name} values.*floating point"
+    for mc in ("pymcubes", "jax"):
+        with pytest.raises(ValueError, match="logit_fn " + match):
+            mise.extract_mesh(labels, resolution0=4, upsampling_steps=1, marching_cubes=mc)
+    with pytest.raises(ValueError, match="logit_fn_batched " + match):
+        mise.extract_meshes_batched(
+            lambda c, p: labels(p), jnp.zeros((2, 1)), resolution0=4, upsampling_steps=1
+        )
+    v, f = mise.extract_mesh(SPHERE, resolution0=4, upsampling_steps=0)
+    with pytest.raises(ValueError, match="logit_fn " + match):
+        mise.refine_mesh(labels, v, f, steps=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(resolution0=0), "resolution0 must be an integer >= 1, got 0"),
+        (dict(resolution0=8.5), "resolution0 must be an integer >= 1, got 8.5"),
+        (dict(resolution0="8"), "resolution0 must be an integer >= 1, got '8'"),
+        (dict(upsampling_steps=-1), "upsampling_steps must be an integer >= 0, got -1"),
+        (dict(upsampling_steps=1.0), "upsampling_steps must be an integer >= 0, got 1.0"),
+        (dict(padding=-0.1), "padding must be a finite number >= 0, got -0.1"),
+        (dict(padding=float("nan")), "padding must be a finite number >= 0, got nan"),
+        (dict(threshold=0.0), r"threshold must be a probability in \(0, 1\), got 0.0"),
+        (dict(threshold=1.0), r"threshold must be a probability in \(0, 1\), got 1.0"),
+        (dict(threshold=-0.5), r"threshold must be a probability in \(0, 1\), got -0.5"),
+        (dict(batch_points=0), "batch_points must be an integer >= 1, got 0 .None for the default."),
+        (dict(batch_points=-1), "batch_points must be an integer >= 1, got -1"),
+        (dict(capacity=0), "capacity must be an integer >= 1, got 0"),
+        (dict(capacity=2.5), "capacity must be an integer >= 1, got 2.5"),
+        (dict(subdivision="octree"), "subdivision must be one of"),
+        (dict(marching_cubes="skimage"), "marching_cubes must be 'pymcubes' or 'jax'"),
+        (dict(refinement_steps=-1), "refinement_steps must be an integer >= 0, got -1"),
+        (dict(refinement_steps=2, refinement_lr=0.0), "refinement_lr must be a finite number > 0, got 0.0"),
+        (dict(refinement_lr=float("nan")), "refinement_lr must be a finite number > 0, got nan"),
+        (dict(simplify_nfaces=-5), "simplify_nfaces must be an integer >= 0, got -5"),
+    ],
+)
+def test_invalid_arguments_are_named_before_the_field_is_called(kwargs, match):
+    calls = []
+
+    def field(points):
+        calls.append(points.shape)
+        return SPHERE(points)
+
+    def batched(codes, points):
+        calls.append(points.shape)
+        return batched_spheres(codes, points)
+
+    with pytest.raises(ValueError, match=match):
+        mise.extract_mesh(field, **{"resolution0": 4, "upsampling_steps": 1, **kwargs})
+    batched_kwargs = {k: x for k, x in kwargs.items() if not k.startswith(("refinement", "simplify"))}
+    if batched_kwargs:
+        with pytest.raises(ValueError, match=match):
+            mise.extract_meshes_batched(batched, jnp.asarray(CODES), **batched_kwargs)
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(steps=-1), "steps must be an integer >= 0, got -1"),
+        (dict(steps=2.5), "steps must be an integer >= 0, got 2.5"),
+        (dict(lr=-1e-4), "lr must be a finite number > 0"),
+        (dict(lr=float("inf")), "lr must be a finite number > 0"),
+        (dict(threshold=1.2), r"threshold must be a probability in \(0, 1\)"),
+        (dict(vertices_nan=True), "vertices must be finite, got 1 vertices with NaN"),
+        (dict(face_out_of_range=True), "faces must index the"),
+    ],
+)
+def test_refine_mesh_checks_its_arguments(kwargs, match):
+    v, f = mise.extract_mesh(SPHERE, resolution0=4, upsampling_steps=0)
+    v, f = v.copy(), f.copy()
+    if kwargs.pop("vertices_nan", False):
+        v[3, 1] = np.nan
+    if kwargs.pop("face_out_of_range", False):
+        f[0, 2] = len(v)
+    with pytest.raises(ValueError, match=match):
+        mise.refine_mesh(SPHERE, v, f, **kwargs)
+
+
+@pytest.mark.parametrize("codes", [jnp.zeros((0, 4)), jnp.float32(1.0), ()], ids=["empty", "scalar", "none"])
+def test_batched_codes_are_checked(codes):
+    with pytest.raises(ValueError, match="codes must"):
+        mise.extract_meshes_batched(batched_spheres, codes, resolution0=4, upsampling_steps=0)

@@ -1,5 +1,8 @@
 """render.surface_depth: closed-form sphere depths, analytic/unrolled/finite-difference gradients,
-misses, rays from inside, grazing rays, jit/vmap, a train step, bounded memory."""
+misses, rays from inside, grazing rays, jit/vmap, a train step, bounded memory; invalid rays,
+integer rays, infinite and non-float logits, argument checks."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -236,3 +239,207 @@ def test_intersect_box_against_brute_force():
         if inside[i].any():
             ts = t[inside[i]]
             assert abs(float(d_near[i]) - ts.min()) < 1e-3 and abs(float(d_far[i]) - ts.max()) < 1e-3
+
+
+# --------------------------------------------------------------------------------------
+# Invalid rays, integer rays, infinite and non-float logits, argument checks.
+# --------------------------------------------------------------------------------------
+
+# Centred at the box centre: the field's gradient is NaN there (|p - c| at p = c), so a
+# naive sanitising of invalid rays to the origin would itself poison the batch.
+CENTRED = {"radius": jnp.float32(0.3), "center": jnp.zeros(3, jnp.float32)}
+BAD_RAYS = {
+    "nan_origin": ([3], [[np.nan, 0.1, 2.0]], None),
+    "inf_origin": ([5], [[np.inf, 0.0, 0.0]], None),
+    "neg_inf_origin": ([0], [[0.0, -np.inf, 1.0]], None),
+    "nan_direction": ([7], None, [[0.0, np.nan, -1.0]]),
+    "inf_direction": ([2], None, [[0.0, 0.0, -np.inf]]),
+    "zero_direction": ([4], None, [[0.0, 0.0, 0.0]]),
+    "several": (
+        [1, 6, 9],
+        [[np.nan] * 3, [0.0, 0.0, 2.0], [np.inf, -np.inf, 0.0]],
+        [[0, 0, -1], [0, 0, 0], [1, 1, 1]],
+    ),
+}
+
+
+def _rays_with_misses(seed):
+    """12 rays: random ones, then two ordinary misses (rows 10 and 11)."""
+    o, w = (np.array(a) for a in random_rays(n=12, seed=seed))
+    o[10:], w[10:] = [[0.0, 0.9, 2.0], [5.0, 5.0, 5.0]], [[0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]
+    return jnp.asarray(o), jnp.asarray(w)
+
+
+def _with_bad_rays(o, w, kind):
+    """The rays with the bad ones of `kind` written in; returns them, the bad rows and the others."""
+    rows, bad_o, bad_w = BAD_RAYS[kind]
+    o, w = np.array(o), np.array(w)
+    if bad_o is not None:
+        o[rows] = bad_o
+    if bad_w is not None:
+        w[rows] = bad_w
+    keep = np.setdiff1d(np.arange(len(o)), rows)
+    return jnp.asarray(o), jnp.asarray(w), rows, keep
+
+
+@functools.partial(jax.jit, static_argnames="gradient")
+def _depth_and_grads(params, o, w, mask, gradient):
+    """Depths, and the gradients (params, origins, directions) of a loss that leaves out the
+    rays outside `mask` and the misses, through a where on the depth."""
+
+    def loss(p, o, w):
+        d = render.surface_depth(sphere_logit, p, o, w, gradient=gradient, n_steps=16)
+        return jnp.sum(jnp.where(mask & jnp.isfinite(d), d, 0.0) ** 2)
+
+    d = render.surface_depth(sphere_logit, params, o, w, gradient=gradient, n_steps=16)
+    return d, jax.grad(loss, argnums=(0, 1, 2))(params, o, w)
+
+
+@pytest.mark.parametrize("gradient", ["analytic", "unrolled"])
+@pytest.mark.parametrize("kind", sorted(BAD_RAYS))
+def test_invalid_rays_are_misses_and_do_not_poison_the_gradient(kind, gradient):
+    o, w = _rays_with_misses(seed=8)
+    o_bad, w_bad, rows, keep = _with_bad_rays(o, w, kind)
+    d_good, (g_good, _, _) = _depth_and_grads(CENTRED, o[keep], w[keep], True, gradient)
+    assert 2 < int(np.isfinite(d_good).sum()) <= len(keep) - 2  # hits and misses
+    # Left out through the where on its (infinite) depth, or by a mask fixed in advance.
+    for mask in (jnp.ones(12, bool), jnp.asarray(np.isin(np.arange(12), keep))):
+        d_bad, (g_bad, g_o, g_w) = _depth_and_grads(CENTRED, o_bad, w_bad, mask, gradient)
+        assert np.isinf(np.asarray(d_bad)[rows]).all()
+        np.testing.assert_array_equal(np.asarray(d_bad)[keep], d_good)
+        for k in CENTRED:
+            assert np.isfinite(g_bad[k]).all(), (k, g_bad)
+            np.testing.assert_allclose(g_bad[k], g_good[k], rtol=1e-5, atol=1e-7)
+        # The rays themselves: finite gradients, zero for the bad ones.
+        assert np.isfinite(g_o).all() and np.isfinite(g_w).all()
+        assert (np.asarray(g_o)[rows] == 0).all() and (np.asarray(g_w)[rows] == 0).all()
+
+
+@pytest.mark.parametrize("gradient", ["analytic", "unrolled"])
+def test_a_batch_of_only_invalid_rays_has_zero_gradient(gradient):
+    o = jnp.asarray([[np.nan, 0.0, 2.0], [0.0, 0.0, 2.0], [np.inf, 0.0, 0.0]], jnp.float32)
+    w = jnp.asarray([[0.0, 0.0, -1.0], [0.0, 0.0, 0.0], [-1.0, 0.0, 0.0]], jnp.float32)
+
+    def loss(p):
+        d = render.surface_depth(sphere_logit, p, o, w, gradient=gradient, n_steps=16)
+        return jnp.sum(jnp.where(jnp.isfinite(d), d, 0.0)), d
+
+    g, d = jax.jit(jax.grad(loss, has_aux=True))(CENTRED)
+    assert np.isinf(d).all()
+    assert all((np.asarray(x) == 0).all() for x in jax.tree.leaves(g)), g
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32])
+def test_integer_rays_are_cast_to_float32(dtype):
+    o = np.array([[0, 0, 2], [1, 0, 2], [0, 2, 0], [3, 3, 3]], dtype)
+    w = np.array([[0, 0, -1], [-1, 0, -2], [0, -1, 0], [1, 0, 0]], dtype)
+    ref = closed_form_depth(PARAMS, jnp.asarray(o, jnp.float32), jnp.asarray(w, jnp.float32))
+
+    def loss(p, o, w):
+        d = render.surface_depth(sphere_logit, p, o, w, n_steps=32)
+        return masked_sum(d, jnp.isfinite(ref)), d
+
+    g, d = jax.jit(jax.grad(loss, has_aux=True))(PARAMS, o, w)
+    assert d.dtype == jnp.float32
+    np.testing.assert_allclose(d, ref, atol=2e-5)
+    assert np.isfinite(ref[:3]).all() and np.isinf(d[3])
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(g))
+    near, far, hit = render.intersect_box(jnp.asarray(o), jnp.asarray(w))
+    assert near.dtype == jnp.float32 and hit.tolist() == [True, True, True, False]
+
+
+@pytest.mark.parametrize("dtype", [bool, np.complex64])
+def test_rays_that_are_not_numbers_are_a_clear_error(dtype):
+    o = np.zeros((2, 3), dtype)
+    with pytest.raises(ValueError, match=f"origins must be float.*{np.dtype(dtype).name}"):
+        render.surface_depth(sphere_logit, PARAMS, o, np.ones((2, 3), np.float32))
+
+
+def logodds_sphere(params, points):
+    """A field computing log(p / (1 - p)) with p clipped to [0, 1]: +-inf away from the surface."""
+    d = jnp.linalg.norm(points - params["center"][None, :], axis=-1)
+    p = jnp.clip(0.5 + 5.0 * (params["radius"] - d), 0.0, 1.0)
+    return jnp.log(p) - jnp.log1p(-p)
+
+
+def inf_sphere(params, points):
+    """+inf inside, -inf outside (no gradient, but a well-defined surface)."""
+    d = jnp.linalg.norm(points - params["center"][None, :], axis=-1)
+    return jnp.where(d < params["radius"], jnp.inf, -jnp.inf)
+
+
+@pytest.mark.parametrize("field", [logodds_sphere, inf_sphere], ids=["logodds", "inf"])
+def test_infinite_logits_give_finite_depths_and_analytic_gradients(field):
+    o, w = random_rays(n=48, seed=9)
+    ref = closed_form_depth(PARAMS, o, w)
+    hit = np.isfinite(ref)
+    depth = jax.jit(lambda p: render.surface_depth(field, p, o, w, n_steps=64))
+    d = depth(PARAMS)
+    assert not np.isnan(d).any()
+    np.testing.assert_array_equal(np.isfinite(d), hit)
+    # The inf field has a jump: the secant steps bisect it to within the marching step.
+    step = 1.1 * np.sqrt(3) / 63 * np.linalg.norm(w, axis=1)
+    tol = np.full_like(step, 2e-5) if field is logodds_sphere else step / 2**8
+    assert (np.abs(np.asarray(d)[hit] - np.asarray(ref)[hit]) <= tol[hit] + 1e-6).all()
+    g = jax.jit(jax.grad(lambda p: masked_sum(depth(p), hit)))(PARAMS)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(g)), g
+    if field is logodds_sphere:  # the same surface motion as the plain sphere
+        g_ref = jax.jit(jax.grad(lambda p: masked_sum(closed_form_depth(p, o, w), hit)))(PARAMS)
+        for k in PARAMS:
+            np.testing.assert_allclose(g[k], g_ref[k], rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bool_, jnp.int32, jnp.uint8])
+def test_non_float_logits_are_a_clear_error(dtype):
+    o, w = random_rays(n=4)
+
+    def labels(params, points):
+        return (jnp.linalg.norm(points, axis=-1) < params["radius"]).astype(dtype)
+
+    for gradient in ("analytic", "unrolled"):
+        with pytest.raises(ValueError, match=f"{jnp.dtype(dtype).name} values.*floating point"):
+            render.surface_depth(labels, PARAMS, o, w, gradient=gradient)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_steps=1), "n_steps must be an integer >= 2"),
+        (dict(n_steps=16.5), "n_steps must be an integer"),
+        (dict(n_secant=-1), "n_secant must be an integer >= 0"),
+        (dict(chunk_steps=0), "chunk_steps must be an integer >= 1"),
+        (dict(padding=-0.1), "padding must be a finite number >= 0"),
+        (dict(padding=float("nan")), "padding must be a finite number >= 0"),
+        (dict(threshold=0.0), "threshold must be a probability"),
+        (dict(threshold=float("nan")), "threshold must be a probability"),
+    ],
+)
+def test_invalid_arguments_name_the_argument(kwargs, match):
+    o, w = random_rays(n=4)
+    with pytest.raises(ValueError, match=match):
+        render.surface_depth(sphere_logit, PARAMS, o, w, **kwargs)
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_RAYS))
+@pytest.mark.parametrize("xp", ["jax", "numpy"])
+def test_intersect_box_treats_invalid_rays_as_misses(kind, xp):
+    o, w = _rays_with_misses(seed=10)
+    o_bad, w_bad, rows, keep = _with_bad_rays(o, w, kind)
+    if xp == "numpy":
+        o_bad, w_bad = np.asarray(o_bad), np.asarray(w_bad)
+    near, far, hit = render.intersect_box(o_bad, w_bad, padding=0.1)
+    near0, far0, hit0 = render.intersect_box(o[keep], w[keep], padding=0.1)
+    assert not np.asarray(hit)[rows].any()
+    assert (np.asarray(near)[rows] == 0).all() and (np.asarray(far)[rows] == 0).all()
+    np.testing.assert_array_equal(np.asarray(hit)[keep], hit0)
+    np.testing.assert_allclose(np.asarray(near)[keep], near0, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(far)[keep], far0, rtol=1e-6)
+    if xp == "jax":  # finite gradients, zero for the bad rays
+
+        def total_length(o, w):
+            near, far, hit = render.intersect_box(o, w)
+            return jnp.sum(jnp.where(hit, far - near, 0.0))
+
+        g_o, g_w = jax.jit(jax.grad(total_length, argnums=(0, 1)))(o_bad, w_bad)
+        assert np.isfinite(g_o).all() and np.isfinite(g_w).all()
+        assert (np.asarray(g_o)[rows] == 0).all() and (np.asarray(g_w)[rows] == 0).all()
