@@ -11,13 +11,13 @@ open patches or degenerate test cases) is extracted into ``--work`` and converte
 skipped. Nothing is downloaded by this script.
 """
 
-import argparse
 import io
 import lzma
 import os
 import tarfile
+import zlib
 
-from experiments import prepare_data
+from experiments import cli, prepare_data
 
 _INNER = "usr/share/doc/libcgal-dev/data.tar.gz"
 
@@ -32,9 +32,14 @@ def read_ar_members(path):
             header = f.read(60)
             if len(header) < 60:
                 break
-            name = header[:16].decode("ascii").strip().rstrip("/")
-            size = int(header[48:58].decode("ascii").strip())
+            try:
+                name = header[:16].decode("ascii").strip().rstrip("/")
+                size = int(header[48:58].decode("ascii").strip())
+            except ValueError:
+                raise ValueError(f"{path}: corrupt ar archive (bad member header {header[:16]!r})") from None
             members[name] = f.read(size)
+            if len(members[name]) < size:
+                raise ValueError(f"{path}: truncated ar archive (member {name!r})")
             if size % 2:
                 f.read(1)
     return members
@@ -62,23 +67,26 @@ def extract_meshes(deb_path, work_dir):
     data_name = next((n for n in members if n.startswith("data.tar")), None)
     if data_name is None:
         raise ValueError(f"{deb_path}: no data.tar.* member (found {sorted(members)})")
-    with _open_data_tar(members[data_name], data_name) as outer:
-        inner = None
-        for m in outer.getmembers():
-            if m.name.lstrip("./") == _INNER:
-                inner = outer.extractfile(m).read()
-        if inner is None:
-            raise ValueError(f"{deb_path}: {_INNER} not found; is this libcgal-demo?")
-    with tarfile.open(fileobj=io.BytesIO(inner), mode="r:gz") as tar:
-        wanted = [
-            m for m in tar.getmembers() if m.isfile() and m.name.lstrip("./").startswith("data/meshes/")
-        ]
-        tar.extractall(work_dir, members=wanted, filter="data")
+    try:
+        with _open_data_tar(members[data_name], data_name) as outer:
+            inner = None
+            for m in outer.getmembers():
+                if m.name.lstrip("./") == _INNER:
+                    inner = outer.extractfile(m).read()
+            if inner is None:
+                raise ValueError(f"{deb_path}: {_INNER} not found; is this libcgal-demo?")
+        with tarfile.open(fileobj=io.BytesIO(inner), mode="r:gz") as tar:
+            wanted = [
+                m for m in tar.getmembers() if m.isfile() and m.name.lstrip("./").startswith("data/meshes/")
+            ]
+            tar.extractall(work_dir, members=wanted, filter="data")
+    except (tarfile.TarError, lzma.LZMAError, zlib.error, EOFError) as e:
+        raise ValueError(f"{deb_path}: corrupt archive ({type(e).__name__}: {e})") from e
     return os.path.join(work_dir, "data", "meshes")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _main(argv):
+    parser = prepare_data.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--deb", help="libcgal-demo_*.deb (from `apt-get download libcgal-demo`)")
     source.add_argument("--meshes", help="an extracted data/meshes folder")
@@ -88,10 +96,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     meshes = args.meshes
     if args.deb:
+        if not os.path.isfile(args.deb):
+            raise ValueError(f"--deb: {args.deb}: no such file")
         work = args.work or os.path.join(os.path.dirname(os.path.abspath(args.output)), "cgal_src")
         meshes = extract_meshes(args.deb, work)
         print(f"extracted {len(os.listdir(meshes))} files into {meshes}")
-    prepare_data.run(args, meshes, args.output, "cgal", "cgal_real")
+    input_flag = "--meshes" if args.meshes else f"--deb (extracted to {meshes})"
+    return prepare_data.run(args, meshes, args.output, "cgal", "cgal_real", input_flag=input_flag)
+
+
+def main(argv=None):
+    """The command line; a bad flag or file is one line on stderr and exit code 2."""
+    return cli.run(_main, argv)
 
 
 if __name__ == "__main__":

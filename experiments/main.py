@@ -17,10 +17,10 @@ This file only parses flags; the work is done by the library.
 import json
 import logging
 import os
-import sys
-
 from absl import app, flags
 from ml_collections import config_flags
+
+from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (get_config(arg)), as path.py or path.py:arg.", lock_config=True
@@ -55,11 +55,7 @@ def main(argv):
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
-    try:
-        result = trainer.run(_CONFIG.value, _WORKDIR.value, _MODE.value)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    result = trainer.run(_CONFIG.value, _WORKDIR.value, _MODE.value)
     if result:
         floats = {k: v for k, v in result.items() if isinstance(v, float) and not k.endswith("scale")}
         shown = {k: round(v, 4) for k, v in floats.items()}
@@ -68,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_absl(main)

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from experiments import cli
 from implicit_fields import vis
 from implicit_fields.data import builtin, multiview
 from implicit_fields.data.shapes import CATEGORIES, category_synset
@@ -29,8 +30,15 @@ def _depth_picture(depth):
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, `error: <flag>: <problem>`, with exit code 2."""
+
+    def error(self, message):
+        cli.fail(message.replace("argument ", "", 1) if message.startswith("argument ") else message)
+
+
+def _main(argv):
+    parser = _ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/multiview", help="output folder")
     parser.add_argument("--dataset", default=None, help="existing built-in dataset (else made in OUT/data)")
     parser.add_argument("--categories", default=",".join(CATEGORIES.values()), help="comma-separated")
@@ -41,8 +49,25 @@ def main(argv=None):
     parser.add_argument("--texture", default="stripes", choices=["none", "stripes"])
     parser.add_argument("--sheet_views", type=int, default=4, help="views per row of the sheet")
     args = parser.parse_args(argv)
-
-    categories = [category_synset(c.strip()) for c in args.categories.split(",") if c.strip()]
+    for flag, value, low in (
+        ("--objects", args.objects, 1),
+        ("--views", args.views, 1),
+        ("--resolution", args.resolution, 2),
+        ("--seed", args.seed, 0),
+        ("--sheet_views", args.sheet_views, 1),
+    ):
+        if value < low:
+            raise ValueError(f"{flag}: must be >= {low}, got {value}")
+    try:
+        categories = [category_synset(c.strip()) for c in args.categories.split(",") if c.strip()]
+    except ValueError as e:
+        raise ValueError(f"--categories: {e}") from None
+    if not categories:
+        raise ValueError(f"--categories: no category given (got {args.categories!r})")
+    if args.dataset is not None and not os.path.isdir(args.dataset):
+        raise ValueError(f"--dataset: {args.dataset}: no such folder")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out: {args.out}: exists and is not a folder")
     dataset = args.dataset or os.path.join(args.out, "data")
     if args.dataset is None:
         builtin.generate_dataset(
@@ -84,6 +109,11 @@ def main(argv=None):
     sheet = os.path.join(args.out, "contact_sheet.png")
     vis.write_png(sheet, vis.image_grid(rows, labels))
     print(f"wrote {sheet}")
+
+
+def main(argv=None):
+    """The command line; a bad flag or file is one line on stderr and exit code 2."""
+    return cli.run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -181,6 +181,17 @@ class ShapesDataset:
       img_size: if set, images are resized to img_size x img_size on loading.
       img_with_camera: with `images`, also load the views' camera matrices from
         the images' `cameras.npz` (see `load_image_cameras`).
+
+    Opening checks up front (a stat per file) that every object the split lists has
+    the files these options need (`required_files`), so a missing object is found
+    before training starts, not when it is first sampled.
+
+    Raises:
+      FileNotFoundError: no dataset folder.
+      ValueError: unknown categories, or none.
+      DataFormatError: a category folder or split file is missing, a split file is
+        empty or malformed, or listed objects lack files (the message names the split
+        file, the first few objects and what they lack, and how many there are).
     """
 
     def __init__(
@@ -207,7 +218,7 @@ class ShapesDataset:
             self.metadata = {
                 d: {"id": d, "name": d}
                 for d in sorted(os.listdir(path))
-                if os.path.isdir(os.path.join(path, d))
+                if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")
             }
         if categories:
             missing = [c for c in categories if c not in self.metadata]
@@ -220,10 +231,6 @@ class ShapesDataset:
             self.categories = sorted(self.metadata)
         if not self.categories:
             raise ValueError(f"dataset {path!r} has no categories")
-        self.items: List[ModelRef] = []
-        for category in self.categories:
-            for model in onet_format.read_split(os.path.join(path, category), split):
-                self.items.append(ModelRef(category, model))
         self.cache = cache
         self.voxels = voxels
         self.voxel_resolution = voxel_resolution
@@ -231,8 +238,61 @@ class ShapesDataset:
         self.img_folder = img_folder
         self.img_size = img_size
         self.img_with_camera = img_with_camera
+        self.items: List[ModelRef] = []
+        listed_in = "metadata.yaml" if os.path.exists(metadata_file) else "the categories asked for"
+        for category in self.categories:
+            category_dir = os.path.join(path, category)
+            if not os.path.isdir(category_dir):
+                raise onet_format.DataFormatError(
+                    f"{category_dir}: category folder not found (category {category!r} is in {listed_in})"
+                )
+            models = onet_format.read_split(category_dir, split)
+            self._check_objects(category_dir, split, models)
+            self.items.extend(ModelRef(category, model) for model in models)
         self._cache: Dict[int, Dict[str, np.ndarray]] = {}
         self._lock = threading.Lock()
+
+    def required_files(self) -> List[str]:
+        """The files (and, ending in '/', folders) every object needs with these options."""
+        files = [onet_format.POINTS_FILE, onet_format.POINTCLOUD_FILE]
+        if self.voxels:
+            files.append(binvox.VOXELS_FILE)
+        if self.images:
+            files.append(self.img_folder + "/")
+            if self.img_with_camera:
+                files.append(f"{self.img_folder}/cameras.npz")
+        return files
+
+    def _check_objects(self, category_dir: str, split: str, models: Sequence[str]) -> None:
+        """Checks (a stat each) that every object of a split has the files the options need.
+
+        Raises:
+          DataFormatError: naming the split file, how many objects lack files, and the
+            first few of them with what they lack.
+        """
+        required = self.required_files()
+        problems = []
+        for model in models:
+            folder = os.path.join(category_dir, model)
+            if not os.path.isdir(folder):
+                problems.append(f"{model} (no object folder)")
+                continue
+            missing = [
+                name
+                for name in required
+                if not (os.path.isdir if name.endswith("/") else os.path.isfile)(os.path.join(folder, name))
+            ]
+            if missing:
+                problems.append(f"{model} (missing {', '.join(missing)})")
+        if problems:
+            shown = 5
+            listed = "; ".join(problems[:shown])
+            if len(problems) > shown:
+                listed += f"; and {len(problems) - shown} more"
+            raise onet_format.DataFormatError(
+                f"{os.path.join(category_dir, split + '.lst')}: {len(problems)} of the {len(models)} "
+                f"objects it lists lack files this dataset needs ({', '.join(required)}): {listed}"
+            )
 
     def __len__(self) -> int:
         return len(self.items)

@@ -12,7 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from implicit_fields.data.onet_format import DataFormatError
+from implicit_fields.data.onet_format import DataFormatError, load_npy
 
 __all__ = ["read_rgb", "read_mask", "read_depth"]
 
@@ -80,7 +80,8 @@ def read_depth(path):
         float32 [H, W] camera depth, inf where unknown (inf, NaN or <= 0 in the file).
 
     Raises:
-        DataFormatError: an ``.exr`` file, an unreadable file, a non-float array or one of
+        DataFormatError: an ``.exr`` file, a missing or unreadable file, one that is not an
+            ``.npy`` (random bytes, an .npz, pickled objects), a non-float array or one of
             another shape.
     """
     path = os.fspath(path)
@@ -90,12 +91,9 @@ def read_depth(path):
             f"{path}: OpenEXR depth maps cannot be read (no EXR dependency); convert them to "
             ".npy float32 (H, W) with inf where there is no surface"
         )
-    try:
-        a = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
-        raise DataFormatError(f"{path}: unreadable depth map ({type(e).__name__}: {e})") from e
-    if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.floating):
-        raise DataFormatError(f"{path}: depth must be a float array, got {type(a).__name__}")
+    a = load_npy(path)  # DataFormatError naming the file: missing, empty, not an .npy, ...
+    if not np.issubdtype(a.dtype, np.floating):
+        raise DataFormatError(f"{path}: depth must be a float array, got dtype {a.dtype}")
     if a.ndim == 3 and a.shape[2] >= 1:
         a = a[:, :, 0]
     if a.ndim != 2:

@@ -74,6 +74,17 @@ _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 # --------------------------------------------------------------------------------------
 
 
+def _count(name, value, minimum):
+    """An integer argument >= ``minimum`` (ValueError naming ``name`` otherwise)."""
+    try:
+        ok = not isinstance(value, (bool, np.bool_)) and float(value) == int(value)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or int(value) < minimum:
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def _resolution(resolution):
     if np.ndim(resolution) == 0:
         h = w = int(resolution)
@@ -125,6 +136,7 @@ def write_multiview(
         dict: the multiview.json content.
     """
     height, width = _resolution(resolution)
+    n_views = _count("n_views", n_views, 1)
     seed_seq = np.random.SeedSequence(seed)
     cam_seed, app_seed = seed_seq.spawn(2)
     view_focal = shape_render.fit_focal(shape, radius) if focal is None else float(focal)
@@ -230,6 +242,10 @@ def generate_multiview_dataset(
     dataset_dir = os.fspath(dataset_dir)
     if not os.path.isdir(dataset_dir):
         raise DataFormatError(f"{dataset_dir}: dataset folder not found")
+    n_views = _count("n_views", n_views, 1)
+    seed = _count("seed", seed, 0)
+    if max_objects is not None:
+        max_objects = _count("max_objects", max_objects, 1)
     objects, per_synset = [], {}
     for synset, model, _ in onet_format.object_folders(dataset_dir, categories):
         per_synset[synset] = per_synset.get(synset, 0) + 1
@@ -251,8 +267,17 @@ def generate_multiview_dataset(
         }
         marker = os.path.join(folder, INFO_FILE)
         if os.path.exists(marker):
-            with open(marker, "r", encoding="utf-8") as f:
-                old = json.load(f)
+            try:
+                with open(marker, "r", encoding="utf-8") as f:
+                    old = json.load(f)
+                if not isinstance(old, dict):
+                    raise ValueError(f"a JSON {type(old).__name__}, not an object")
+            except (OSError, ValueError) as e:
+                if not overwrite:
+                    raise DataFormatError(
+                        f"{marker}: unreadable ({type(e).__name__}: {e}); pass overwrite=True to re-render"
+                    ) from e
+                old = {}
             if old.get("version") == MULTIVIEW_VERSION and old.get("params") == params:
                 done.append(folder)
                 continue

@@ -17,14 +17,15 @@ folder or of a multi-view folder (:mod:`implicit_fields.data.multiview`). The ma
 follow the convention of :mod:`implicit_fields.cameras`.
 
 Readers validate everything and raise :class:`DataFormatError` with the file path and the
-problem in the message. Loading never adds jitter (the original loader's 1e-4 noise
-belongs to the point sampler).
+problem in the message. Every ``.npz`` / ``.npy`` goes through :func:`open_npz` /
+:func:`load_npy`, which check the file's signature first and never load pickled objects
+(random bytes are "not a valid .npz file", not numpy's hint to load them unsafely).
+Loading never adds jitter (the original loader's 1e-4 noise belongs to the point sampler).
 """
 
 import io
 import json
 import os
-import zipfile
 
 import numpy as np
 import yaml
@@ -51,6 +52,10 @@ __all__ = [
     "object_folders",
     "save_cameras",
     "load_cameras",
+    "open_npz",
+    "npz_array",
+    "load_npz",
+    "load_npy",
 ]
 
 POINTS_FILE = "points.npz"
@@ -126,6 +131,107 @@ def _write_npz(path, **arrays):
         np.savez(f, **arrays)
 
 
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # A zip with members, an empty zip.
+_NPY_SIGNATURE = b"\x93NUMPY"
+
+
+def _numpy_problem(error):
+    """A numpy reader's error as text, without numpy's hint about loading pickled data."""
+    text = f"{type(error).__name__}: {error}"
+    if "pickle" in text.lower():
+        return "it holds Python objects (pickled data), not plain arrays; such files are never loaded"
+    return text
+
+
+def _check_signature(path, kind):
+    """Fail unless ``path`` is a non-empty regular file that starts like a ``kind`` file.
+
+    Args:
+        path: the file.
+        kind: '.npz' (a zip archive) or '.npy'.
+    """
+    if not os.path.exists(path):
+        _fail(path, "file not found")
+    if not os.path.isfile(path):
+        _fail(path, "not a regular file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        _fail(path, f"cannot read the file ({type(e).__name__}: {e.strerror or e})")
+    if not head:
+        _fail(path, f"not a valid {kind} file (the file is empty)")
+    if kind == ".npz":
+        if not any(head.startswith(sig) for sig in _ZIP_SIGNATURES):
+            what = "a single .npy array" if head.startswith(_NPY_SIGNATURE) else f"bytes {head[:4]!r}"
+            _fail(path, f"not a valid .npz file (it starts with {what}, not the zip signature of an .npz)")
+    elif not head.startswith(_NPY_SIGNATURE):
+        what = "a zip archive (.npz)" if head[:4] in _ZIP_SIGNATURES else f"bytes {head[:6]!r}"
+        _fail(path, f"not a valid .npy file (it starts with {what}, not the .npy signature)")
+
+
+def open_npz(path):
+    """Opens an ``.npz`` archive for reading (use it in a ``with`` statement).
+
+    Never loads pickled objects; every problem is a :class:`DataFormatError` that names the
+    file (no numpy hint about ``allow_pickle``).
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``np.lib.npyio.NpzFile`` (read its arrays with :func:`npz_array`).
+
+    Raises:
+        DataFormatError: a missing, empty or unreadable file, or one that is not an .npz.
+    """
+    path = os.fspath(path)
+    _check_signature(path, ".npz")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - zipfile, OSError, EOFError, ValueError on bad input.
+        _fail(path, f"not a valid .npz file ({_numpy_problem(e)})")
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        _fail(path, f"not a valid .npz file (it holds a single {type(data).__name__}, not a zip)")
+    return data
+
+
+def npz_array(path, data, key):
+    """One array of an open ``.npz`` (:func:`open_npz`); a corrupt member names the file and key."""
+    try:
+        return data[key]
+    except Exception as e:  # noqa: BLE001 - truncated or corrupt member: zipfile/zlib/ValueError.
+        problem = _numpy_problem(e)
+        _fail(os.fspath(path), f"cannot read key '{key}' (corrupt, truncated or not an array: {problem})")
+
+
+def load_npz(path):
+    """Every array of an ``.npz`` file, validated as :func:`open_npz` (no pickled objects).
+
+    Returns:
+        dict key -> ndarray.
+
+    Raises:
+        DataFormatError: naming the file and the problem.
+    """
+    with open_npz(path) as data:
+        return {k: npz_array(path, data, k) for k in data.files}
+
+
+def load_npy(path):
+    """The array of an ``.npy`` file (no pickled objects).
+
+    Raises:
+        DataFormatError: a missing, empty, truncated or unreadable file, or not an .npy.
+    """
+    path = os.fspath(path)
+    _check_signature(path, ".npy")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - truncated header or data, bad version, object arrays.
+        _fail(path, f"not a valid .npy file ({_numpy_problem(e)})")
+
+
 def _load_npz(path, required, optional=()):
     """Open an npz, check its keys and read them all.
 
@@ -133,28 +239,12 @@ def _load_npz(path, required, optional=()):
         dict key -> ndarray for the ``required`` keys and the ``optional`` keys present.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        _fail(path, "file not found")
-    if not os.path.isfile(path):
-        _fail(path, "not a regular file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        _fail(path, f"not a valid npz file ({type(e).__name__}: {e})")
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        _fail(path, f"not a valid npz file (it holds a single {type(data).__name__}, not a zip)")
-    with data:
+    with open_npz(path) as data:
         found = sorted(data.files)
         missing = [k for k in required if k not in found]
         if missing:
             _fail(path, f"missing key(s) {missing}; keys found: {found}")
-        out = {}
-        for k in list(required) + [k for k in optional if k in found]:
-            try:
-                out[k] = data[k]
-            except Exception as e:  # Truncated or corrupt member: zipfile/zlib/ValueError.
-                _fail(path, f"cannot read key '{k}' (corrupt or truncated: {type(e).__name__}: {e})")
-    return out
+        return {k: npz_array(path, data, k) for k in list(required) + [k for k in optional if k in found]}
 
 
 # --------------------------------------------------------------------------------------
@@ -560,13 +650,9 @@ def load_cameras(path, n=None):
             shape, non-finite entries, non-affine or singular matrix.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise DataFormatError(f"{path}: camera file not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as e:  # noqa: BLE001 - any reader failure is a format error here.
-        raise DataFormatError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from e
+    arrays = load_npz(path)
     if n is None:
         n = 0
         while f"world_mat_{n}" in arrays:

@@ -63,7 +63,7 @@ def test_errors_name_the_file(tmp_path):
             read(tmp_path / "bad.png")
     cases = {
         "d.exr": (None, "OpenEXR depth maps cannot be read"),
-        "missing.npy": (None, "unreadable depth map"),
+        "missing.npy": (None, "file not found"),
         "int.npy": (np.zeros((3, 3), np.int32), "depth must be a float array"),
         "flat.npy": (np.zeros(9, np.float32), "depth must have shape (H, W)"),
     }

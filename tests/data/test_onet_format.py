@@ -110,7 +110,7 @@ def _bad_points_files(tmp_path):
     def _(p):
         pass
 
-    @case("garbage", "not a valid npz")
+    @case("garbage", "not a valid .npz file")
     def _(p):
         p.write_bytes(b"this is not a zip file at all" * 10)
 
@@ -120,7 +120,7 @@ def _bad_points_files(tmp_path):
         data = p.read_bytes()
         p.write_bytes(data[: len(data) // 2])
 
-    @case("npy_not_npz", "not a valid npz")
+    @case("npy_not_npz", "not a valid .npz file")
     def _(p):
         with open(p, "wb") as f:
             np.save(f, np.zeros(3))
@@ -395,5 +395,5 @@ def test_load_cameras_errors_name_file_and_problem(tmp_path):
     with pytest.raises(DataFormatError, match="missing key 'world_mat_1'"):
         load_cameras(path, n=2)
     path.write_bytes(b"not a zip")
-    with pytest.raises(DataFormatError, match="cannot read"):
+    with pytest.raises(DataFormatError, match=r"cameras.npz: not a valid .npz file"):
         load_cameras(path)

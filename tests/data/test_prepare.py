@@ -205,12 +205,23 @@ def test_rerun_skips_done_objects_and_cli(prepared, tmp_path, capsys):
     assert os.path.getmtime(points) == before and os.path.getmtime(info) == images_before
     text = capsys.readouterr().out
     assert "converted 4, skipped 2 of 6" in text and "garbage" in text
-    # Other rendering parameters: only the renderings of the existing objects are redone.
-    prepare_data.main(args + ["--render-resolution", "24"])
+    # Other rendering parameters stop the run (one line naming the flag, old -> new) ...
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_data.main(args + ["--render-resolution", "24"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "--render-resolution 32 -> 24" in err and "--rebuild" in err
+    assert os.path.getmtime(info) == images_before
+    # ... unless --rebuild: then only the renderings of the existing objects are redone.
+    prepare_data.main(args + ["--render-resolution", "24", "--rebuild"])
     report = json.loads((out / prepare.REPORT_FILE).read_text())
     assert os.path.getmtime(points) == before
-    assert sum(bool(r.get("rendered")) for r in report["records"]) == 4 and not report["render_errors"]
+    statuses = [r["status"] for r in report["records"]]
+    assert statuses.count("rerendered") == 4 and not report["render_errors"]
+    assert sorted(report["rebuilt"]) == sorted(report["converted"])
     assert datasets.load_images(str(info.parent)).shape == (4, 24, 24, 3)
+    recorded = json.loads((out / "real" / "box" / prepare.MESH_INFO_FILE).read_text())["params"]
+    assert recorded["render_resolution"] == 24 and recorded["num_points"] == 6000
 
 
 def test_extract_meshes_from_a_deb(tmp_path):
