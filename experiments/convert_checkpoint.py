@@ -5,27 +5,28 @@
   python -m experiments.main --config experiments/configs/onet.py \
       --workdir runs/onet_pcl_pretrained --mode generate
 
---input is the `.pt` file (needs torch) or a `.npz` of its state dict's arrays (no torch
-needed: `numpy.savez('state.npz', **{k: v.numpy() for k, v in
-torch.load('model.pt')['model'].items()})`). --config describes the model the checkpoint
-holds (encoder, decoder, widths, c_dim, z_dim); every mismatch between the two is reported
-by name. The output folder gets config.json and the converted variables as the `best`
-checkpoint, so generation, evaluation and `experiments.sample` run on it directly.
+--input is the `.pt` file (needs torch; read with torch's safe loader, numpy scalars such
+as the original's `loss_val_best` allowed) or a `.npz` of its state dict's arrays (no
+torch needed; `implicit_fields.methods.onet.convert.NPZ_RECIPE` writes one where torch
+is). --config describes the model the checkpoint holds (encoder, decoder, widths, c_dim,
+z_dim); every mismatch between the two is reported by name. --output must be a new or
+empty folder; it gets config.json and the converted variables as the `best` checkpoint,
+so generation, evaluation and `experiments.sample` run on it directly.
 
 This file only parses flags; the work is done by `implicit_fields.methods.onet.convert`.
 """
-
-import sys
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments import cli
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file of the model (get_config(arg)): path.py or path.py:arg.", lock_config=True
 )
 _INPUT = flags.DEFINE_string("input", None, "The original checkpoint: model.pt, or state.npz.")
-_OUTPUT = flags.DEFINE_string("output", None, "Run folder to write (config.json + best/ checkpoint).")
+_OUTPUT = flags.DEFINE_string("output", None, "New or empty run folder to write (config.json + best/).")
 _ALLOW_PICKLE = flags.DEFINE_bool(
     "allow_pickle", False, "Let torch unpickle arbitrary objects in --input (only for trusted files)."
 )
@@ -38,20 +39,17 @@ def main(argv):
     from implicit_fields import trainer
     from implicit_fields.methods.onet import convert
 
-    try:
-        config = _CONFIG.value
-        if config.get("method") != "onet":
-            method = config.get("method")
-            raise ValueError(f"the config's method is {method!r}; the converter reads ONet checkpoints")
-        trainer.check_config(config)
-        _, variables = convert.convert_checkpoint(_INPUT.value, config, _ALLOW_PICKLE.value)
-        workdir = convert.save_as_run(config, variables, _OUTPUT.value, source=_INPUT.value)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    config = _CONFIG.value
+    if config.get("method") != "onet":
+        method = config.get("method")
+        raise ValueError(f"--config: the config's method is {method!r}; the converter reads ONet checkpoints")
+    trainer.check_config(config)
+    convert.check_output(_OUTPUT.value)  # Before the (slow) conversion.
+    _, variables = convert.convert_checkpoint(_INPUT.value, config, _ALLOW_PICKLE.value)
+    workdir = convert.save_as_run(config, variables, _OUTPUT.value, source=_INPUT.value)
     count = sum(x.size for x in jax.tree.leaves(variables))
     print(f"converted {count:,} values from {_INPUT.value} -> {workdir}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_absl(main)

@@ -16,6 +16,25 @@ Follows `im2mesh/eval.py` (`MeshEvaluator.eval_mesh` / `eval_pointcloud`),
 
 All distances are in the units of the inputs (ShapeNet: unit cube with
 padding 0.1). See `CHAMFER_REPORT_SCALE` for the x10 reporting convention.
+
+Values the original leaves undefined (`UNDEFINED_METRICS`). By default
+('original') every edge case is scored as the original code scores it:
+
+* an empty prediction (no vertices, no faces, or zero area) gets the
+  original's `EMPTY_PCL_DICT` / `EMPTY_PCL_DICT_NORMALS`: IoU 0, accuracy =
+  completeness = sqrt(3), normal consistency -1 (NaN without normals), and no
+  Chamfer-L1, Chamfer-L2, precision, recall or F-score (NaN here: the
+  original's dict has no such keys, so its pandas means skip the object);
+* an F-score with precision = recall = 0 is 0/0 = NaN, also skipped by the
+  means; so is an IoU whose union is empty (a non-empty mesh with no IoU
+  point inside, of a shape with none inside either).
+
+'worst' scores them with the worst values instead, so that no object drops
+out of a mean: an empty prediction has Chamfer-L1 sqrt(3) (Chamfer-L2 3),
+normal consistency 0, precision = recall = F-score = 0; P = R = 0 gives an
+F-score of 0, an empty union an IoU of 0. `worst_case` turns the first into
+the second; `nan_mean` is the original's mean (NaN skipped). Means over
+objects are only comparable with the papers under 'original'.
 """
 
 import numpy as np
@@ -32,11 +51,149 @@ issue #61). `pointcloud_metrics` and `mesh_metrics` return unscaled values;
 multiply `chamfer_l1` by this constant to compare with published numbers.
 """
 
-# Values for an empty prediction. The original uses sqrt(3) (the unit-cube
-# diagonal) for accuracy/completeness and 3 for their squares; it sets the
-# normal terms to -1, whereas here normal consistency is 0 (its lower bound).
+UNDEFINED_METRICS = ("original", "worst")
+"""How values the original leaves undefined are scored (see the module docstring)."""
+
+# An empty prediction. The original's `EMPTY_PCL_DICT` has accuracy = completeness
+# = sqrt(3) (the diagonal of the unit cube), 3 for their squares and 'chamfer': 6,
+# a key its tables never read ('chamfer-L1' / 'chamfer-L2' are missing, so NaN);
+# `EMPTY_PCL_DICT_NORMALS` sets the normal terms to -1.
 _EMPTY_DISTANCE = float(np.sqrt(3.0))
 _EMPTY_DISTANCE_SQ = 3.0
+_EMPTY_NORMALS_ORIGINAL = -1.0
+_NAN = float("nan")
+
+
+def check_undefined(undefined, name="undefined"):
+    """Raises ValueError naming `name` unless `undefined` is one of `UNDEFINED_METRICS`."""
+    if undefined not in UNDEFINED_METRICS:
+        raise ValueError(f"{name}={undefined!r}: must be one of {', '.join(map(repr, UNDEFINED_METRICS))}")
+
+
+def check_eval_config(eval_config, prefix="config.eval"):
+    """Checks the metric options of an `eval` config section (those it has).
+
+    `undefined_metrics` must be one of `UNDEFINED_METRICS`; `iou_jitter` a
+    finite number >= 0; `fscore_threshold` a finite number > 0; `n_samples` an
+    integer > 0.
+
+    Raises:
+      ValueError: naming the key (`prefix.key`) and the problem.
+    """
+    if "undefined_metrics" in eval_config:
+        check_undefined(eval_config["undefined_metrics"], f"{prefix}.undefined_metrics")
+    checks = (
+        ("iou_jitter", lambda v: v >= 0, "a finite number >= 0 (0: no jitter)"),
+        ("fscore_threshold", lambda v: v > 0, "a finite number > 0"),
+    )
+    for key, ok, want in checks:
+        if key not in eval_config:
+            continue
+        value = eval_config[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not np.isfinite(value) or not ok(value):
+            raise ValueError(f"{prefix}.{key}={value!r}: must be {want}")
+    if "n_samples" in eval_config:
+        value = eval_config["n_samples"]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{prefix}.n_samples={value!r}: must be an integer > 0")
+
+
+def jitter_points(points, scale, rng):
+    """The IoU points with the original's jitter: float32 points + scale * N(0, 1).
+
+    The original's `PointsField.load` adds `1e-4 * np.random.randn` to the
+    points of a float16 `points.npz` (ShapeNet's and every file this library
+    writes) to break the ties of the float16 grid; the occupancies stay those
+    of the unjittered points.
+
+    Args:
+      points: float array, (N, 3).
+      scale: float >= 0, the jitter's standard deviation (0: none).
+      rng: `np.random.Generator` or int seed (the noise is drawn in float64).
+
+    Returns:
+      float32 array, (N, 3).
+    """
+    points = np.array(points, dtype=np.float32)
+    if scale:
+        points += scale * np.random.default_rng(rng).standard_normal(points.shape)
+    return points
+
+
+def empty_prediction_metrics(with_normals, undefined="original"):
+    """The metrics of an empty prediction (see the module docstring).
+
+    Args:
+      with_normals: whether normals are compared (else normal consistency is NaN).
+      undefined: 'original' (the original's `EMPTY_PCL_DICT`: no Chamfer-L1/L2,
+        precision, recall or F-score, i.e. NaN; normal consistency -1) or
+        'worst' (Chamfer-L1 sqrt(3), Chamfer-L2 3, normal consistency 0,
+        precision = recall = F-score = 0).
+
+    Returns:
+      dict of Python floats with the keys of `pointcloud_metrics`.
+    """
+    check_undefined(undefined)
+    worst = undefined == "worst"
+    normals = (0.0 if worst else _EMPTY_NORMALS_ORIGINAL) if with_normals else _NAN
+    return {
+        "accuracy": _EMPTY_DISTANCE,
+        "completeness": _EMPTY_DISTANCE,
+        "chamfer_l1": _EMPTY_DISTANCE if worst else _NAN,
+        "chamfer_l2": _EMPTY_DISTANCE_SQ if worst else _NAN,
+        "normal_consistency": normals,
+        "precision": 0.0 if worst else _NAN,
+        "recall": 0.0 if worst else _NAN,
+        "fscore": 0.0 if worst else _NAN,
+    }
+
+
+def is_empty(out):
+    """Whether metrics in the 'original' convention are those of an empty prediction.
+
+    There, and only there, Chamfer-L1 is NaN (a prediction with non-finite
+    points counts as empty too).
+    """
+    return bool(np.isnan(out["chamfer_l1"]))
+
+
+def worst_case(out):
+    """Metrics in the 'original' convention -> the same in the 'worst' convention.
+
+    An empty prediction (`is_empty`) gets `empty_prediction_metrics(...,
+    'worst')` (other keys kept); otherwise an F-score that is 0/0 (precision =
+    recall = 0) becomes 0. An IoU that is 0/0 (NaN) becomes 0. Cheap: no
+    distances are recomputed.
+
+    Args:
+      out: dict from `pointcloud_metrics` / `mesh_metrics` with undefined='original'.
+
+    Returns:
+      a new dict.
+    """
+    out = dict(out)
+    if "iou" in out and np.isnan(out["iou"]):
+        out["iou"] = 0.0
+    if is_empty(out):
+        with_normals = not np.isnan(out["normal_consistency"])
+        out.update(empty_prediction_metrics(with_normals, "worst"))
+    elif np.isnan(out["fscore"]) and out["precision"] == 0 and out["recall"] == 0:
+        out["fscore"] = 0.0
+    return out
+
+
+def nan_mean(values):
+    """The mean of `values` skipping NaN, as the original's pandas means.
+
+    Returns:
+      (mean, left_out): a Python float (NaN when every value is NaN or there
+      are none) and the number of NaN values skipped.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    keep = ~np.isnan(values)
+    mean = float(values[keep].mean()) if keep.any() else _NAN
+    return mean, int(values.size - keep.sum())
 
 
 def sample_mesh_surface(vertices, faces, n, rng=None):
@@ -135,13 +292,14 @@ def _nearest(points_src, normals_src, points_tgt, normals_tgt):
     return dist, dot
 
 
-def pointcloud_metrics(pred_points, pred_normals, gt_points, gt_normals, fscore_threshold=0.01):
+def pointcloud_metrics(
+    pred_points, pred_normals, gt_points, gt_normals, fscore_threshold=0.01, undefined="original"
+):
     """Chamfer distances, normal consistency and F-score of two point clouds.
 
-    Empty prediction (the original's `EMPTY_PCL_DICT`): accuracy =
-    completeness = chamfer_l1 = sqrt(3) (the unit-cube diagonal), chamfer_l2 =
-    3, normal_consistency = 0 (the original uses -1), precision = recall =
-    fscore = 0.
+    An empty prediction scores `empty_prediction_metrics(with_normals,
+    undefined)`; an F-score with precision = recall = 0 is NaN ('original',
+    0/0 as in the original) or 0 ('worst').
 
     Args:
       pred_points: float array, (M, 3), predicted surface points.
@@ -150,29 +308,26 @@ def pointcloud_metrics(pred_points, pred_normals, gt_points, gt_normals, fscore_
       gt_normals: float array, (K, 3), their normals, or None.
       fscore_threshold: float, distance threshold tau for precision, recall
         and F-score (0.01 in the papers, unit-cube units).
+      undefined: 'original' or 'worst', how values the original leaves
+        undefined are scored (module docstring).
 
     Returns:
       dict of Python floats with keys `accuracy` (mean pred->GT distance),
       `completeness` (mean GT->pred distance), `chamfer_l1`, `chamfer_l2`
       (0.5 * sum of the mean squared distances), `normal_consistency` (NaN if
       either normal set is None), `precision`, `recall`, `fscore`.
+
+    Raises:
+      ValueError: empty `gt_points`, or an unknown `undefined`.
     """
+    check_undefined(undefined)
     pred_points = np.asarray(pred_points, dtype=np.float64).reshape(-1, 3)
     gt_points = np.asarray(gt_points, dtype=np.float64).reshape(-1, 3)
     if gt_points.shape[0] == 0:
         raise ValueError("gt_points is empty.")
-    if pred_points.shape[0] == 0:
-        return {
-            "accuracy": _EMPTY_DISTANCE,
-            "completeness": _EMPTY_DISTANCE,
-            "chamfer_l1": _EMPTY_DISTANCE,
-            "chamfer_l2": _EMPTY_DISTANCE_SQ,
-            "normal_consistency": 0.0,
-            "precision": 0.0,
-            "recall": 0.0,
-            "fscore": 0.0,
-        }
     with_normals = pred_normals is not None and gt_normals is not None
+    if pred_points.shape[0] == 0:
+        return empty_prediction_metrics(with_normals, undefined)
     if with_normals:
         pred_normals = _unit(np.asarray(pred_normals, dtype=np.float64).reshape(-1, 3))
         gt_normals = _unit(np.asarray(gt_normals, dtype=np.float64).reshape(-1, 3))
@@ -187,12 +342,11 @@ def pointcloud_metrics(pred_points, pred_normals, gt_points, gt_normals, fscore_
     if with_normals:
         normal_consistency = 0.5 * float(dot_acc.mean() + dot_comp.mean())
     else:
-        normal_consistency = float("nan")
+        normal_consistency = _NAN
     precision = float(np.mean(dist_acc <= fscore_threshold))
     recall = float(np.mean(dist_comp <= fscore_threshold))
     denom = precision + recall
-    fscore = 2.0 * precision * recall / denom if denom > 0 else 0.0
-    return {
+    out = {
         "accuracy": accuracy,
         "completeness": completeness,
         "chamfer_l1": 0.5 * (accuracy + completeness),
@@ -200,8 +354,9 @@ def pointcloud_metrics(pred_points, pred_normals, gt_points, gt_normals, fscore_
         "normal_consistency": normal_consistency,
         "precision": precision,
         "recall": recall,
-        "fscore": fscore,
+        "fscore": 2.0 * precision * recall / denom if denom > 0 else _NAN,
     }
+    return worst_case(out) if undefined == "worst" else out
 
 
 def mesh_metrics(
@@ -214,6 +369,7 @@ def mesh_metrics(
     n_samples=100_000,
     rng=None,
     fscore_threshold=0.01,
+    undefined="original",
 ):
     """Evaluates a predicted mesh like the original `MeshEvaluator.eval_mesh`.
 
@@ -228,11 +384,16 @@ def mesh_metrics(
       rng: `np.random.Generator`, int seed, or None for a fixed seed of 0 (so
         repeated evaluations of the same mesh agree).
       fscore_threshold: float, F-score distance threshold.
+      undefined: 'original' or 'worst' (see `pointcloud_metrics`).
 
     Returns:
       dict of Python floats: `iou` plus every key of `pointcloud_metrics`.
-      An empty mesh scores IoU 0 and the empty-prediction values.
+      An empty mesh scores IoU 0 and `empty_prediction_metrics` (so does the
+      surface part of a mesh of zero area). A mesh with no IoU point inside,
+      of a shape with none inside either, has IoU NaN ('original': 0/0 in
+      `compute_iou`) or 0 ('worst').
     """
+    check_undefined(undefined)
     if rng is None:
         rng = 0
     rng = np.random.default_rng(rng)
@@ -245,7 +406,10 @@ def mesh_metrics(
         pred_normals = np.zeros((0, 3))
     else:
         occ = inside_mesh.contains(vertices, faces, points_iou)
-        iou = occupancy_iou(occ, occ_gt.reshape(-1))
+        occ_gt = occ_gt.reshape(-1)
+        iou = occupancy_iou(occ, occ_gt)
+        if undefined == "original" and not np.any(occ | (occ_gt if occ_gt.dtype == bool else occ_gt >= 0.5)):
+            iou = _NAN  # The original's compute_iou divides 0 / 0 when both sets are empty.
         pred_points, pred_normals = sample_mesh_surface(vertices, faces, n_samples, rng)
     out = {"iou": float(iou)}
     out.update(
@@ -255,6 +419,7 @@ def mesh_metrics(
             gt_points,
             gt_normals,
             fscore_threshold=fscore_threshold,
+            undefined=undefined,
         )
     )
     return out

@@ -51,10 +51,13 @@ def test_every_methods_tiny_config_trains_meshes_and_evaluates(spec, tiny_datase
     with open(os.path.join(workdir, "metrics.json")) as f:
         stored = json.load(f)
     for key in keys:
+        if stored[key] is None and config.method == "onet":  # Every object left out, as the original's NaN.
+            assert stored["left_out"][key] == stored["num_objects"] and result[key] is None, key
+            continue
         assert np.isfinite(stored[key]), key
         assert stored[key] == pytest.approx(result[key])
     for key in [k for k in keys if "iou" in k] + (["fscore"] if "fscore" in keys else []):
-        assert 0.0 <= stored[key] <= 1.0, key
+        assert stored[key] is None or 0.0 <= stored[key] <= 1.0, key
     assert os.path.exists(os.path.join(workdir, mesh_file))
     for mesh in _meshes(workdir, config.method):
         if len(mesh.vertices):

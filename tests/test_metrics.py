@@ -1,5 +1,7 @@
 """Tests for implicit_fields.metrics against analytic sphere configurations."""
 
+import re
+
 import numpy as np
 import pytest
 import trimesh
@@ -134,31 +136,177 @@ def test_shifted_sphere_mesh_iou_and_chamfer(sphere_mesh, gt_surface):
     assert out["fscore"] == pytest.approx(prob, abs=0.012)
 
 
-def test_empty_prediction(gt_surface):
-    expected = {
-        "accuracy": np.sqrt(3),
-        "completeness": np.sqrt(3),
-        "chamfer_l1": np.sqrt(3),
+SQRT3 = np.sqrt(3)
+NAN = float("nan")
+# The original's EMPTY_PCL_DICT (+ EMPTY_PCL_DICT_NORMALS) as our keys: no 'chamfer-L1',
+# 'chamfer-L2' or 'f-score' entries (NaN), accuracy / completeness sqrt(3), normals -1.
+EMPTY = {
+    "original": {
+        "accuracy": SQRT3,
+        "completeness": SQRT3,
+        "chamfer_l1": NAN,
+        "chamfer_l2": NAN,
+        "normal_consistency": -1.0,
+        "precision": NAN,
+        "recall": NAN,
+        "fscore": NAN,
+    },
+    "worst": {
+        "accuracy": SQRT3,
+        "completeness": SQRT3,
+        "chamfer_l1": SQRT3,
         "chamfer_l2": 3.0,
         "normal_consistency": 0.0,
         "precision": 0.0,
         "recall": 0.0,
         "fscore": 0.0,
-    }
-    out = metrics.pointcloud_metrics(np.zeros((0, 3)), np.zeros((0, 3)), *gt_surface)
-    assert out == pytest.approx(expected)
-    points_iou = np.random.default_rng(5).uniform(-0.5, 0.5, (1000, 3))
-    out = metrics.mesh_metrics(
-        np.zeros((0, 3)), np.zeros((0, 3), int), points_iou, np.ones(1000, bool), *gt_surface
+    },
+}
+
+
+def _assert_same(out, expected):
+    assert set(out) == set(expected)
+    for k, v in expected.items():
+        if np.isnan(v):
+            assert np.isnan(out[k]), (k, out[k])
+        else:
+            assert out[k] == pytest.approx(v), (k, out[k])
+
+
+@pytest.mark.parametrize("undefined", ["original", "worst"])
+@pytest.mark.parametrize("with_normals", [True, False])
+def test_empty_point_cloud(gt_surface, undefined, with_normals):
+    expected = dict(EMPTY[undefined])
+    if not with_normals:
+        expected["normal_consistency"] = NAN  # The original: no normal keys at all.
+    normals = np.zeros((0, 3)) if with_normals else None
+    gt_points, gt_normals = gt_surface
+    out = metrics.pointcloud_metrics(
+        np.zeros((0, 3)), normals, gt_points, gt_normals if with_normals else None, undefined=undefined
     )
-    assert out == pytest.approx(dict(expected, iou=0.0))
+    _assert_same(out, expected)
+    assert metrics.is_empty(metrics.pointcloud_metrics(np.zeros((0, 3)), normals, gt_points, None))
 
 
-def test_far_apart_fscore_zero_and_no_normals():
-    a, _ = _sphere_samples(500, 0.1, [0, 0, 0], np.random.default_rng(6))
-    b, _ = _sphere_samples(500, 0.1, [1, 0, 0], np.random.default_rng(7))
-    out = metrics.pointcloud_metrics(a, None, b, None)
-    assert out["fscore"] == 0.0 and out["precision"] == 0.0
-    assert np.isnan(out["normal_consistency"])
-    assert out["accuracy"] > 0.7
+EMPTY_MESHES = {
+    "no vertices": (np.zeros((0, 3)), np.zeros((0, 3), int)),
+    "no faces": (np.eye(3), np.zeros((0, 3), int)),
+    "zero area": (np.array([[0, 0, 0], [0.1, 0, 0], [0.2, 0, 0]]), np.array([[0, 1, 2]])),
+}
+
+
+@pytest.mark.parametrize("undefined", ["original", "worst"])
+@pytest.mark.parametrize("mesh", sorted(EMPTY_MESHES))
+def test_empty_mesh(gt_surface, undefined, mesh):
+    vertices, faces = EMPTY_MESHES[mesh]
+    points_iou = np.random.default_rng(5).uniform(-0.5, 0.5, (1000, 3))
+    occ_gt = np.linalg.norm(points_iou, axis=1) < RADIUS
+    out = metrics.mesh_metrics(vertices, faces, points_iou, occ_gt, *gt_surface, undefined=undefined)
+    _assert_same(out, dict(EMPTY[undefined], iou=0.0))  # The original's IoU of an empty mesh: 0.
+
+
+@pytest.mark.parametrize("offset", [0.5, 1.0, 3.0])
+@pytest.mark.parametrize("with_normals", [True, False])
+def test_far_apart_fscore_is_nan_as_the_original(offset, with_normals):
+    rng = np.random.default_rng(6)
+    a, na = _sphere_samples(500, 0.1, [0, 0, 0], rng)
+    b, nb = _sphere_samples(500, 0.1, [offset, 0, 0], rng)
+    if not with_normals:
+        na = nb = None
+    out = metrics.pointcloud_metrics(a, na, b, nb)
+    assert out["precision"] == 0.0 and out["recall"] == 0.0
+    assert np.isnan(out["fscore"])  # 0 / 0 in the original
+    assert out["accuracy"] > offset - 0.25 and np.isfinite(out["chamfer_l1"])
+    assert np.isnan(out["normal_consistency"]) != with_normals
+    worst = metrics.pointcloud_metrics(a, na, b, nb, undefined="worst")
+    assert worst["fscore"] == 0.0
+    _assert_same(metrics.worst_case(out), worst)
+    assert {k: v for k, v in worst.items() if k != "fscore"} == {
+        k: v for k, v in out.items() if k != "fscore"
+    }
     assert metrics.CHAMFER_REPORT_SCALE == 10.0
+
+
+@pytest.mark.parametrize("undefined", ["original", "worst"])
+@pytest.mark.parametrize("offset", [0.7, 3.0])
+def test_mesh_far_from_the_target(sphere_mesh, gt_surface, undefined, offset):
+    points_iou = np.random.default_rng(8).uniform(-0.5, 0.5, (2000, 3))
+    occ_gt = np.linalg.norm(points_iou, axis=1) < RADIUS
+    far = sphere_mesh.vertices * 0.1 + [offset, 0, 0]
+    gt_points, gt_normals = gt_surface[0][:3000], gt_surface[1][:3000]
+    out = metrics.mesh_metrics(
+        far, sphere_mesh.faces, points_iou, occ_gt, gt_points, gt_normals, n_samples=3000, undefined=undefined
+    )
+    assert out["iou"] == 0.0 and out["precision"] == 0.0 and out["recall"] == 0.0
+    assert np.isnan(out["fscore"]) if undefined == "original" else out["fscore"] == 0.0
+    assert out["chamfer_l1"] > offset - 0.5 and 0.0 <= out["normal_consistency"] <= 1.0
+
+
+@pytest.mark.parametrize("undefined,expected", [("original", NAN), ("worst", 0.0)])
+def test_iou_of_an_empty_union(sphere_mesh, gt_surface, undefined, expected):
+    # A non-empty mesh with no IoU point inside, and a shape with none inside: 0 / 0.
+    points_iou = np.random.default_rng(9).uniform(0.45, 0.5, (500, 3))
+    out = metrics.mesh_metrics(
+        sphere_mesh.vertices,
+        sphere_mesh.faces,
+        points_iou,
+        np.zeros(500, bool),
+        *gt_surface,
+        undefined=undefined,
+    )
+    _assert_same({"iou": out["iou"]}, {"iou": expected})
+    assert metrics.worst_case(out)["iou"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "values,mean,left_out",
+    [
+        ([1.0, 2.0, 3.0], 2.0, 0),
+        ([1.0, NAN, 3.0], 2.0, 1),
+        ([NAN, NAN, 0.5], 0.5, 2),
+        ([NAN], NAN, 1),
+        ([], NAN, 0),
+        ([-1.0, 1.0, NAN, 0.0], 0.0, 1),
+    ],
+)
+def test_nan_mean_skips_nan_as_pandas(values, mean, left_out):
+    got, skipped = metrics.nan_mean(values)
+    assert skipped == left_out
+    assert np.isnan(got) if np.isnan(mean) else got == pytest.approx(mean)
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1e-2])
+@pytest.mark.parametrize("seed", [0, 7])
+def test_jitter_is_seeded_and_of_the_given_scale(scale, seed):
+    points = np.random.default_rng(1).uniform(-0.5, 0.5, (20_000, 3)).astype(np.float16)
+    a = metrics.jitter_points(points, scale, np.random.default_rng(seed))
+    b = metrics.jitter_points(points, scale, np.random.default_rng(seed))
+    c = metrics.jitter_points(points, scale, np.random.default_rng(seed + 1))
+    assert a.dtype == np.float32 and a.shape == points.shape
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    noise = a.astype(np.float64) - points.astype(np.float64)
+    assert abs(noise.std() / scale - 1) < 0.03 and abs(noise.mean()) < 0.03 * scale
+    np.testing.assert_array_equal(metrics.jitter_points(points, 0.0, seed), points.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("undefined_metrics", "nan", "config.eval.undefined_metrics='nan': must be one of"),
+        ("undefined_metrics", None, "undefined_metrics=None"),
+        ("iou_jitter", -1e-4, "config.eval.iou_jitter=-0.0001: must be a finite number >= 0"),
+        ("iou_jitter", float("nan"), "iou_jitter=nan"),
+        ("iou_jitter", "1e-4", "iou_jitter='1e-4'"),
+        ("fscore_threshold", 0.0, "fscore_threshold=0.0: must be a finite number > 0"),
+        ("n_samples", 0, "n_samples=0: must be an integer > 0"),
+        ("n_samples", 1.5, "n_samples=1.5"),
+    ],
+)
+def test_eval_options_are_checked(key, value, match):
+    good = {"undefined_metrics": "worst", "iou_jitter": 0.0, "fscore_threshold": 0.01, "n_samples": 10}
+    metrics.check_eval_config(good)
+    with pytest.raises(ValueError, match=re.escape(match)):
+        metrics.check_eval_config(dict(good, **{key: value}))
+    with pytest.raises(ValueError, match="undefined="):
+        metrics.pointcloud_metrics(np.zeros((1, 3)), None, np.zeros((1, 3)), None, undefined="zero")

@@ -75,4 +75,9 @@ def get_config() -> ml_collections.ConfigDict:
     ev.n_points = 100_000  # Uniform points in the padded cube for the IoU.
     ev.n_samples = 100_000  # Surface samples for Chamfer / normal consistency / F-score.
     ev.fscore_threshold = 0.01  # F-score distance (F@1%).
+    # Values the original leaves undefined: 'original' (an empty mesh has no Chamfer-L1 /
+    # F-score, normal consistency -1; P = R = 0 has no F-score: null in metrics.json) or
+    # 'worst' (empty: Chamfer-L1 sqrt(3) x10, normal consistency 0, F-score 0; P = R = 0:
+    # F-score 0). metrics.json holds both (`<metric>_<other convention>`).
+    ev.undefined_metrics = "original"
     return config

@@ -4,10 +4,18 @@ The field's IoU on uniform points of the padded cube; the mesh's IoU,
 Chamfer-L1 (x10), normal consistency and F-score against the exact surface
 (`metrics.mesh_metrics`); the held-out views' mask IoU and PSNR inside the
 mask (from `generation.json`). Written to `WORKDIR/metrics.json`.
+
+Mesh metrics the original leaves undefined (an empty mesh, an F-score with
+precision = recall = 0; see `implicit_fields.metrics`) follow
+`config.eval.undefined_metrics` ('original': null in metrics.json, normal
+consistency -1 for an empty mesh; 'worst': the worst values); metrics.json
+also holds the other convention's as `<metric>_<other>` and `empty_mesh`.
+A value that cannot be computed (no held-out views) is null too.
 """
 
 import json
 import logging
+import math
 import os
 from typing import Any, Dict
 
@@ -31,6 +39,7 @@ def evaluate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     mesh_path = os.path.join(workdir, "mesh.ply")
     if not os.path.exists(mesh_path):
         raise FileNotFoundError(f"{mesh_path!r} does not exist; run --mode generate first")
+    metrics.check_eval_config(config.eval)
     if state is None:
         model, state, _ = trainer.restore(config, workdir, config.generate.checkpoint)
     logit_fn, _ = dvr_model.make_field_fns(model)
@@ -50,7 +59,9 @@ def evaluate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     mesh = trimesh.load(mesh_path, force="mesh", process=False)
     surface_rng = np.random.default_rng(config.seed + 1)
     gt_points, gt_normals = shape.sample_surface(config.eval.n_samples, surface_rng)
-    m = metrics.mesh_metrics(
+    convention = config.eval.undefined_metrics
+    other = next(c for c in metrics.UNDEFINED_METRICS if c != convention)
+    original = metrics.mesh_metrics(
         np.asarray(mesh.vertices),
         np.asarray(mesh.faces),
         points,
@@ -60,7 +71,12 @@ def evaluate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
         n_samples=config.eval.n_samples,
         rng=config.seed,
         fscore_threshold=config.eval.fscore_threshold,
+        undefined="original",
     )
+    by_convention = {"original": original, "worst": metrics.worst_case(original)}
+    for out in by_convention.values():
+        out["chamfer_l1"] = out["chamfer_l1"] * metrics.CHAMFER_REPORT_SCALE
+    m = by_convention[convention]
     gen_path = os.path.join(workdir, "generation.json")
     held_out = []
     if os.path.exists(gen_path):
@@ -73,16 +89,24 @@ def evaluate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     result = {
         "field_iou": float(field_iou),
         "mesh_iou": m["iou"],
-        "chamfer_l1": m["chamfer_l1"] * metrics.CHAMFER_REPORT_SCALE,
+        "chamfer_l1": m["chamfer_l1"],
         "normal_consistency": m["normal_consistency"],
         "fscore": m["fscore"],
         "held_out_mask_iou": mean("mask_iou"),
         "held_out_psnr_in_mask": mean("psnr_in_mask"),
         "step": int(jax.device_get(state.step)),
         "chamfer_scale": metrics.CHAMFER_REPORT_SCALE,
+        "empty_mesh": metrics.is_empty(original),
+        "undefined_metrics": convention,
+        f"mesh_iou_{other}": by_convention[other]["iou"],
+        **{f"{k}_{other}": by_convention[other][k] for k in ("chamfer_l1", "normal_consistency", "fscore")},
     }
+    # JSON has no NaN: a value with no definition is null.
+    result = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
     path = os.path.join(workdir, "metrics.json")
     summary.write_json(path, result)
+    if result["empty_mesh"]:
+        logger.warning("the mesh %s is empty (%s convention for its metrics)", mesh_path, convention)
     shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float)}
     logger.info("DVR metrics against the exact shape (Chamfer-L1 x10): %s -> %s", json.dumps(shown), path)
     return result

@@ -20,14 +20,25 @@ one to one; what differs is the layout of the weights:
 Checkpoints of the legacy CBN decoder (`CBatchNorm1d_legacy`: Linear `fc_gamma` /
 `fc_beta`) are recognised by those names. `load_state_dict` reads a `.pt` file with torch
 (when installed) or, without torch, a `.npz` holding the state dict's arrays under their
-names (`numpy.savez(path, **{k: v.numpy() for k, v in state_dict.items()})`).
+names (`NPZ_RECIPE`).
+
+The original's checkpoints also hold numpy scalars (`loss_val_best`, pickled by numpy
+1.x as `numpy.core.multiarray.scalar`), which torch >= 2.6's safe loader (the default,
+`weights_only=True`) refuses: "Unsupported global numpy.core.multiarray.scalar". Here
+the safe loader is kept and only numpy's scalar reconstructor and dtypes are added to
+what it accepts (`torch.serialization.safe_globals`, under both numpy names); nothing
+else is unpickled.
 
 `from_state_dict` checks the whole state dict against the model the config describes
-and reports every missing, unexpected and mis-shaped entry at once (`ConversionError`);
-`to_state_dict` is its inverse (our variables in the original's names and layouts).
+and reports every missing, unexpected, mis-shaped, non-float and non-finite entry at
+once (`ConversionError`); `to_state_dict` is its inverse (our variables in the original's
+names and layouts). `check_output` / `save_as_run` never write into a folder that is not
+empty.
 """
 
+import contextlib
 import os
+import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import flax
@@ -36,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from implicit_fields import checkpointing, train_utils
+from implicit_fields.data import onet_format
 from implicit_fields.methods.onet import model as models
 from implicit_fields.methods.onet import task
 
@@ -46,8 +58,25 @@ __all__ = [
     "from_state_dict",
     "to_state_dict",
     "convert_checkpoint",
+    "check_output",
     "save_as_run",
+    "NPZ_RECIPE",
 ]
+
+NPZ_RECIPE = """\
+import numpy as np, torch
+# The original checkpoints hold a numpy float ('loss_val_best'): allow numpy's scalars, nothing else.
+scalar = np.float64(0).__reduce__()[0]
+torch.serialization.add_safe_globals([(scalar, 'numpy.core.multiarray.scalar'),
+    (scalar, 'numpy._core.multiarray.scalar'), np.dtype, type(np.dtype('float64'))])
+state = torch.load('model.pt', map_location='cpu')['model']
+np.savez('state.npz', **{k: v.numpy() for k, v in state.items()})
+"""
+"""Python that writes a `.npz` of an original checkpoint's state dict (torch >= 2.6; older
+torch loads it with a plain `torch.load('model.pt', map_location='cpu')`)."""
+
+# Numpy dtypes whose scalars the safe loader may rebuild.
+_SCALAR_DTYPES = ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
 
 _PREFIXES = {"encoder_net": "encoder", "decoder_net": "decoder", "encoder_latent_net": "encoder_latent"}
 _STATS = {"mean": "running_mean", "var": "running_var"}
@@ -73,7 +102,7 @@ def load_state_dict(path: str, allow_pickle: bool = False) -> Dict[str, np.ndarr
     Args:
       path: the file.
       allow_pickle: let torch unpickle arbitrary objects (`weights_only=False`); only
-        for files you trust. By default only tensors and plain containers load.
+        for files you trust. By default only tensors, plain containers and numpy scalars load.
 
     Returns:
       dict name -> numpy array.
@@ -86,27 +115,18 @@ def load_state_dict(path: str, allow_pickle: bool = False) -> Dict[str, np.ndarr
         raise ConversionError(f"{path}: file not found")
     if path.endswith(".npz"):
         try:
-            with np.load(path, allow_pickle=False) as data:
-                state = {k: np.asarray(data[k]) for k in data.files}
-        except (ValueError, OSError) as e:
-            raise ConversionError(f"{path}: not a readable npz of arrays ({e})") from e
+            state = onet_format.load_npz(path)  # Plain arrays only, never pickled objects.
+        except onet_format.DataFormatError as e:
+            raise ConversionError(str(e)) from e
     else:
         try:
             import torch
         except ImportError as e:
             raise ConversionError(
-                f"{path}: reading a PyTorch checkpoint needs torch; without it, export the state "
-                "dict to .npz where torch is available: numpy.savez('state.npz', "
-                "**{k: v.cpu().numpy() for k, v in torch.load('model.pt')['model'].items()})"
+                f"{path}: reading a PyTorch checkpoint needs torch; without it, give a .npz of its "
+                "state dict, written where torch is available (see convert.NPZ_RECIPE)"
             ) from e
-        try:
-            # The original's checkpoints also hold numpy scalars (e.g. 'loss_val_best'):
-            # allow those, and nothing else, in the safe (weights_only) unpickler.
-            with torch.serialization.safe_globals(_numpy_scalar_globals()):
-                obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-        except Exception as e:  # noqa: BLE001 - torch raises many types here
-            hint = "" if allow_pickle else " (if you trust the file, retry with --allow_pickle)"
-            raise ConversionError(f"{path}: cannot load with torch: {type(e).__name__}: {e}{hint}") from e
+        obj = _torch_load(torch, path, allow_pickle)
         if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
             obj = obj["model"]
         if not isinstance(obj, Mapping):
@@ -116,7 +136,10 @@ def load_state_dict(path: str, allow_pickle: bool = False) -> Dict[str, np.ndarr
         state = {}
         for k, v in obj.items():
             if hasattr(v, "detach"):
-                state[k] = v.detach().cpu().numpy()
+                v = v.detach().cpu()
+                if v.is_floating_point() and v.dtype not in (torch.float16, torch.float32, torch.float64):
+                    v = v.float()  # bfloat16 and the like have no numpy dtype.
+                state[k] = v.numpy()
             elif isinstance(v, np.ndarray):
                 state[k] = v
         if not state:
@@ -126,14 +149,59 @@ def load_state_dict(path: str, allow_pickle: bool = False) -> Dict[str, np.ndarr
     return state
 
 
-def _numpy_scalar_globals():
-    """The classes a pickled numpy scalar needs: its reconstructor and the dtypes."""
+def _torch_load(torch, path: str, allow_pickle: bool):
+    """`torch.load` of `path` on the CPU with the safe loader, numpy scalars allowed."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    allowed = safe_globals(_numpy_scalar_globals()) if safe_globals else contextlib.nullcontext()
     try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar
-    dtypes = {type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")}
-    return [scalar, np.dtype, *dtypes]
+        with allowed:
+            return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except Exception as e:  # noqa: BLE001 - torch raises many types here
+        text = str(e)
+        unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if unsupported and not allow_pickle:
+            old = (
+                ""
+                if safe_globals
+                else f" (torch {torch.__version__} cannot allow numpy scalars: use torch >= 2.5)"
+            )
+            raise ConversionError(
+                f"{path}: holds a {unsupported.group(1)!r} object, which the safe loader of torch does not "
+                f"read{old}; an original Occupancy Networks checkpoint holds only tensors, plain "
+                "containers and numpy scalars"
+            ) from e
+        weights_only = re.search(r"WeightsUnpickler error:\s*(.*?)(?:Check the documentation|$)", text, re.S)
+        if weights_only and weights_only.group(1).strip():
+            detail = "the safe loader failed: " + " ".join(weights_only.group(1).split())
+        else:
+            first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+            detail = f"{type(e).__name__}: {first}"
+        raise ConversionError(f"{path}: cannot load with torch {torch.__version__}: {detail}") from e
+
+
+def _alias(fn, module: str, name: str):
+    """`fn` under another importable name (what an older pickle calls it)."""
+
+    def alias(*args):
+        return fn(*args)
+
+    alias.__module__, alias.__name__, alias.__qualname__ = module, name, name
+    return alias
+
+
+def _numpy_scalar_globals():
+    """What a pickled numpy scalar needs: numpy's scalar reconstructor and the dtypes.
+
+    Numpy 1.x pickles the reconstructor as `numpy.core.multiarray.scalar`, numpy 2 as
+    `numpy._core.multiarray.scalar`; the safe loader matches names, so the one this
+    numpy does not have gets an alias.
+    """
+    scalar = np.float64(0).__reduce__()[0]
+    allowed = [scalar, np.dtype, *{type(np.dtype(t)) for t in _SCALAR_DTYPES}]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        if scalar.__module__ != module:
+            allowed.append(_alias(scalar, module, "scalar"))
+    return allowed
 
 
 # --------------------------------------------------------------------------------------
@@ -264,7 +332,8 @@ def from_state_dict(
       `shapes` has).
 
     Raises:
-      ConversionError: listing every missing, unexpected and mis-shaped entry.
+      ConversionError: listing every missing, unexpected, mis-shaped, non-float
+        (e.g. int64) and non-finite entry, each by name.
     """
     legacy = _is_legacy(state)
     entries = parameter_map(model, shapes, legacy)
@@ -276,8 +345,19 @@ def from_state_dict(
         for n, e in expected.items()
         if n in state and tuple(np.shape(state[n])) != e["torch_shape"]
     ]
-    if missing or unexpected or mismatched:
-        raise ConversionError(_report(missing, unexpected, mismatched, model))
+    present = [n for n in expected if n in state]
+    wrong_dtype = [
+        f"{n}: dtype {np.asarray(state[n]).dtype}, expected floating point"
+        for n in present
+        if not np.issubdtype(np.asarray(state[n]).dtype, np.floating)
+    ]
+    non_finite = [
+        f"{n}: {int(np.size(state[n]) - np.isfinite(state[n]).sum())} of {np.size(state[n])} values"
+        for n in present
+        if np.issubdtype(np.asarray(state[n]).dtype, np.floating) and not np.isfinite(state[n]).all()
+    ]
+    if missing or unexpected or mismatched or wrong_dtype or non_finite:
+        raise ConversionError(_report(missing, unexpected, mismatched, model, wrong_dtype, non_finite))
     out: Dict[str, Dict] = {k: {} for k in ("params", "batch_stats") if k in shapes}
     for name, e in expected.items():
         value = _to_ours(np.asarray(state[name], np.float32), e["kind"], e["path"][-1])
@@ -285,7 +365,7 @@ def from_state_dict(
     return {k: flax.traverse_util.unflatten_dict(v) for k, v in out.items()}
 
 
-def _report(missing, unexpected, mismatched, model) -> str:
+def _report(missing, unexpected, mismatched, model, wrong_dtype=(), non_finite=()) -> str:
     def block(title, items):
         if not items:
             return ""
@@ -303,6 +383,8 @@ def _report(missing, unexpected, mismatched, model) -> str:
         + block("missing from the checkpoint", missing)
         + block("in the checkpoint but not in the model", unexpected)
         + block("wrong shape", mismatched)
+        + block("not floating point (weights must be floats)", list(wrong_dtype))
+        + block("NaN or infinite values", list(non_finite))
     )
 
 
@@ -344,6 +426,36 @@ def convert_checkpoint(path: str, config, allow_pickle: bool = False):
     return model, variables
 
 
+def check_output(workdir: str) -> str:
+    """Checks that `workdir` is a folder the converter may write: new, or empty.
+
+    Returns:
+      the absolute path.
+
+    Raises:
+      ValueError: `workdir` (or a folder above it) is a file, or `workdir` is not
+        empty (a run, or anything else, is never overwritten).
+    """
+    path = os.path.abspath(workdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{path}: is a file; the output must be a new or empty folder")
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{path}: {parent} is a file; the output must be a new or empty folder")
+    entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
+    if entries:
+        run = [e for e in ("config.json", "best", "checkpoints") if e in entries]
+        what = "a run (" + ", ".join(run) + ")" if run else ", ".join(entries[:5])
+        more = f" and {len(entries) - 5} more" if not run and len(entries) > 5 else ""
+        raise ValueError(
+            f"{path}: already holds {what}{more}; the output must be a new or empty folder "
+            "(nothing was written)"
+        )
+    return path
+
+
 def save_as_run(config, variables, workdir: str, source: Optional[str] = None) -> str:
     """Writes converted variables as a run folder that `experiments.main` / `.sample` read.
 
@@ -354,12 +466,9 @@ def save_as_run(config, variables, workdir: str, source: Optional[str] = None) -
       the absolute workdir.
 
     Raises:
-      ValueError: when `workdir` already holds a checkpoint.
+      ValueError: `workdir` is not a new or empty folder (`check_output`).
     """
-    workdir = os.path.abspath(workdir)
-    for sub in ("best", "checkpoints"):
-        if os.path.isdir(os.path.join(workdir, sub)) and os.listdir(os.path.join(workdir, sub)):
-            raise ValueError(f"{workdir} already holds checkpoints in {sub}/; choose a new output folder")
+    workdir = check_output(workdir)
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))

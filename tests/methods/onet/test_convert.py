@@ -8,11 +8,18 @@ variables giving the same outputs, and that our export loads into them with stri
 It is skipped when torch is not installed.
 """
 
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import experiment_configs
 from implicit_fields import trainer
 from implicit_fields.methods.onet import config as onet_config
 from implicit_fields.methods.onet import convert
@@ -160,6 +167,18 @@ def test_npz_state_dict_with_a_data_parallel_prefix(tmp_path):
         convert.load_state_dict(str(tmp_path / "nope.npz"))
 
 
+@pytest.mark.parametrize("content", ["object array", "not a zip", "empty"])
+def test_a_bad_npz_is_named_without_a_pickle_hint(tmp_path, content):
+    path = tmp_path / "state.npz"
+    if content == "object array":
+        np.savez(path, **{"decoder.fc_p.weight": np.array([{"a": 1}], dtype=object)})
+    else:
+        path.write_bytes(b"" if content == "empty" else b"junk bytes")
+    with pytest.raises(convert.ConversionError) as err:
+        convert.load_state_dict(str(path))
+    assert str(err.value).startswith(str(path)) and "allow_pickle" not in str(err.value)
+
+
 def test_converted_run_folder_restores(tmp_path):
     config = _config("pointcloud")
     model = models.create_model(config.model)
@@ -167,12 +186,130 @@ def test_converted_run_folder_restores(tmp_path):
     workdir = convert.save_as_run(config, variables, str(tmp_path / "run"), source="x.pt")
     _, state, meta = trainer.restore(config, workdir)
     assert meta["step"] == 0 and meta["converted_from"].endswith("x.pt")
-    with pytest.raises(ValueError, match="already holds checkpoints"):
+    with pytest.raises(ValueError, match=r"already holds a run \(config.json, best\)"):
         convert.save_as_run(config, variables, workdir)
     for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(state.params)):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(jax.tree.leaves(variables["batch_stats"]), jax.tree.leaves(state.batch_stats)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_])
+@pytest.mark.parametrize("key", ["decoder.fc_p.weight", "encoder.block_0.fc_0.bias"])
+def test_integer_weights_are_reported_by_name_and_dtype(dtype, key):
+    config = _config("pointcloud")
+    model = models.create_model(config.model)
+    variables = _random_variables(model, config)
+    state = convert.to_state_dict(variables, model)
+    state[key] = np.ones(state[key].shape, dtype)
+    with pytest.raises(convert.ConversionError) as err:
+        convert.from_state_dict(state, model, variables)
+    assert f"{key}: dtype {np.dtype(dtype)}, expected floating point" in str(err.value)
+    # float16 / float64 weights are floats: converted to float32.
+    state[key] = np.ones(state[key].shape, np.float64)
+    back = convert.from_state_dict(
+        dict(state, **{"decoder.fc_out.bias": state["decoder.fc_out.bias"].astype(np.float16)}),
+        model,
+        variables,
+    )
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(back))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_are_reported_by_name(bad):
+    config = _config("pointcloud")
+    model = models.create_model(config.model)
+    variables = _random_variables(model, config)
+    state = convert.to_state_dict(variables, model)
+    state["decoder.block1.fc_0.weight"][0, :2] = bad
+    with pytest.raises(
+        convert.ConversionError, match=r"NaN or infinite values \(1\):\n    decoder.block1.fc_0.weight: 2 of"
+    ):
+        convert.from_state_dict(state, model, variables)
+
+
+def _output_case(tmp_path, case):
+    if case == "file":
+        (tmp_path / "out").write_text("x")
+        return tmp_path / "out", "is a file"
+    if case == "parent is a file":
+        (tmp_path / "f").write_text("x")
+        return tmp_path / "f" / "run", "f is a file"
+    (tmp_path / "out").mkdir()
+    if case == "run":
+        (tmp_path / "out" / "config.json").write_text("{}")
+        (tmp_path / "out" / "best").mkdir()
+        return tmp_path / "out", "already holds a run (config.json, best)"
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    return tmp_path / "out", "already holds notes.txt"
+
+
+@pytest.mark.parametrize("case", ["file", "parent is a file", "run", "other files"])
+def test_the_output_must_be_new_or_empty(tmp_path, case):
+    path, message = _output_case(tmp_path, case)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        convert.check_output(str(path))
+    config = _config("unconditional")
+    model = models.create_model(config.model)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        convert.save_as_run(config, _random_variables(model, config), str(path))
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # Nothing written.
+    (tmp_path / "empty").mkdir()
+    for ok in (tmp_path / "empty", tmp_path / "new" / "run"):
+        assert convert.check_output(str(ok)) == os.path.abspath(ok)
+
+
+def _cli(*args):
+    """Starts the converter's command line (in the repository, as a user runs it)."""
+    env = dict(os.environ, IMPLICIT_FIELDS_DEBUG="0", JAX_PLATFORMS="cpu")
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.convert_checkpoint", *args],
+        cwd=experiment_configs.REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _assert_one_line_error(proc, *expected):
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0] == lines[-1], stderr
+    for text in expected:
+        assert text in errors[0], stderr
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    """Each case in its own folder; the processes run side by side (each imports JAX)."""
+    config = experiment_configs.load("onet.py:tiny")
+    model = models.create_model(config.model)
+    state = convert.to_state_dict(_random_variables(model, config), model)
+    runs = {}
+    for case in ("file", "run", "int64 weight"):
+        folder = tmp_path / case.replace(" ", "_")
+        folder.mkdir()
+        weights = dict(state)
+        if case == "int64 weight":
+            weights["decoder.fc_p.weight"] = weights["decoder.fc_p.weight"].astype(np.int64)
+            output, expected = folder / "out", ("decoder.fc_p.weight: dtype int64, expected floating point",)
+        else:
+            output, message = _output_case(folder, case)
+            expected = (str(output), message)
+        np.savez(folder / "state.npz", **weights)
+        args = ["--config", "experiments/configs/onet.py:tiny", "--input", str(folder / "state.npz")]
+        runs[case] = (_cli(*args, "--output", str(output)), output, expected)
+    for case, (proc, output, expected) in runs.items():
+        _assert_one_line_error(proc, *expected)
+        if case == "run":
+            assert sorted(os.listdir(output)) == ["best", "config.json"]
+            assert (output / "config.json").read_text() == "{}"  # Not overwritten.
+        if case == "int64 weight":
+            assert not output.exists()
 
 
 # --------------------------------------------------------------------------------------
@@ -463,3 +600,100 @@ def test_our_export_loads_strictly_into_the_original_modules(kind):
     state = {k: torch.from_numpy(np.array(v)) for k, v in convert.to_state_dict(variables, model).items()}
     net.load_state_dict(state, strict=True)  # every name and shape of the original structure
     assert set(state) == set(net.state_dict())
+
+
+def _numpy1_names(path, legacy):
+    """Rewrites a torch file as numpy 1.x pickles it (`numpy.core.multiarray.scalar`)."""
+    new, old = b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar"
+    if legacy:  # One pickle stream: the GLOBAL opcode's names end in newlines, any length.
+        raw = open(path, "rb").read()
+        assert new in raw
+        open(path, "wb").write(raw.replace(new, old))
+        return
+    with zipfile.ZipFile(path) as z:
+        entries = [(info, z.read(info.filename)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in entries:
+            if info.filename.endswith("data.pkl"):
+                assert new in data
+                data = data.replace(new, old)
+            z.writestr(info, data)
+
+
+def _fake_original_checkpoint(torch, net, path, numpy1, legacy):
+    """As the original's CheckpointIO saves: the model, the optimizer, counters and a numpy float."""
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # Adam's state (step, exp_avg, exp_avg_sq); zero gradients leave the weights.
+    checkpoint = {
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch_it": 3,
+        "it": 10,
+        "loss_val_best": np.float64(0.5),
+    }
+    torch.save(checkpoint, path, _use_new_zipfile_serialization=not legacy)
+    if numpy1:
+        _numpy1_names(path, legacy)
+
+
+@pytest.mark.parametrize("numpy1", [True, False], ids=["numpy1-pickle", "numpy2-pickle"])
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy-format"])
+def test_a_real_original_checkpoint_loads_with_the_safe_loader(tmp_path, numpy1, legacy):
+    config = _config("pointcloud")
+    torch, net = _torch_original("pointcloud", config)
+    path = str(tmp_path / "model.pt")
+    _fake_original_checkpoint(torch, net, path, numpy1, legacy)
+    if tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 6):
+        with pytest.raises(Exception, match="scalar"):  # The problem: torch >= 2.6's default refuses it.
+            torch.load(path, map_location="cpu")
+    state = convert.load_state_dict(path)
+    assert set(state) == set(net.state_dict())
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(state[k], v.numpy())
+    model, variables = convert.convert_checkpoint(path, config)
+    expected = convert.from_state_dict(state, model, variables)
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(variables)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("numpy1", [True, False], ids=["numpy1-pickle", "numpy2-pickle"])
+def test_the_npz_recipe_reads_a_real_original_checkpoint(tmp_path, numpy1, monkeypatch):
+    config = _config("pointcloud")
+    torch, net = _torch_original("pointcloud", config)
+    _fake_original_checkpoint(torch, net, str(tmp_path / "model.pt"), numpy1, legacy=False)
+    monkeypatch.chdir(tmp_path)
+    saved = torch.serialization.get_safe_globals()
+    try:
+        exec(convert.NPZ_RECIPE, {})
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
+    _, from_npz = convert.convert_checkpoint(str(tmp_path / "state.npz"), config)
+    _, from_pt = convert.convert_checkpoint(str(tmp_path / "model.pt"), config)
+    for a, b in zip(jax.tree.leaves(from_pt), jax.tree.leaves(from_npz)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_readme_gives_the_same_npz_recipe():
+    readme = open(os.path.join(experiment_configs.REPO, "README.md"), encoding="utf-8").read()
+    lines = [line.strip() for line in convert.NPZ_RECIPE.strip().splitlines()]
+    assert "\n".join(lines) in "\n".join(line.strip() for line in readme.splitlines())
+
+
+@pytest.mark.parametrize("value", ["fraction", "date"])
+def test_an_object_the_safe_loader_refuses_is_named(tmp_path, value):
+    torch = pytest.importorskip("torch")
+    import datetime
+    import fractions
+
+    obj = {"fraction": fractions.Fraction(1, 3), "date": datetime.date(2019, 6, 16)}[value]
+    path = str(tmp_path / "model.pt")
+    torch.save({"model": {"w": torch.zeros(2)}, "extra": obj}, path)
+    with pytest.raises(convert.ConversionError) as err:
+        convert.load_state_dict(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: holds a '{type(obj).__module__}.{type(obj).__name__}' object")
+    assert "pickle" not in message and "weights_only" not in message and "\n" not in message
+    assert set(convert.load_state_dict(path, allow_pickle=True)) == {"w"}  # The caller's explicit choice.
