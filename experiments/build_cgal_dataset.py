@@ -86,7 +86,7 @@ def extract_meshes(deb_path, work_dir):
 
 
 def _main(argv):
-    parser = prepare_data.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--deb", help="libcgal-demo_*.deb (from `apt-get download libcgal-demo`)")
     source.add_argument("--meshes", help="an extracted data/meshes folder")

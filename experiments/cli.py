@@ -11,6 +11,7 @@ and exits with code 2, without a traceback. `IMPLICIT_FIELDS_DEBUG=1` (or
 anything else, still raises with its full traceback.
 """
 
+import argparse
 import difflib
 import os
 import re
@@ -65,6 +66,13 @@ def run(fn: Callable[..., Any], *args, **kwargs) -> Any:
         if debugging():
             raise
         fail(one_line(e))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, `error: <flag>: <problem>`, with exit code 2."""
+
+    def error(self, message):
+        fail(message.replace("argument ", "", 1) if message.startswith("argument ") else message)
 
 
 def _config_override_error(argv, error: Exception) -> str:

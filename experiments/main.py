@@ -17,6 +17,7 @@ This file only parses flags; the work is done by the library.
 import json
 import logging
 import os
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -57,8 +58,15 @@ def main(argv):
         jax.distributed.initialize()
     result = trainer.run(_CONFIG.value, _WORKDIR.value, _MODE.value)
     if result:
-        floats = {k: v for k, v in result.items() if isinstance(v, float) and not k.endswith("scale")}
-        shown = {k: round(v, 4) for k, v in floats.items()}
+        # The headline metrics (null: undefined for every object, as the original leaves it).
+        if "iou" in result:
+            keys = ["iou", "chamfer_l1", "normal_consistency", "fscore"]
+        else:
+            others = ("scale", "_worst", "_original")
+            keys = [
+                k for k, v in result.items() if (v is None or isinstance(v, float)) and not k.endswith(others)
+            ]
+        shown = {k: None if result[k] is None else round(result[k], 4) for k in keys}
         path = os.path.join(_WORKDIR.value, "metrics.json")
         print(f"metrics (Chamfer-L1 x10): {json.dumps(shown)} -> {path}")
 

@@ -15,8 +15,6 @@ the existing objects were made with stops and lists them (old -> new), unless
 empty splits reuse the train objects (printed), so one mesh is enough to train on.
 """
 
-import argparse
-
 from experiments import cli
 from implicit_fields.data import prepare
 
@@ -36,13 +34,6 @@ FLAGS = {
     "rebuild": "--rebuild",
 }
 """The flag of each `prepare.prepare_dataset` argument (for error messages)."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are one line, `error: <flag>: <problem>`, with exit code 2."""
-
-    def error(self, message):
-        cli.fail(message.replace("argument ", "", 1) if message.startswith("argument ") else message)
 
 
 def print_summary(report):
@@ -131,7 +122,7 @@ def run(args, input_dir, output, category, category_name=None, input_flag="--inp
 
 
 def _main(argv):
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", required=True, help="folder of mesh files (searched recursively)")
     parser.add_argument("--output", required=True, help="dataset root to create or complete")
     parser.add_argument("--category", default="real", help="category id (folder name)")

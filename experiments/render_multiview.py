@@ -8,7 +8,6 @@ and writes OUT/contact_sheet.png: one row per object with its images, then the m
 and depth maps of the first views. The work is done by `implicit_fields.data.multiview`.
 """
 
-import argparse
 import os
 import time
 
@@ -30,15 +29,8 @@ def _depth_picture(depth):
     return out
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are one line, `error: <flag>: <problem>`, with exit code 2."""
-
-    def error(self, message):
-        cli.fail(message.replace("argument ", "", 1) if message.startswith("argument ") else message)
-
-
 def _main(argv):
-    parser = _ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/multiview", help="output folder")
     parser.add_argument("--dataset", default=None, help="existing built-in dataset (else made in OUT/data)")
     parser.add_argument("--categories", default=",".join(CATEGORIES.values()), help="comma-separated")

@@ -16,9 +16,10 @@ This file only parses flags; the work is done by the library
 """
 
 import logging
-import sys
 
 from absl import app, flags
+
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained unconditional model's workdir.")
 _NUM = flags.DEFINE_integer("num", 8, "Shapes to sample from the prior.")
@@ -39,24 +40,20 @@ def main(argv):
     logging.getLogger("absl").addFilter(lambda r: r.levelno >= logging.WARNING or "/orbax/" not in r.pathname)
     from implicit_fields.methods.onet import generation
 
-    try:
-        pair = tuple(int(x) for x in _PAIR.value.split(","))
-        if len(pair) != 2:
-            raise ValueError(f"--pair must be two indices 'A,B', got {_PAIR.value!r}")
-        summary = generation.write_samples(
-            _WORKDIR.value,
-            num=_NUM.value,
-            seed=_SEED.value,
-            columns=_COLUMNS.value,
-            interpolate=_INTERPOLATE.value,
-            pair=pair,
-            split=_SPLIT.value,
-            steps=_STEPS.value,
-            checkpoint=_CHECKPOINT.value,
-        )
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    pair = tuple(int(x) for x in _PAIR.value.split(",") if x.strip().lstrip("-").isdigit())
+    if len(pair) != 2 or len(_PAIR.value.split(",")) != 2:
+        raise ValueError(f"--pair={_PAIR.value!r}: must be two indices 'A,B'")
+    summary = generation.write_samples(
+        _WORKDIR.value,
+        num=_NUM.value,
+        seed=_SEED.value,
+        columns=_COLUMNS.value,
+        interpolate=_INTERPOLATE.value,
+        pair=pair,
+        split=_SPLIT.value,
+        steps=_STEPS.value,
+        checkpoint=_CHECKPOINT.value,
+    )
     watertight = sum(s["watertight"] for s in summary["samples"])
     count = len(summary["samples"])
     print(f"wrote {count} samples ({watertight} watertight) -> {summary['samples_picture']}")
@@ -65,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_absl(main)

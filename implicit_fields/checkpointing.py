@@ -1,18 +1,44 @@
-"""Orbax checkpoints of the train state: save periodically, restore the latest.
+"""Orbax checkpoints of the train state: save periodically, restore the newest intact one.
 
 The state is saved as a plain dict of arrays ('step', 'params',
 'batch_stats', 'opt_state') plus a small JSON record, under an absolute path
 (Orbax requires one). `restore` takes the freshly initialised state (or its
 `jax.ShapeDtypeStruct`s, for inference) as the target, so the restored arrays
 have the same structure, dtypes and shardings.
+
+A checkpoint that cannot be read (a truncated or corrupt file, a disk that
+filled up) does not stop a run while an older one is intact: `restore` and
+`read_meta` fall back to the newest checkpoint that reads, and log which one
+was skipped and why. Nothing is deleted: training moves a skipped checkpoint
+aside (`quarantine`) into `<folder>.corrupt/`, so that its step can be saved
+again. Only when no checkpoint reads is there an error, naming each one.
 """
 
+import logging
 import os
-from typing import Any, Dict, Optional, Tuple
+import shutil
+import time
+import zlib
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of a folder could be read (the message names each one and why)."""
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of an error, short (TensorStore's messages run to many lines)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= 240 else text[:237] + "..."
 
 
 def _state_to_tree(state) -> Dict[str, Any]:
@@ -23,6 +49,18 @@ def _state_to_tree(state) -> Dict[str, Any]:
         "batch_stats": state.batch_stats,
         "opt_state": state.opt_state,
     }
+
+
+def checksum(tree) -> str:
+    """CRC-32 of the bytes of every array of `tree` (in tree order), as 8 hex digits.
+
+    Saved in each checkpoint's record and compared on restore: a data file
+    that still decodes but holds other values is caught too.
+    """
+    crc = 0
+    for leaf in jax.tree.leaves(jax.device_get(tree)):
+        crc = zlib.crc32(np.ascontiguousarray(leaf).tobytes(), crc)
+    return f"{crc:08x}"
 
 
 def _abstract(tree):
@@ -45,22 +83,99 @@ class Checkpointer:
 
     def __init__(self, directory: str, max_to_keep: int = 2):
         self.directory = os.path.abspath(directory)
-        self.manager = ocp.CheckpointManager(
+        self.max_to_keep = max_to_keep
+        self.skipped: List[Tuple[int, str]] = []  # (step, reason) of checkpoints that did not read
+        self.manager = self._manager()
+
+    def _manager(self):
+        return ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True),
         )
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
 
+    def all_steps(self) -> List[int]:
+        """The steps of the finished checkpoints, oldest first."""
+        return sorted(int(s) for s in self.manager.all_steps())
+
+    def path(self, step: int) -> str:
+        """The folder of the checkpoint at `step`."""
+        return os.path.join(self.directory, str(step))
+
+    def quarantine(self, step: int) -> str:
+        """Moves the checkpoint at `step` aside, into `<directory>.corrupt/` (nothing is deleted).
+
+        Returns:
+          Where it now is.
+        """
+        self.manager.wait_until_finished()
+        target_dir = self.directory + ".corrupt"
+        os.makedirs(target_dir, exist_ok=True)
+        target = os.path.join(target_dir, f"{step}_{time.strftime('%Y%m%d-%H%M%S')}")
+        suffix = 0
+        while os.path.exists(target + (f"_{suffix}" if suffix else "")):
+            suffix += 1
+        target += f"_{suffix}" if suffix else ""
+        shutil.move(self.path(step), target)
+        self.manager.close()
+        self.manager = self._manager()
+        logger.warning("moved the unreadable checkpoint %s to %s", self.path(step), target)
+        return target
+
+    def _newest_that_reads(self, read, step: Optional[int], quarantine: bool):
+        """`read(step)` of `step`, or (step None) of the newest checkpoint that reads.
+
+        Returns:
+          (step, result), or (None, None) when there is no checkpoint.
+
+        Raises:
+          CheckpointError: naming each checkpoint that failed, when none read.
+        """
+        if step is not None:
+            try:
+                return step, read(step)
+            except Exception as e:  # noqa: BLE001 - any failure to read is reported by name
+                raise CheckpointError(f"checkpoint {self.path(step)} cannot be read: {_reason(e)}") from e
+        failures = []
+        for candidate in reversed(self.all_steps()):
+            try:
+                result = read(candidate)
+            except Exception as e:  # noqa: BLE001 - a corrupt checkpoint: fall back to an older one
+                failures.append((candidate, _reason(e)))
+                logger.warning("checkpoint %s cannot be read (%s)", self.path(candidate), _reason(e))
+                continue
+            if failures:
+                logger.warning(
+                    "fell back to the checkpoint of step %d in %s (skipped unreadable step(s) %s)",
+                    candidate,
+                    self.directory,
+                    ", ".join(str(s) for s, _ in failures),
+                )
+            self._skip(failures, quarantine)
+            return candidate, result
+        if failures:
+            self._skip(failures, quarantine=False)
+            details = "; ".join(f"{self.path(s)}: {r}" for s, r in failures)
+            raise CheckpointError(f"no checkpoint in {self.directory} can be read ({details})")
+        return None, None
+
+    def _skip(self, failures, quarantine: bool) -> None:
+        self.skipped.extend(failures)
+        if quarantine:
+            for failed, _ in failures:
+                self.quarantine(failed)
+
     def save(self, state, meta: Optional[Dict[str, Any]] = None, wait: bool = False) -> None:
         """Saves `state` under its step (asynchronously unless `wait`)."""
         step = int(jax.device_get(state.step))
-        meta = dict(meta or {}, step=step)
+        tree = _state_to_tree(state)
+        meta = dict(meta or {}, step=step, checksum=checksum(tree))
         self.manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_state_to_tree(state)),
+                state=ocp.args.StandardSave(tree),
                 meta=ocp.args.JsonSave(meta),
             ),
             force=True,
@@ -68,22 +183,42 @@ class Checkpointer:
         if wait:
             self.manager.wait_until_finished()
 
-    def restore(self, state, step: Optional[int] = None) -> Tuple[Any, Dict[str, Any]]:
-        """Restores the checkpoint at `step` (default latest) into the structure of `state`.
+    def restore(
+        self, state, step: Optional[int] = None, quarantine: bool = False
+    ) -> Tuple[Any, Dict[str, Any]]:
+        """Restores the checkpoint at `step` (default: the newest that reads) into the structure of `state`.
+
+        Args:
+          state: the target: a train state, or its `jax.ShapeDtypeStruct`s.
+          step: a given step (an error if it does not read); None: the newest
+            checkpoint that reads, skipping (and logging) unreadable ones.
+          quarantine: move the skipped checkpoints aside (training does, so
+            that their steps can be saved again).
 
         Returns:
           (restored_state, meta) or (state, {}) when there is no checkpoint.
+
+        Raises:
+          CheckpointError: when `step` (or, with None, every checkpoint) cannot be read.
         """
-        step = self.latest_step() if step is None else step
-        if step is None:
+        target = _abstract(_state_to_tree(state))
+
+        def read(s):
+            restored = self.manager.restore(
+                s,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()),
+            )
+            meta = restored["meta"]
+            if meta is not None and not isinstance(meta, dict):
+                raise ValueError(f"its record is a {type(meta).__name__}, not a JSON object")
+            saved = (meta or {}).get("checksum")
+            if saved is not None and saved != checksum(restored["state"]):
+                raise ValueError(f"its arrays do not match the checksum saved with them ({saved})")
+            return restored
+
+        found, restored = self._newest_that_reads(read, step, quarantine)
+        if found is None:
             return state, {}
-        restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(_abstract(_state_to_tree(state))),
-                meta=ocp.args.JsonRestore(),
-            ),
-        )
         tree = restored["state"]
         new_state = state.replace(
             step=tree["step"],
@@ -94,12 +229,19 @@ class Checkpointer:
         return new_state, dict(restored["meta"] or {})
 
     def read_meta(self, step: Optional[int] = None) -> Dict[str, Any]:
-        """The JSON record of the checkpoint at `step` (default latest), without its arrays ({} if none)."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            return {}
-        restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return dict(restored["meta"] or {})
+        """The JSON record of the checkpoint at `step` (default: the newest that reads), without its arrays.
+
+        Returns {} when there is no checkpoint; raises `CheckpointError` as `restore` does.
+        """
+
+        def read(s):
+            meta = self.manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            if meta is not None and not isinstance(meta, dict):
+                raise ValueError(f"its record is a {type(meta).__name__}, not a JSON object")
+            return dict(meta or {})
+
+        found, meta = self._newest_that_reads(read, step, quarantine=False)
+        return meta if found is not None else {}
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

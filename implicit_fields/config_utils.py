@@ -9,10 +9,12 @@ defaults are the method's schema: a config may set only the keys they define
 (`check_keys`), so a typo stops the run before any work.
 """
 
+import dataclasses
 import difflib
 import json
+import math
 import os
-from typing import List, Optional
+from typing import Any, List, Mapping, Optional, Sequence
 
 import ml_collections
 
@@ -67,13 +69,177 @@ def common_config(method: str) -> ml_collections.ConfigDict:
     return config
 
 
-def check_int(config, key: str, minimum: int = 1) -> None:
-    """Raises ValueError unless `config.<key>` (a dotted name) is an integer >= `minimum`."""
+def get(config, key: str):
+    """`config.<key>` of a dotted name ('train.batch_size')."""
     value = config
     for part in key.split("."):
         value = value[part]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"config.{key}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def check_int(config, key: str, minimum: int = 1) -> None:
+    """Raises ValueError unless `config.<key>` (a dotted name) is an integer >= `minimum`."""
+    Int(minimum).check(f"config.{key}", get(config, key))
+
+
+# ---------------------------------------------------------------------------
+# Value checks: what each key means, checked before any work.
+# ---------------------------------------------------------------------------
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Int:
+    """An integer in [minimum, maximum]."""
+
+    minimum: int = 1
+    maximum: Optional[int] = None
+    meaning: str = ""
+
+    def check(self, name: str, value) -> None:
+        too_big = self.maximum is not None and _is_int(value) and value > self.maximum
+        if not _is_int(value) or value < self.minimum or too_big:
+            limits = f">= {self.minimum}" if self.maximum is None else f"in [{self.minimum}, {self.maximum}]"
+            raise ValueError(f"{name}={value!r} must be an integer {limits}" + _meaning(self.meaning))
+
+
+@dataclasses.dataclass(frozen=True)
+class Float:
+    """A finite number in the interval given by `minimum`/`maximum` (open ends where `*_open`)."""
+
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    min_open: bool = False
+    max_open: bool = False
+    meaning: str = ""
+    want: str = ""  # What to say it must be, instead of the interval.
+
+    def check(self, name: str, value) -> None:
+        ok = _is_number(value) and math.isfinite(value)
+        if ok and self.minimum is not None:
+            ok = value > self.minimum if self.min_open else value >= self.minimum
+        if ok and self.maximum is not None:
+            ok = value < self.maximum if self.max_open else value <= self.maximum
+        if not ok:
+            want = self.want or f"a finite number{self._limits()}{_meaning(self.meaning)}"
+            raise ValueError(f"{name}={value!r} must be {want}")
+
+    def _limits(self) -> str:
+        if self.minimum is not None and self.maximum is not None:
+            lo, hi = "(" if self.min_open else "[", ")" if self.max_open else "]"
+            return f" in {lo}{self.minimum}, {self.maximum}{hi}"
+        if self.minimum is not None:
+            return f" {'>' if self.min_open else '>='} {self.minimum}"
+        if self.maximum is not None:
+            return f" {'<' if self.max_open else '<='} {self.maximum}"
+        return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One of `choices`."""
+
+    choices: Sequence[Any]
+
+    def check(self, name: str, value) -> None:
+        if isinstance(value, bool) or value not in tuple(self.choices):
+            raise ValueError(f"{name}={value!r} must be one of {tuple(self.choices)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Bool:
+    """True or False."""
+
+    def check(self, name: str, value) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} must be True or False")
+
+
+@dataclasses.dataclass(frozen=True)
+class Str:
+    """A string (non-empty unless `empty`)."""
+
+    empty: bool = False
+    meaning: str = ""
+
+    def check(self, name: str, value) -> None:
+        if not isinstance(value, str) or (not self.empty and not value.strip()):
+            want = "a string" if self.empty else "a non-empty string"
+            raise ValueError(f"{name}={value!r} must be {want}" + _meaning(self.meaning))
+
+
+@dataclasses.dataclass(frozen=True)
+class Strings:
+    """A list of non-empty strings."""
+
+    def check(self, name: str, value) -> None:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ValueError(f"{name}={value!r} must be a list of non-empty strings")
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """Increasing positive step numbers (milestones)."""
+
+    def check(self, name: str, value) -> None:
+        steps = list(value) if isinstance(value, (list, tuple)) else None
+        if steps is None or not all(_is_int(m) and m > 0 for m in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"{name}={value!r} must be increasing positive step numbers")
+
+
+def _meaning(text: str) -> str:
+    return f" ({text})" if text else ""
+
+
+# The checks of `common_config`'s keys (every method's config has them).
+COMMON_CHECKS = {
+    "method": Str(),
+    "seed": Int(0),
+    "field.threshold": Float(0.0, 1.0, min_open=True, max_open=True, want="a probability in (0, 1)"),
+    "field.padding": Float(0.0),
+    "train.num_steps": Int(1),
+    "train.eval_every": Int(1),
+    "train.checkpoint_every": Int(1),
+    "train.max_to_keep": Int(1),
+    "train.prefetch": Int(0),
+    "optim.optimizer": Choice(("adam",)),
+    "optim.learning_rate": Float(0.0, min_open=True),
+    "optim.schedule": Choice(("constant", "cosine", "multistep")),
+    "optim.final_lr_fraction": Float(0.0, 1.0),
+    "optim.milestones": Steps(),
+    "optim.gamma": Float(0.0, min_open=True),
+    "optim.grad_clip_norm": Float(0.0, meaning="0 disables clipping"),
+    "generate.checkpoint": Choice(("best", "latest")),
+    "logging.log_every": Int(1),
+    "logging.tensorboard": Bool(),
+    "logging.progress": Bool(),
+    "debug.disable_jit": Bool(),
+    "debug.nans": Bool(),
+}
+
+
+def check_values(config, checks: Mapping[str, Any]) -> None:
+    """Checks every key of `checks` that `config` has against the meaning of its value.
+
+    Raises:
+      ValueError: naming the first bad key (`config.<key>=<value>`) and what it must be.
+    """
+    flat = _flatten(config)
+    for key, check in checks.items():
+        if key in flat:
+            check.check(f"config.{key}", flat[key])
+
+
+def unchecked_keys(config, checks: Mapping[str, Any]) -> List[str]:
+    """The keys of `config` that no entry of `checks` covers (tests keep this empty)."""
+    return [k for k in _flatten(config) if k not in checks]
 
 
 def _flatten(cfg, prefix: str = "") -> dict:
@@ -114,7 +280,7 @@ def read_run_config(workdir: str) -> dict:
     """
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path!r} does not exist; is {workdir!r} a training run's workdir?")
+        raise FileNotFoundError(f"{path}: does not exist; is {workdir} a training run's workdir?")
     with open(path) as f:
         try:
             stored = json.load(f)

@@ -31,20 +31,22 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import json
 import logging
 import math
 import os
 import pkgutil
 import queue
+import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
 import tqdm
 
-from implicit_fields import checkpointing, config_utils, summary, train_utils
+from implicit_fields import checkpointing, config_utils, meshing, summary, train_utils
 
 logger = logging.getLogger(__name__)
 
@@ -110,34 +112,24 @@ def load_method(name: str):
     return importlib.import_module(f"implicit_fields.methods.{name}")
 
 
-def _check_common(config) -> None:
-    """Checks the values of the shared sections against their meaning."""
-    for key in ("seed", "train.num_steps", "train.prefetch"):
-        config_utils.check_int(config, key, minimum=0)
-    for key in ("train.eval_every", "train.checkpoint_every", "train.max_to_keep", "logging.log_every"):
-        config_utils.check_int(config, key)
-    threshold = config.field.threshold
-    if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
-        raise ValueError(f"config.field.threshold={threshold!r} must be a probability in (0, 1)")
-    padding = config.field.padding
-    if not (isinstance(padding, (int, float)) and math.isfinite(padding) and padding >= 0.0):
-        raise ValueError(f"config.field.padding={padding!r} must be a finite number >= 0")
-    lr = config.optim.learning_rate
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0.0):
-        raise ValueError(f"config.optim.learning_rate={lr!r} must be a finite number > 0")
-    if config.optim.schedule not in train_utils.SCHEDULES:
-        raise ValueError(
-            f"config.optim.schedule={config.optim.schedule!r} must be one of {train_utils.SCHEDULES}"
-        )
-    milestones = list(config.optim.milestones)
-    if any(int(m) != m or m <= 0 for m in milestones) or milestones != sorted(set(milestones)):
-        raise ValueError(
-            f"config.optim.milestones={tuple(milestones)!r} must be increasing positive step numbers"
-        )
-    if config.generate.checkpoint not in CHECKPOINTS:
-        raise ValueError(
-            f"config.generate.checkpoint={config.generate.checkpoint!r} must be one of {CHECKPOINTS}"
-        )
+def _check_types(config, reference, prefix: str = "config") -> None:
+    """Each value has its default's kind (bool, integer, number, string, list): a typo'd type is
+    named here rather than failing deep inside the work."""
+    kinds = (
+        (bool, lambda v: isinstance(v, bool), "True or False"),
+        (int, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+        (float, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+        (str, lambda v: isinstance(v, str), "a string"),
+        ((list, tuple), lambda v: isinstance(v, (list, tuple)), "a list"),
+    )
+    flat = config_utils._flatten(config)
+    for key, default in config_utils._flatten(reference).items():
+        value = flat.get(key, default)
+        for kind, ok, name in kinds:
+            if isinstance(default, kind) and not ok(value):
+                raise ValueError(f"{prefix}.{key}={value!r} must be {name}")
+            if isinstance(default, kind):
+                break
 
 
 def check_config(config, source: str = "the config"):
@@ -148,8 +140,10 @@ def check_config(config, source: str = "the config"):
         out of its range), before any work starts.
     """
     method = load_method(config.get("method", None))
-    config_utils.check_keys(config, method.get_config(), source=source)
-    _check_common(config)
+    reference = method.get_config()
+    config_utils.check_keys(config, reference, source=source)
+    _check_types(config, reference)
+    config_utils.check_values(config, config_utils.COMMON_CHECKS)
     if hasattr(method, "check_config"):
         method.check_config(config)
     return method
@@ -160,6 +154,92 @@ def load_run_config(workdir: str):
     stored = config_utils.read_run_config(workdir)
     method = load_method(stored.get("method", None))
     return config_utils.load_run_config(workdir, method.get_config())
+
+
+# Keys a rerun may change without changing the state's shapes or the meaning of the run
+# (prefixes end in '.'): how long and how often, logging, debugging, meshing and evaluation.
+RESUMABLE_KEYS = (
+    "train.num_steps",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.max_to_keep",
+    "train.prefetch",
+    "logging.",
+    "debug.",
+    "generate.",
+    "eval.",
+)
+
+
+def _resumable(key: str, method) -> bool:
+    keys = RESUMABLE_KEYS + tuple(getattr(method, "RESUMABLE_KEYS", ()))
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
+
+
+def _plain(config) -> Dict[str, Any]:
+    """A config as the flat {dotted key: JSON value} it is stored as."""
+    as_json = json.loads(config.to_json_best_effort())
+    return config_utils._flatten(as_json)
+
+
+def has_checkpoint(workdir: str) -> bool:
+    """Whether `workdir` holds a saved checkpoint (in checkpoints/ or best/), without opening it."""
+    for sub in ("checkpoints", "best"):
+        folder = os.path.join(workdir, sub)
+        if os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder)):
+            return True
+    return False
+
+
+def config_changes(config, workdir: str) -> Dict[str, Tuple[Any, Any]]:
+    """How `config` differs from the run's own `workdir/config.json`: {key: (stored, new)}.
+
+    Returns {} for a new workdir.
+
+    Raises:
+      ValueError: when a key that changes the state's shapes or the meaning of
+        the run differs (the model, the data, the seed, the optimiser, ...),
+        listing every such key with both values, while the run has a
+        checkpoint; its `config.json` is unreadable.
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return {}
+    stored_method = config_utils.read_run_config(workdir).get("method", None)
+    if stored_method != config.method:
+        stored, new = {"method": stored_method}, {"method": config.method}
+    else:
+        stored, new = _plain(load_run_config(workdir)), _plain(config)
+    changes = {k: (stored.get(k), new.get(k)) for k in sorted(set(stored) | set(new))}
+    changes = {k: v for k, v in changes.items() if v[0] != v[1]}
+    method = load_method(config.method)
+    refused = {k: v for k, v in changes.items() if k == "method" or not _resumable(k, method)}
+    if refused and has_checkpoint(workdir):
+        listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        raise ValueError(
+            f"{path}: the config differs from the one this run was trained with in key(s) that change "
+            f"its state or meaning: {listed}; use a new --workdir, or the run's own values "
+            f"(nothing was written)"
+        )
+    return changes
+
+
+def check_workdir(workdir: str) -> str:
+    """The absolute `workdir`, checked to be a folder this process can write (made if missing).
+
+    Raises:
+      NotADirectoryError, PermissionError: naming the workdir and the problem.
+    """
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"workdir {workdir}: is a file, not a folder")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as e:
+        raise PermissionError(f"workdir {workdir}: cannot write there ({e.strerror or e})") from None
+    return workdir
 
 
 @contextlib.contextmanager
@@ -271,6 +351,30 @@ def _check_finite(means: Mapping[str, float], step: int, ckpt: checkpointing.Che
         )
 
 
+def _restore_best(best_ckpt, state, metric: str, lead: bool) -> float:
+    """The validation value of the model in `best/` (-inf without one).
+
+    The best model is read in full, so that an unreadable one is found now: it
+    is moved aside (training goes on from `checkpoints/`, which is separate),
+    and the next validation saves a new best model.
+    """
+    if best_ckpt.latest_step() is None:
+        return -math.inf
+    try:
+        _, meta = best_ckpt.restore(_abstract_like(state), quarantine=lead)
+    except checkpointing.CheckpointError as e:
+        logger.warning("%s; the next validation saves a new best model", e)
+        if lead:
+            for step in best_ckpt.all_steps():
+                best_ckpt.quarantine(step)
+        return -math.inf
+    return float(meta.get(f"val_{metric}", -math.inf))
+
+
+def _abstract_like(state):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+
+
 def train_and_evaluate(config, workdir: str, on_step: Optional[Callable[[int], None]] = None):
     """Trains (or resumes training of) `config`'s method in `workdir`.
 
@@ -287,9 +391,10 @@ def train_and_evaluate(config, workdir: str, on_step: Optional[Callable[[int], N
     method = check_config(config)
     workdir = os.path.abspath(workdir)
     lead = is_lead_process()
+    # Before anything is written: the workdir is usable, and a rerun trains the same run.
     if lead:
-        os.makedirs(workdir, exist_ok=True)
-        summary.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+        workdir = check_workdir(workdir)
+    changes = config_changes(config, workdir)
 
     mesh = train_utils.create_mesh()
     repl, data_sharding = train_utils.shardings(mesh)
@@ -302,14 +407,29 @@ def train_and_evaluate(config, workdir: str, on_step: Optional[Callable[[int], N
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), train.max_to_keep)
     metric = task.best_metric if task.eval_fn is not None else None
     best_ckpt = checkpointing.Checkpointer(os.path.join(workdir, "best"), max_to_keep=1) if metric else None
-    state, _ = ckpt.restore(state)
+    # The newest intact checkpoint; unreadable ones are moved aside (never deleted), so
+    # that their steps can be saved again.
+    state, meta = ckpt.restore(state, quarantine=lead)
     start_step = int(jax.device_get(state.step))
-    best = -math.inf
-    if best_ckpt is not None and best_ckpt.latest_step() is not None:
-        best = float(best_ckpt.read_meta().get(f"val_{metric}", -math.inf))
+    best = _restore_best(best_ckpt, state, metric, lead) if best_ckpt is not None else -math.inf
     if start_step:
         logger.info(
             "resumed from step %d%s", start_step, f" (best val {metric} {best:.4f})" if metric else ""
+        )
+    if lead:
+        summary.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+        if changes:
+            record = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed_from_step": start_step}
+            record["changes"] = {k: {"old": a, "new": b} for k, (a, b) in changes.items()}
+            with open(os.path.join(workdir, "config_changes.jsonl"), "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            logger.info(
+                "config changes recorded in config_changes.jsonl: %s",
+                ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()),
+            )
+    if start_step >= train.num_steps:
+        logger.info(
+            "the run has %d steps (train.num_steps=%d): nothing to train", start_step, train.num_steps
         )
 
     step_fn = train_utils.create_train_step(task.loss_fn, mesh, loop_key)
@@ -409,31 +529,153 @@ def abstract_state(config):
 def restore(config, workdir: str, which: str = "best"):
     """The model and the state of `workdir`'s best (or latest) checkpoint.
 
-    Falls back to the latest checkpoint when no best model was saved.
+    Falls back to the latest checkpoint when no best model was saved, and to
+    the newest intact checkpoint when one cannot be read (logging which and
+    why; nothing is moved or deleted).
 
     Returns:
-      (model, state, meta): meta is the checkpoint's JSON record (with 'step').
+      (model, state, meta): meta is the checkpoint's JSON record, with 'step'
+      and 'checkpoint' (the folder it came from, e.g. 'best').
 
     Raises:
       FileNotFoundError: when `workdir` holds no checkpoint.
+      checkpointing.CheckpointError: when none of them can be read.
     """
     if which not in CHECKPOINTS:
         raise ValueError(f"unknown checkpoint {which!r}; use one of {CHECKPOINTS}")
     model, state = abstract_state(config)
     candidates = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
+    failures = []
     for sub in candidates:
         directory = os.path.join(workdir, sub)
-        if os.path.isdir(directory):
-            ckpt = checkpointing.Checkpointer(directory)
+        if not os.path.isdir(directory):
+            continue
+        ckpt = checkpointing.Checkpointer(directory)
+        try:
+            if ckpt.latest_step() is None:
+                continue
             try:
-                if ckpt.latest_step() is not None:
-                    state, meta = ckpt.restore(state)
-                    return model, state, meta
-            finally:
-                ckpt.close()
+                restored, meta = ckpt.restore(state)
+            except checkpointing.CheckpointError as e:
+                failures.append(str(e))
+                logger.warning("%s; falling back to %s", e, "checkpoints/" if sub == "best" else "nothing")
+                continue
+            if failures:
+                logger.warning("using the checkpoint of step %s in %s instead", meta.get("step"), directory)
+            return model, restored, dict(meta, checkpoint=sub)
+        finally:
+            ckpt.close()
+    if failures:
+        raise checkpointing.CheckpointError("; ".join(failures))
     raise FileNotFoundError(
         f"no checkpoint in {workdir!r} (looked in {candidates}); train first (--mode train)"
     )
+
+
+# ---------------------------------------------------------------------------
+# Generation records: which checkpoint made the meshes, and whether they are all there.
+# ---------------------------------------------------------------------------
+
+
+def mesh_provenance(meta: Mapping[str, Any]) -> List[str]:
+    """The PLY header comments that name the checkpoint a mesh was made from (see `check_meshes`)."""
+    return [f"implicit_fields checkpoint {meta.get('checkpoint', 'unknown')} step {meta.get('step')}"]
+
+
+def _provenance_step(path: str) -> Optional[int]:
+    for comment in meshing.read_ply_comments(path):
+        parts = comment.split()
+        if len(parts) == 5 and parts[:2] == ["implicit_fields", "checkpoint"] and parts[3] == "step":
+            return int(parts[4]) if parts[4].lstrip("-").isdigit() else None
+    return None
+
+
+def start_generation(path: str, meta: Mapping[str, Any], **info) -> Dict[str, Any]:
+    """Writes a generation's record before its first mesh: checkpoint, step, `complete: False`.
+
+    A generation killed halfway thus leaves a record that says so, and
+    `read_generation` refuses its meshes (they may mix two checkpoints).
+
+    Args:
+      path: the record's JSON file.
+      meta: the checkpoint's record from `restore` ('checkpoint', 'step').
+      info: more entries (the split, the settings, ...).
+    """
+    record = {
+        "complete": False,
+        "checkpoint": meta.get("checkpoint"),
+        "checkpoint_step": meta.get("step"),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **info,
+    }
+    summary.write_json(path, record, indent=1)
+    return record
+
+
+def finish_generation(path: str, record: Dict[str, Any], **results) -> Dict[str, Any]:
+    """Completes `record` with `results` and marks it `complete` (written atomically)."""
+    record = dict(record, **results, complete=True, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    summary.write_json(path, record, indent=1)
+    return record
+
+
+def read_generation(path: str) -> Dict[str, Any]:
+    """A finished generation's record (`start_generation`, `finish_generation`).
+
+    Raises:
+      FileNotFoundError: there is no record (no generation yet).
+      ValueError: the record is unreadable, was made before records named their
+        checkpoint, or belongs to a generation that did not finish.
+    """
+    rerun = "rerun --mode generate"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: does not exist; run --mode generate first")
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a valid generation record ({e}); {rerun}") from None
+    if not isinstance(record, dict) or "checkpoint_step" not in record:
+        raise ValueError(f"{path}: made before generation records named their checkpoint; {rerun}")
+    if not record.get("complete"):
+        raise ValueError(
+            f"{path}: the generation started {record.get('started')} from the checkpoint of step "
+            f"{record.get('checkpoint_step')} did not finish, so its meshes may be incomplete or mix "
+            f"checkpoints; {rerun}"
+        )
+    return record
+
+
+def check_meshes(record: Mapping[str, Any], paths: Sequence[str], where: str) -> None:
+    """Checks that every mesh of a generation exists and was made from the record's checkpoint.
+
+    Args:
+      record: from `read_generation`.
+      paths: the meshes' files.
+      where: the record's file, for the message.
+
+    Raises:
+      ValueError: naming the missing meshes, or those made from another checkpoint (a mixture).
+    """
+    step = record["checkpoint_step"]
+    missing, mixed = [], []
+    for path in paths:
+        if not os.path.exists(path):
+            missing.append(path)
+            continue
+        made = _provenance_step(path)
+        if made != step:
+            mixed.append(f"{path} (step {made})")
+    problems = (
+        (missing, "are missing"),
+        (mixed, f"were made from another checkpoint than the record's (step {step})"),
+    )
+    for items, problem in problems:
+        if items:
+            shown = ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+            raise ValueError(
+                f"{where}: {len(items)} of its {len(paths)} meshes {problem}: {shown}; rerun --mode generate"
+            )
 
 
 def run(config, workdir: str, mode: str = "all") -> Dict[str, Any]:
@@ -447,6 +689,10 @@ def run(config, workdir: str, mode: str = "all") -> Dict[str, Any]:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
     method = check_config(config)
     workdir = os.path.abspath(workdir)
+    if is_lead_process():
+        workdir = check_workdir(workdir)
+    if mode in ("generate", "eval"):
+        config_changes(config, workdir)  # The run's own model and data, or a clear error.
     result: Dict[str, Any] = {}
     with debug_switches(config.debug):
         if mode in ("train", "all"):

@@ -43,3 +43,16 @@ def tiny_config(tiny_dataset):
     config = experiment_configs.load("onet.py:tiny")
     config.data.path = tiny_dataset
     return config
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """The least-squares method of `fake_method`, found by the trainer as config.method 'fake'."""
+    import fake_method
+
+    from implicit_fields import trainer
+
+    method = fake_method.FakeMethod()
+    real = trainer.load_method
+    monkeypatch.setattr(trainer, "load_method", lambda name: method if name == "fake" else real(name))
+    return method

@@ -29,7 +29,10 @@ def test_round_trip_through_disk_with_the_record(tmp_path):
     ckpt = checkpointing.Checkpointer(str(tmp_path / "ckpt"))
     assert ckpt.latest_step() == 1
     restored, meta = ckpt.restore(fresh)
-    assert meta == {"val_iou": 0.5, "step": 1} and ckpt.read_meta() == meta
+    assert ckpt.read_meta() == meta and meta.pop("checksum") == checkpointing.checksum(
+        checkpointing._state_to_tree(state)
+    )
+    assert meta == {"val_iou": 0.5, "step": 1}
     assert int(restored.step) == 1
     for a, b in zip(
         jax.tree.leaves((state.params, state.batch_stats, state.opt_state)),

@@ -20,17 +20,50 @@ def _run(*args, timeout=240):
     )
 
 
-def test_an_unknown_key_on_the_command_line_is_a_one_line_error(tmp_path):
-    proc = _run(
-        "experiments.main",
-        "--config",
-        "experiments/configs/onet.py:tiny",
-        "--workdir",
-        str(tmp_path / "w"),
-        "--config.train.no_such_key=3",
+def _popen(command):
+    return subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def test_bad_command_lines_are_one_line_errors(tmp_path):
+    """Each ends in one `error:` line naming the flag, key or file, with exit code 2, no traceback,
+    and nothing written (the cases run side by side)."""
+    (tmp_path / "file").write_text("a file")
+    (tmp_path / "syntax.py").write_text("def get_config(:\n")
+    tiny = ["--config", "experiments/configs/onet.py:tiny"]
+    cases = {
+        "unknown key": (
+            [*tiny, "--config.train.no_such_key=3"],
+            "error: --config.train.no_such_key=3: unknown config key 'train.no_such_key'",
+        ),
+        "unknown section": ([*tiny, "--config.trian.num_steps=3"], "unknown config key 'trian.num_steps'"),
+        "bad type": ([*tiny, "--config.train.num_steps=abc"], "--config.train.num_steps=abc"),
+        "zero steps": ([*tiny, "--config.train.num_steps=0"], "config.train.num_steps=0 must be an integer"),
+        "no points": ([*tiny, "--config.data.points_subsample=0"], "config.data.points_subsample=0 must be"),
+        "zero log_every": ([*tiny, "--config.logging.log_every=0"], "config.logging.log_every=0 must be"),
+        "missing config": (["--config", str(tmp_path / "none.py")], "none.py: no such config file"),
+        "config syntax": (["--config", str(tmp_path / "syntax.py")], "syntax.py:1: "),
+        "bad mode": ([*tiny, "--mode", "fly"], "--mode"),
+    }
+    procs = {}
+    for name, (args, _) in cases.items():
+        workdir = str(tmp_path / name.replace(" ", "_"))
+        command = [sys.executable, "-m", "experiments.main", *args, "--workdir", workdir]
+        procs[name] = subprocess.Popen(
+            command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+    file_workdir = [sys.executable, "-m", "experiments.main", *tiny, "--workdir", str(tmp_path / "file")]
+    procs["workdir is a file"] = subprocess.Popen(
+        file_workdir, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    assert proc.returncode != 0
-    assert "no_such_key" in proc.stderr
+    cases["workdir is a file"] = (None, f"error: workdir {tmp_path / 'file'}: is a file, not a folder")
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=240)
+        lines = err.strip().splitlines()
+        assert proc.returncode == 2, (name, err[-2000:])
+        assert "Traceback" not in err, (name, err[-2000:])
+        assert lines[-1].startswith("error: ") and cases[name][1] in lines[-1], (name, lines[-1])
+    assert sorted(os.listdir(tmp_path)) == ["file", "syntax.py"]
+    assert (tmp_path / "file").read_text() == "a file"
 
 
 def test_an_unknown_key_in_a_config_file_is_a_one_line_error(tmp_path):

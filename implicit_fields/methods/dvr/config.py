@@ -11,6 +11,7 @@ depth). The original's DTU values are in the comments; the experiment config
 import ml_collections
 
 from implicit_fields import config_utils
+from implicit_fields.config_utils import Bool, Choice, Float, Int, Steps, Str
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -81,3 +82,41 @@ def get_config() -> ml_collections.ConfigDict:
     # F-score 0). metrics.json holds both (`<metric>_<other convention>`).
     ev.undefined_metrics = "original"
     return config
+
+
+# What each of DVR's own keys must be (the shared ones: `config_utils.COMMON_CHECKS`); the
+# trainer checks every value before any work (`task.check_config`).
+CHECKS = {
+    "data.path": Str(),
+    "data.builtin": Bool(),
+    "data.builtin_category": Str(),
+    "data.builtin_index": Int(0),
+    "data.builtin_seed": Int(0),
+    "data.n_views": Int(2, meaning="at least one for training and one held out"),
+    "data.resolution": Int(8),
+    "data.texture": Choice(("stripes", "none")),
+    "data.val_views": Int(0),
+    "data.visual_hull_depth": Bool(),
+    "data.visual_hull_resolution": Int(8),
+    "model.hidden_dim": Int(1),
+    "model.n_blocks": Int(1),
+    "loss.lambda_rgb": Float(0.0),
+    "loss.lambda_depth": Float(0.0),
+    "loss.lambda_freespace": Float(0.0),
+    "loss.lambda_occupied": Float(0.0),
+    "loss.lambda_normal": Float(0.0),
+    "loss.n_secant": Int(1),
+    "rays.per_step": Int(1),
+    "rays.steps_start": Int(2),
+    "rays.steps_milestones": Steps(),
+    "rays.steps_max": Int(2),
+    "rays.render_steps": Int(2),
+    "generate.resolution0": Int(1),
+    "generate.upsampling_steps": Int(0),
+    "generate.batch_points": Int(0, meaning="0: the device's default"),
+    "generate.num_views": Int(0),
+    "eval.n_points": Int(1),
+    "eval.n_samples": Int(1),
+    "eval.fscore_threshold": Float(0.0, min_open=True),
+    "eval.undefined_metrics": Choice(("original", "worst")),
+}

@@ -33,15 +33,31 @@ logger = logging.getLogger(__name__)
 
 
 def evaluate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
-    """Field and mesh metrics against the exact shape, plus the held-out views; writes metrics.json."""
+    """Field and mesh metrics against the exact shape, plus the held-out views; writes metrics.json.
+
+    Without `model` and `state`, the run's checkpoint is restored, and the
+    generation must be finished and made from that same checkpoint (else a
+    ValueError says to generate again), so that the mesh and the field measured
+    here are one model. With them, `mesh.ply` is measured as it is.
+    """
+    metrics.check_eval_config(config.eval)
+    mesh_path = os.path.join(workdir, "mesh.ply")
+    gen_path = os.path.join(workdir, "generation.json")
+    record = None
+    if state is None:
+        record = trainer.read_generation(gen_path)
+        trainer.check_meshes(record, [mesh_path], gen_path)
+        model, state, meta = trainer.restore(config, workdir, config.generate.checkpoint)
+        if meta.get("step") != record["checkpoint_step"]:
+            raise ValueError(
+                f"{gen_path}: the mesh was made from the checkpoint of step {record['checkpoint_step']}, "
+                f"but the run's {config.generate.checkpoint} checkpoint is now step {meta.get('step')}; "
+                f"rerun --mode generate"
+            )
+    elif not os.path.exists(mesh_path):
+        raise FileNotFoundError(f"{mesh_path}: does not exist; run --mode generate first")
     folder = task.ensure_scene(config.data, progress=False)
     shape = onet_format.load_shape(folder)
-    mesh_path = os.path.join(workdir, "mesh.ply")
-    if not os.path.exists(mesh_path):
-        raise FileNotFoundError(f"{mesh_path!r} does not exist; run --mode generate first")
-    metrics.check_eval_config(config.eval)
-    if state is None:
-        model, state, _ = trainer.restore(config, workdir, config.generate.checkpoint)
     logit_fn, _ = dvr_model.make_field_fns(model)
     rng = np.random.default_rng(config.seed)
     half = 0.5 * (1.0 + config.field.padding)
@@ -77,11 +93,14 @@ def evaluate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     for out in by_convention.values():
         out["chamfer_l1"] = out["chamfer_l1"] * metrics.CHAMFER_REPORT_SCALE
     m = by_convention[convention]
-    gen_path = os.path.join(workdir, "generation.json")
     held_out = []
-    if os.path.exists(gen_path):
-        with open(gen_path, encoding="utf-8") as f:
-            held_out = json.load(f).get("held_out_views", [])
+    if record is None and os.path.exists(gen_path):
+        try:
+            record = trainer.read_generation(gen_path)
+        except ValueError as e:
+            logger.warning("held-out views left out: %s", e)
+    if record is not None:
+        held_out = record.get("held_out_views", [])
 
     def mean(key):
         return float(np.mean([v[key] for v in held_out])) if held_out else float("nan")

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from implicit_fields import meshing, mise, summary, trainer, vis
+from implicit_fields import meshing, mise, trainer, vis
 from implicit_fields.data import multiview
 from implicit_fields.methods.dvr import model as dvr_model
 from implicit_fields.methods.dvr import task
@@ -35,9 +35,13 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     folder = task.ensure_scene(config.data, progress=config.logging.progress)
     data = multiview.load_multiview(folder)
     _, val_views = task.split_views(data.num_views, config.data.val_views)
-    meta = {}
     if state is None:
         model, state, meta = trainer.restore(config, workdir, config.generate.checkpoint)
+    else:
+        meta = {"checkpoint": "given", "step": int(jax.device_get(state.step))}
+    # The record names the checkpoint before the mesh is written (complete only at the end).
+    path = os.path.join(workdir, "generation.json")
+    started = trainer.start_generation(path, meta, settings=config.generate.to_dict())
     params = state.params
     logit_fn, rgb_fn = dvr_model.make_field_fns(model)
     t0 = time.perf_counter()
@@ -53,7 +57,7 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     t_mesh = time.perf_counter() - t0
     colors = np.asarray(rgb_fn(params, jnp.asarray(vertices))) if len(vertices) else np.zeros((0, 3))
     mesh_path = os.path.join(workdir, "mesh.ply")
-    meshing.write_mesh(mesh_path, vertices, faces, colors)
+    meshing.write_mesh(mesh_path, vertices, faces, colors, comments=trainer.mesh_provenance(meta))
 
     views = val_views[: config.generate.num_views]
     if not len(views):
@@ -89,7 +93,6 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     record = {
         "mesh": mesh_path,
         "picture": picture,
-        "checkpoint_step": meta.get("step", int(jax.device_get(state.step))),
         "num_faces": int(len(faces)),
         "num_vertices": int(len(vertices)),
         "mesh_seconds": t_mesh,
@@ -97,7 +100,6 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
         "render_seconds": t_render,
         "held_out_views": per_view,
     }
-    path = os.path.join(workdir, "generation.json")
-    summary.write_json(path, record)
+    record = trainer.finish_generation(path, started, **record)
     logger.info("wrote %s (%s faces, %.1f s) and %s", mesh_path, f"{len(faces):,}", t_mesh, picture)
     return record

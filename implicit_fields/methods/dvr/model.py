@@ -115,7 +115,7 @@ def sample_in_box(key, origins, directions, padding):
     """
     d_near, d_far, hit = render.intersect_box(origins, directions, padding)
     u = jax.random.uniform(key, d_near.shape, dtype=origins.dtype)
-    d = d_near + u * (d_far - d_near)
+    d = jnp.where(hit, d_near + u * (d_far - d_near), 0.0)  # A miss's depths may be inf.
     return origins + d[:, None] * directions, hit
 
 
@@ -169,7 +169,13 @@ def dvr_losses(
       (total loss, dict of the terms plus `mask_pred`-based diagnostics).
     """
     o, w = batch["origins"], batch["directions"]
-    mask_gt = batch["mask"]
+    # A ray with a non-finite origin or direction (or none) counts in no term, and its
+    # values are replaced before any computation, so that it cannot make the gradient
+    # NaN for the others (the first half of a double where).
+    valid = render.valid_rays(o, w)
+    o = jnp.where(valid[:, None], o, 0.0)
+    w = jnp.where(valid[:, None], w, 0.0)
+    mask_gt = batch["mask"] & valid
     k_free, k_occ, k_normal = jax.random.split(key, 3)
 
     d = render.surface_depth(

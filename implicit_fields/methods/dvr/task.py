@@ -12,6 +12,7 @@ PSNR; the best model by mask IoU is kept.
 """
 
 import functools
+import logging
 import os
 from typing import Dict
 
@@ -20,8 +21,11 @@ import numpy as np
 from jax.sharding import Mesh
 
 from implicit_fields import cameras, config_utils, summary, train_utils, trainer
-from implicit_fields.data import builtin, multiview, visual_hull
+from implicit_fields.data import builtin, multiview, onet_format, shapes, visual_hull
+from implicit_fields.methods.dvr import config as dvr_config
 from implicit_fields.methods.dvr import model as dvr_model
+
+logger = logging.getLogger(__name__)
 
 
 def ensure_scene(data_config, progress: bool = True) -> str:
@@ -128,8 +132,12 @@ def hull_depths(config, data, train_views, workdir=None):
         return None
     path = os.path.join(workdir, "visual_hull_depth.npy") if workdir else None
     if path and os.path.exists(path):
-        depths = np.load(path)
-        if depths.shape == data.masks.shape:
+        try:
+            depths = onet_format.load_npy(path)
+        except ValueError as e:  # A cache: made again.
+            logger.warning("visual-hull cache unreadable, carving it again: %s", e)
+            depths = None
+        if depths is not None and depths.shape == data.masks.shape:
             return depths
     padding = config.field.padding
     grid = visual_hull.carve(data, config.data.visual_hull_resolution, padding, views=train_views)
@@ -188,8 +196,17 @@ def create_renderer(config, model: dvr_model.DVRDecoder):
 
 def check_config(config) -> None:
     """Checks DVR's own values (the trainer checks the shared sections)."""
-    for key in ("rays.per_step", "rays.steps_start", "rays.steps_max", "rays.render_steps"):
-        config_utils.check_int(config, key)
+    config_utils.check_values(config, dvr_config.CHECKS)
+    if config.data.builtin:
+        try:
+            shapes.category_synset(config.data.builtin_category)
+        except ValueError as e:
+            raise ValueError(f"config.data.builtin_category: {e}") from None
+    if config.rays.steps_max < config.rays.steps_start:
+        raise ValueError(
+            f"config.rays.steps_max={config.rays.steps_max} must be >= "
+            f"config.rays.steps_start={config.rays.steps_start}"
+        )
     if not 0 <= config.data.val_views < config.data.n_views:
         raise ValueError(
             f"config.data.val_views={config.data.val_views} must be in [0, {config.data.n_views}) "

@@ -9,6 +9,7 @@ those of the original `configs/pointcloud/onet.yaml`; the experiment configs
 import ml_collections
 
 from implicit_fields import config_utils
+from implicit_fields.config_utils import Bool, Choice, Float, Int, Str, Strings
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -95,3 +96,64 @@ def get_config() -> ml_collections.ConfigDict:
     # seeded by config.seed and the object; 0: off.
     ev.iou_jitter = 1e-4
     return config
+
+
+# What each of ONet's own keys must be (the shared ones: `config_utils.COMMON_CHECKS`); the
+# trainer checks every value before any work (`task.check_config`).
+CHECKS = {
+    "data.path": Str(),
+    "data.builtin": Bool(),
+    "data.builtin_objects_per_category": Int(1),
+    "data.builtin_categories": Strings(),
+    "data.builtin_num_points": Int(1),
+    "data.builtin_num_surface_points": Int(1),
+    "data.categories": Strings(),
+    "data.train_split": Str(),
+    "data.val_split": Str(),
+    "data.test_split": Str(),
+    "data.points_subsample": Int(1, meaning="query points per object and step"),
+    "data.points_jitter": Float(0.0),
+    "data.pointcloud_n": Int(1),
+    "data.pointcloud_noise": Float(0.0),
+    "data.input_type": Choice(("pointcloud", "voxels", "img", "")),
+    "data.voxel_resolution": Int(1),
+    "data.img_folder": Str(),
+    "data.img_size": Int(8),
+    "data.img_n_views": Int(1),
+    "data.img_with_camera": Bool(),
+    "data.builtin_img_resolution": Int(8),
+    "data.cache": Bool(),
+    "model.encoder": Choice(("pointnet_resnet", "voxel_simple", "resnet18", "")),
+    "model.decoder": Choice(("cbatchnorm", "simple")),
+    "model.c_dim": Int(0),
+    "model.encoder_hidden": Int(1),
+    "model.decoder_hidden": Int(1),
+    "model.decoder_blocks": Int(1),
+    "model.z_dim": Int(0, meaning="0: no latent"),
+    "model.encoder_latent": Choice(("simple",)),
+    "model.encoder_latent_hidden": Int(1),
+    "train.batch_size": Int(1),
+    "train.val_objects": Int(0, meaning="0: all"),
+    "train.val_points": Int(1),
+    "train.eval_batch_size": Int(1),
+    "generate.split": Str(),
+    "generate.method": Choice(("mise", "dense")),
+    "generate.resolution0": Int(1),
+    "generate.upsampling_steps": Int(0),
+    "generate.simplify_nfaces": Int(0, meaning="0: off"),
+    "generate.refinement_steps": Int(0),
+    "generate.refinement_gradient": Choice(("auto", "first_order", "second_order")),
+    "generate.marching_cubes": Choice(("pymcubes", "jax")),
+    "generate.subdivision": Choice(("cells", "surface")),
+    "generate.resolution": Int(1),
+    "generate.batch_points": Int(0, meaning="0: the device's default"),
+    "generate.max_objects": Int(0, meaning="0: the whole split"),
+    "generate.num_pictures": Int(0),
+    "eval.n_samples": Int(1),
+    "eval.fscore_threshold": Float(0.0, min_open=True),
+    "eval.undefined_metrics": Choice(("original", "worst")),
+    "eval.iou_jitter": Float(0.0, meaning="0: off"),
+}
+
+# Which encoder reads which input (the model's `encoder` and the data's `input_type`).
+ENCODER_INPUTS = {"pointnet_resnet": "pointcloud", "voxel_simple": "voxels", "resnet18": "img", "": ""}

@@ -34,7 +34,7 @@ import numpy as np
 import tqdm
 import trimesh
 
-from implicit_fields import metrics, summary
+from implicit_fields import metrics, summary, trainer
 from implicit_fields.data import datasets
 
 logger = logging.getLogger(__name__)
@@ -199,7 +199,11 @@ def summarize(rows: List[Dict], convention: str = "original") -> Dict:
 
 def evaluate(config, workdir: str) -> Dict:
     """ONet's eval mode: the metrics of the meshes `generate` wrote (`metrics.json`, `eval_meshes.csv`)."""
-    result = evaluate_meshes(config, workdir, load_generation_records(workdir))
+    record = load_generation(workdir)
+    result = evaluate_meshes(config, workdir, record["objects"])
+    # The checkpoint that made the meshes these metrics measure.
+    result.update(checkpoint=record["checkpoint"], checkpoint_step=record["checkpoint_step"])
+    summary.write_json(os.path.join(workdir, "metrics.json"), result)
     shown = {k: None if result[k] is None else round(result[k], 4) for k in REPORTED}
     left_out = {k: n for k, n in result["left_out"].items() if n}
     logger.info(
@@ -216,10 +220,24 @@ def evaluate(config, workdir: str) -> Dict:
     return result
 
 
-def load_generation_records(workdir: str) -> List[Dict]:
-    """The records `generation.generate_meshes` wrote to `workdir/meshes/generation.json`."""
+def load_generation(workdir: str) -> Dict:
+    """The record of the finished generation in `workdir/meshes` (`generation.generate_meshes`).
+
+    Raises:
+      FileNotFoundError: when there is none (run --mode generate first).
+      ValueError: when the generation did not finish, or a mesh it lists is
+        missing or was made from another checkpoint (the meshes would mix two
+        models); the message says to generate again.
+    """
     path = os.path.join(workdir, "meshes", "generation.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path!r} does not exist; run --mode generate first")
-    with open(path) as f:
-        return json.load(f)
+    record = trainer.read_generation(path)
+    objects = record.get("objects")
+    if not isinstance(objects, list) or not objects:
+        raise ValueError(f"{path}: lists no meshes; rerun --mode generate")
+    trainer.check_meshes(record, [os.path.join(workdir, r["mesh"]) for r in objects], path)
+    return record
+
+
+def load_generation_records(workdir: str) -> List[Dict]:
+    """The per-mesh records of the finished generation in `workdir/meshes` (see `load_generation`)."""
+    return load_generation(workdir)["objects"]

@@ -130,12 +130,21 @@ def object_latent(config, posterior_mean, c, data, index: int):
     return posterior_mean(c, points, occ), points, occ
 
 
-def generate_meshes(config, workdir: str, model, variables, split: str = None) -> List[Dict]:
+def generate_meshes(
+    config, workdir: str, model, variables, split: str = None, meta: Optional[Dict] = None
+) -> List[Dict]:
     """Meshes every object of `split` (default `config.generate.split`).
+
+    `meshes/generation.json` is written before the first mesh, naming the
+    checkpoint (`meta`: 'checkpoint', 'step', from `trainer.restore`) and
+    marked complete after the last; every mesh names that checkpoint in its
+    PLY header. An interrupted generation therefore cannot pass for a
+    finished one (`trainer.read_generation`, `trainer.check_meshes`).
 
     Returns:
       One record per object: category, model, mesh path, seconds, query count.
     """
+    meta = dict(meta or {})
     gen = config.generate
     split = split or gen.split
     ds = datasets.from_config(config.data, split, cache=False)
@@ -147,6 +156,12 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
     autoencode = model.z_dim > 0 and model.encoder is None
     posterior_mean = create_latent_fn(model, variables) if autoencode else None
     out_dir = os.path.join(workdir, "meshes")
+    record_path = os.path.join(out_dir, "generation.json")
+    os.makedirs(out_dir, exist_ok=True)
+    record = trainer.start_generation(
+        record_path, meta, split=split, num_objects=count, settings=gen.to_dict()
+    )
+    comments = trainer.mesh_provenance(meta)
     records = []
     pictures = []
     bar = tqdm.tqdm(range(count), desc=f"generate {split}", unit="mesh", disable=not config.logging.progress)
@@ -168,7 +183,7 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
         vertices, faces, stats = extract(config, logit_fn)
         seconds = time.perf_counter() - t0
         path = os.path.join(out_dir, item.category, f"{item.model}.ply")
-        meshing.write_mesh(path, vertices, faces)
+        meshing.write_mesh(path, vertices, faces, comments=comments)
         inputs_path = os.path.join(out_dir, item.category, f"{item.model}_inputs.npz")
         np.savez_compressed(inputs_path, inputs=inputs, **extra)
         records.append(
@@ -190,7 +205,6 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
             if input_type is None and extra:
                 shown_input = extra["latent_points"][extra["latent_occupancies"] > 0.5]
             pictures.append((ds.category_name(item.category), shown_input, vertices, faces, data))
-    summary.write_json(os.path.join(out_dir, "generation.json"), records, indent=1)
     if pictures:
         write_comparison_picture(
             os.path.join(workdir, "reconstruction.png"),
@@ -198,6 +212,7 @@ def generate_meshes(config, workdir: str, model, variables, split: str = None) -
             input_label=_INPUT_LABELS[input_type],
             input_type=input_type,
         )
+    trainer.finish_generation(record_path, record, objects=records)
     return records
 
 
@@ -205,7 +220,8 @@ def generate(config, workdir: str) -> Dict:
     """Meshes `config.generate.split` with the run's `config.generate.checkpoint` (ONet's generate mode).
 
     Writes `meshes/<category>/<model>.ply` (and each object's input beside
-    it), `meshes/generation.json` and `reconstruction.png`.
+    it), `meshes/generation.json` (the checkpoint and step that made them, and
+    one record per mesh) and `reconstruction.png`.
 
     Returns:
       {'meshes': the records, 'checkpoint_step': the step of the checkpoint used}.
@@ -213,7 +229,7 @@ def generate(config, workdir: str) -> Dict:
     builtin.ensure_dataset(config.data, progress=config.logging.progress)
     model, state, meta = trainer.restore(config, workdir, config.generate.checkpoint)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    records = generate_meshes(config, workdir, model, variables)
+    records = generate_meshes(config, workdir, model, variables, meta=meta)
     logger.info(
         "wrote %d meshes to %s (checkpoint step %s), picture %s",
         len(records),
@@ -356,10 +372,23 @@ def write_samples(
     Returns:
       The summary written to `samples/samples.json`.
     """
+    counts = (("num", num, 1), ("seed", seed, 0), ("columns", columns, 1), ("steps", steps, 2))
+    for name, value, minimum in counts:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"--{name}={value!r}: must be an integer >= {minimum}")
+    if len(pair) != 2 or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in pair):
+        raise ValueError(f"--pair={pair!r}: must be two object indices >= 0")
+    if checkpoint not in trainer.CHECKPOINTS:
+        raise ValueError(f"--checkpoint={checkpoint!r}: must be one of {trainer.CHECKPOINTS}")
     workdir = os.path.abspath(workdir)
     config = trainer.load_run_config(workdir)
-    if config.method != "onet":
-        raise ValueError(f"{workdir} is a {config.method!r} run; sampling needs an ONet with a latent")
+    if config.method != "onet" or not config.model.z_dim:
+        raise ValueError(
+            f"{workdir}: is a {config.method!r} run without a latent (model.z_dim=0); sampling needs "
+            f"an ONet with a latent, e.g. experiments/configs/onet.py:unconditional"
+            if config.method == "onet"
+            else f"{workdir}: is a {config.method!r} run; sampling needs an ONet with a latent"
+        )
     config.logging.progress = False
     model, state, meta = trainer.restore(config, workdir, checkpoint)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -371,7 +400,7 @@ def write_samples(
     images = []
     for i, s in enumerate(samples):
         path = os.path.join(out_dir, f"sample_{i:03d}.ply")
-        meshing.write_mesh(path, s["vertices"], s["faces"])
+        meshing.write_mesh(path, s["vertices"], s["faces"], comments=trainer.mesh_provenance(meta))
         images.append(vis.render_mesh(s["vertices"], s["faces"], image_size=200))
         watertight = bool(len(s["faces"])) and bool(
             trimesh.Trimesh(s["vertices"], s["faces"], process=False).is_watertight
@@ -405,7 +434,12 @@ def write_samples(
         row = [vis.render_points(data_a["surface_points"], data_a["surface_normals"], image_size=200)]
         names = [f"{ds.items[a].model} truth"]
         for i, m in enumerate(meshes):
-            meshing.write_mesh(os.path.join(interp_dir, f"step_{i:02d}.ply"), m["vertices"], m["faces"])
+            meshing.write_mesh(
+                os.path.join(interp_dir, f"step_{i:02d}.ply"),
+                m["vertices"],
+                m["faces"],
+                comments=trainer.mesh_provenance(meta),
+            )
             row.append(vis.render_mesh(m["vertices"], m["faces"], image_size=200))
             names.append(f"t={m['t']:.2f}")
         row.append(vis.render_points(data_b["surface_points"], data_b["surface_normals"], image_size=200))

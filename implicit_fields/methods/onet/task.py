@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 
 from implicit_fields import config_utils, losses, train_utils, trainer
 from implicit_fields.data import builtin, datasets, pipeline
+from implicit_fields.methods.onet import config as onet_config
 from implicit_fields.methods.onet import model as onet_model
 
 
@@ -205,9 +206,20 @@ def evaluate_iou(eval_step_fn, state, batches) -> Dict[str, float]:
 
 def check_config(config) -> None:
     """Checks ONet's own values (the trainer checks the shared sections)."""
-    datasets.input_type_of(config.data)
-    for key in ("train.batch_size", "train.eval_batch_size", "train.val_points", "data.points_subsample"):
-        config_utils.check_int(config, key)
+    config_utils.check_values(config, onet_config.CHECKS)
+    encoder, input_type = config.model.encoder, config.data.input_type
+    if onet_config.ENCODER_INPUTS[encoder] != input_type:
+        raise ValueError(
+            f"config.model.encoder={encoder!r} reads {onet_config.ENCODER_INPUTS[encoder]!r} inputs, but "
+            f"config.data.input_type={input_type!r}"
+        )
+    if encoder and not config.model.c_dim:
+        raise ValueError(f"config.model.c_dim=0: the {encoder!r} encoder needs a code size >= 1")
+    if not encoder and not config.model.z_dim and config.model.c_dim:
+        raise ValueError(
+            f"config.model.c_dim={config.model.c_dim} without an encoder: use c_dim=0 (and z_dim > 0 "
+            f"for the unconditional model)"
+        )
 
 
 def create_task(config, workdir: str, model: onet_model.OccupancyNetwork, mesh: Mesh) -> trainer.Task:

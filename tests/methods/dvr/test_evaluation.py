@@ -3,12 +3,14 @@ values the original leaves undefined (an empty mesh, an F-score with precision =
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
 import trimesh
 
+from implicit_fields import trainer
 from implicit_fields.methods.dvr import evaluation, generation, task
 
 
@@ -75,3 +77,24 @@ def test_a_bad_convention_names_its_key(dvr_config, tmp_path, value):
     MESHES["far"].export(tmp_path / "mesh.ply")
     with pytest.raises(ValueError, match="config.eval.undefined_metrics="):
         evaluation.evaluate(dvr_config, str(tmp_path))
+
+
+def test_dvr_eval_needs_a_finished_generation_of_its_own_checkpoint(dvr_run, tmp_path):
+    config, trained_workdir, _ = dvr_run
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(trained_workdir, workdir)
+    config.eval.n_points, config.eval.n_samples = 2000, 2000
+    generation.generate(config, workdir)
+    path = os.path.join(workdir, "generation.json")
+    record = json.load(open(path))
+    _, _, meta = trainer.restore(config, workdir, config.generate.checkpoint)
+    assert record["complete"] and record["checkpoint_step"] == meta["step"]
+    assert evaluation.evaluate(config, workdir)["step"] == meta["step"]
+    with open(path, "w") as f:
+        json.dump(dict(record, complete=False), f)
+    with pytest.raises(ValueError, match="did not finish"):
+        evaluation.evaluate(config, workdir)
+    with open(path, "w") as f:
+        json.dump(dict(record, checkpoint_step=meta["step"] + 1), f)
+    with pytest.raises(ValueError, match="made from another checkpoint"):
+        evaluation.evaluate(config, workdir)

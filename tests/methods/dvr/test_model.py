@@ -165,3 +165,51 @@ def test_renderer_matches_the_surface_depth_of_the_decoder():
         rgb[hit], np.asarray(rgb_fn(params, jnp.asarray(p)))[hit], rtol=1e-5, atol=1e-6
     )
     np.testing.assert_array_equal(rgb[~hit], 1.0)  # white background
+
+
+BAD_RAYS = {
+    "nan origin": ([np.nan, 0.0, 2.0], [0.0, 0.0, -1.0]),
+    "inf origin": ([0.0, np.inf, 2.0], [0.0, 0.0, -1.0]),
+    "nan direction": ([0.0, 0.0, 2.0], [0.0, np.nan, -1.0]),
+    "inf direction": ([0.0, 0.0, 2.0], [np.inf, 0.0, -1.0]),
+    "zero direction": ([0.0, 0.0, 2.0], [0.0, 0.0, 0.0]),
+}
+
+
+@pytest.mark.parametrize("in_mask", [True, False])
+@pytest.mark.parametrize("kind", sorted(BAD_RAYS))
+def test_an_invalid_ray_counts_in_no_loss_term_and_leaves_the_gradient_finite(kind, in_mask):
+    """One bad ray (as a NaN camera would give) must not poison the batch: its loss and gradient
+    equal those of the batch where it is replaced by a ray that misses everything."""
+    batch = camera_batch(n=64)
+
+    def with_ray(origin, direction):
+        b = dict(batch)
+        b["origins"] = b["origins"].at[5].set(jnp.asarray(origin, jnp.float32))
+        b["directions"] = b["directions"].at[5].set(jnp.asarray(direction, jnp.float32))
+        b["mask"] = b["mask"].at[5].set(in_mask)
+        return b
+
+    def loss(r, b):
+        total, _ = dvr.dvr_losses(
+            sphere_logit,
+            sphere_rgb,
+            sphere_params(r),
+            b,
+            jax.random.key(1),
+            n_steps=32,
+            num_images=1,
+            lambda_normal=0.1,
+            lambda_depth=1.0,
+        )
+        return total
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    bad = value_and_grad(jnp.float32(0.25), with_ray(*BAD_RAYS[kind]))
+    # A ray from behind the camera pointing away: it misses the cube and counts in no term.
+    away = with_ray([0.0, 0.0, 5.0], [0.0, 0.0, 1.0])
+    away["mask"] = away["mask"].at[5].set(False)
+    ref = value_and_grad(jnp.float32(0.25), away)
+    assert np.isfinite(float(bad[0])) and np.isfinite(float(bad[1]))
+    np.testing.assert_allclose(float(bad[0]), float(ref[0]), rtol=1e-5)
+    np.testing.assert_allclose(float(bad[1]), float(ref[1]), rtol=1e-5)

@@ -61,7 +61,8 @@ def _nan_batches(monkeypatch, at_step):
     def poisoned(config, data, step, *args, **kwargs):
         batch = make_batch(config, data, step, *args, **kwargs)
         if step == at_step:
-            batch["origins"] = np.full_like(batch["origins"], np.nan)
+            # NaN colours (a broken image): invalid rays would only be left out of the loss.
+            batch["rgb"] = np.full_like(batch["rgb"], np.nan)
         return batch
 
     monkeypatch.setattr(task, "make_batch", poisoned)

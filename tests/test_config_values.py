@@ -1,0 +1,122 @@
+"""Every config value is checked against its meaning before any work, and the error names the key.
+
+For each method, every key of its schema has a check (`config_utils.COMMON_CHECKS` plus the
+method's `config.CHECKS`), and values that no key accepts (NaN, inf, -1, a wrong type, an empty
+name, an unknown choice) are refused with `config.<key>=<value>` in the message.
+"""
+
+import math
+import os
+
+import ml_collections
+import pytest
+
+from implicit_fields import config_utils, trainer
+from implicit_fields.methods.dvr import config as dvr_config
+from implicit_fields.methods.onet import config as onet_config
+
+METHODS = {"onet": onet_config, "dvr": dvr_config}
+
+
+def _checks(name):
+    return {**config_utils.COMMON_CHECKS, **METHODS[name].CHECKS}
+
+
+def _with(config, key, value):
+    """A copy of `config` with `key` set to `value`, whatever its type (ConfigDicts are typed)."""
+    plain = config.to_dict()
+    node = plain
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+    return ml_collections.ConfigDict(plain)
+
+
+def _bad_values(check, default):
+    if isinstance(check, (config_utils.Int, config_utils.Float)):
+        return [math.nan, math.inf, -1, "3", None, True]
+    if isinstance(check, config_utils.Bool):
+        return ["yes", 1, None]
+    if isinstance(check, config_utils.Choice):
+        return ["no-such-choice", 3, None]
+    if isinstance(check, config_utils.Str):
+        return ["", "  ", 3, None]
+    if isinstance(check, (config_utils.Strings, config_utils.Steps)):
+        return [5, "abc", [3.5], None]
+    raise AssertionError(f"no bad values for {check!r}")
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_key_of_every_method_has_a_check(name):
+    assert trainer.available_methods() == sorted(METHODS)
+    config = METHODS[name].get_config()
+    assert config_utils.unchecked_keys(config, _checks(name)) == []
+    trainer.check_config(config)  # The defaults pass their own checks.
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_values_no_key_accepts_are_refused_naming_the_key(name):
+    defaults = METHODS[name].get_config()
+    flat = config_utils._flatten(defaults)
+    missed = []
+    for key, check in _checks(name).items():
+        if key == "method":
+            continue
+        for value in _bad_values(check, flat[key]):
+            try:
+                trainer.check_config(_with(defaults, key, value))
+            except ValueError as e:
+                if f"config.{key}=" not in str(e):
+                    missed.append(f"{key}={value!r}: message {e}")
+            else:
+                missed.append(f"{key}={value!r}: accepted")
+    assert missed == []
+
+
+@pytest.mark.parametrize(
+    "name, key, value",
+    [
+        ("onet", "data.points_subsample", 0),
+        ("onet", "train.num_steps", 0),
+        ("onet", "train.batch_size", 0),
+        ("onet", "train.checkpoint_every", 0),
+        ("onet", "logging.log_every", 0),
+        ("onet", "generate.resolution", 0),
+        ("onet", "generate.resolution0", 0),
+        ("onet", "eval.n_samples", 0),
+        ("onet", "data.pointcloud_n", 0),
+        ("onet", "optim.learning_rate", 0.0),
+        ("onet", "field.threshold", 1.0),
+        ("dvr", "rays.per_step", 0),
+        ("dvr", "data.n_views", 1),
+        ("dvr", "loss.lambda_rgb", -1.0),
+        ("dvr", "rays.render_steps", 1),
+        ("dvr", "eval.n_points", 0),
+    ],
+)
+def test_degenerate_settings_stop_before_any_work(name, key, value, tmp_path):
+    config = _with(METHODS[name].get_config(), key, value)
+    config.data.path = str(tmp_path / "data")
+    with pytest.raises(ValueError, match=rf"config\.{key}={value!r} must be"):
+        trainer.run(config, str(tmp_path / "run"), "all")
+    assert os.listdir(tmp_path) == []  # No workdir, no data.
+
+
+@pytest.mark.parametrize(
+    "name, changes, message",
+    [
+        ("onet", {"model.encoder": "resnet18"}, r"config.model.encoder='resnet18' reads 'img' inputs"),
+        ("onet", {"data.input_type": "voxels"}, r"reads 'pointcloud' inputs, but config.data.input_type"),
+        ("onet", {"model.c_dim": 0}, r"config.model.c_dim=0: the 'pointnet_resnet' encoder"),
+        ("dvr", {"rays.steps_max": 32}, r"config.rays.steps_max=32 must be >= config.rays.steps_start=64"),
+        ("dvr", {"data.val_views": 24}, r"config.data.val_views=24 must be in \[0, 24\)"),
+        ("dvr", {"data.builtin_category": "spaceship"}, r"config.data.builtin_category: unknown category"),
+    ],
+)
+def test_values_that_contradict_each_other_are_named(name, changes, message):
+    config = METHODS[name].get_config()
+    for key, value in changes.items():
+        config = _with(config, key, value)
+    with pytest.raises(ValueError, match=message):
+        trainer.check_config(config)
