@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from implicit_fields.meshing import LOGIT_LIMIT, OUTSIDE, check_padding
+from implicit_fields.meshing import LOGIT_LIMIT, OUTSIDE, check_grid
 
 _MIN_CAPACITY = 1024  # smallest buffer
 _OUTSIDE = OUTSIDE  # value of the padding layer (as meshing.marching_cubes)
@@ -406,11 +406,7 @@ def marching_cubes(
         threshold or padding is invalid.
     """
     values = jnp.asarray(values)
-    if values.ndim != 3 or len(set(values.shape)) != 1 or values.shape[0] < 2:
-        raise ValueError(f"values must be a cubic grid [R+1, R+1, R+1] with R >= 1, got {values.shape}")
-    if not abs(float(threshold_logit)) < LOGIT_LIMIT:
-        raise ValueError(f"threshold_logit must be finite (within +-{LOGIT_LIMIT:g}), got {threshold_logit}")
-    padding = check_padding(padding)
+    padding = check_grid(values.shape, threshold_logit, padding)
     values = values.astype(jnp.float32)
     n = values.shape[0]
     total_cells = (n + 1) ** 3

@@ -193,6 +193,23 @@ def evaluate_points(logit_fn: LogitFn, points: np.ndarray, batch_points: Optiona
     return evaluate_chunks(logit_fn, np.asarray(points, np.float32), [batch_points] * (-(-n // batch_points)))
 
 
+def check_grid(shape, threshold_logit, padding) -> float:
+    """Checks a grid of logits for marching cubes: a cube of side >= 2, a finite iso-level.
+
+    Returns:
+      The padding, checked (`check_padding`).
+
+    Raises:
+      ValueError: naming the bad argument.
+    """
+    shape = tuple(shape)
+    if len(shape) != 3 or len(set(shape)) != 1 or shape[0] < 2:
+        raise ValueError(f"values must be a cubic grid [R+1, R+1, R+1] with R >= 1, got {shape}")
+    if not abs(float(threshold_logit)) < LOGIT_LIMIT:
+        raise ValueError(f"threshold_logit must be finite (within +-{LOGIT_LIMIT:g}), got {threshold_logit}")
+    return check_padding(padding)
+
+
 def marching_cubes(
     values: np.ndarray, threshold_logit: float, padding: float = 0.1
 ) -> Tuple[np.ndarray, np.ndarray]:
@@ -212,11 +229,7 @@ def marching_cubes(
         the threshold or padding is invalid.
     """
     values = np.asarray(values)
-    if values.ndim != 3 or len(set(values.shape)) != 1 or values.shape[0] < 2:
-        raise ValueError(f"values must be a cubic grid [R+1, R+1, R+1] with R >= 1, got {values.shape}")
-    if not abs(float(threshold_logit)) < LOGIT_LIMIT:
-        raise ValueError(f"threshold_logit must be finite (within +-{LOGIT_LIMIT:g}), got {threshold_logit}")
-    padding = check_padding(padding)
+    padding = check_grid(values.shape, threshold_logit, padding)
     if np.isnan(values).any():
         raise ValueError(
             f"the field returned NaN at {int(np.isnan(values).sum())} of {values.size} grid points; "

@@ -196,11 +196,14 @@ def config_changes(config, workdir: str) -> Dict[str, Tuple[Any, Any]]:
 
     Returns {} for a new workdir.
 
+    Keys in `RESUMABLE_KEYS` (and a method package's own `RESUMABLE_KEYS`)
+    may differ; any other difference changes the state's shapes or the
+    meaning of the run (the model, the data, the seed, the optimiser, ...).
+
     Raises:
-      ValueError: when a key that changes the state's shapes or the meaning of
-        the run differs (the model, the data, the seed, the optimiser, ...),
-        listing every such key with both values, while the run has a
-        checkpoint; its `config.json` is unreadable.
+      ValueError: when such a key differs while the run has a checkpoint
+        (listing every such key with both values), or when the run's
+        `config.json` is unreadable.
     """
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
@@ -224,15 +227,23 @@ def config_changes(config, workdir: str) -> Dict[str, Tuple[Any, Any]]:
     return changes
 
 
-def check_workdir(workdir: str) -> str:
-    """The absolute `workdir`, checked to be a folder this process can write (made if missing).
+def check_workdir(workdir: str, create: bool = True) -> str:
+    """The absolute `workdir`, checked to be a folder this process can write.
+
+    Args:
+      workdir: the run's folder.
+      create: make it if missing (training); else a missing one is an error
+        (generation and evaluation need a trained run).
 
     Raises:
-      NotADirectoryError, PermissionError: naming the workdir and the problem.
+      NotADirectoryError, FileNotFoundError, PermissionError: naming the
+        workdir and the problem.
     """
     workdir = os.path.abspath(os.path.expanduser(workdir))
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise NotADirectoryError(f"workdir {workdir}: is a file, not a folder")
+    if not create and not os.path.exists(workdir):
+        raise FileNotFoundError(f"workdir {workdir}: does not exist; train first (--mode train)")
     try:
         os.makedirs(workdir, exist_ok=True)
         with tempfile.TemporaryFile(dir=workdir):
@@ -690,7 +701,7 @@ def run(config, workdir: str, mode: str = "all") -> Dict[str, Any]:
     method = check_config(config)
     workdir = os.path.abspath(workdir)
     if is_lead_process():
-        workdir = check_workdir(workdir)
+        workdir = check_workdir(workdir, create=mode in ("train", "all"))
     if mode in ("generate", "eval"):
         config_changes(config, workdir)  # The run's own model and data, or a clear error.
     result: Dict[str, Any] = {}

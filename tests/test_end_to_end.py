@@ -12,7 +12,7 @@ import pytest
 import trimesh
 
 import experiment_configs
-from implicit_fields import checkpointing, trainer, vis
+from implicit_fields import checkpointing, meshing, trainer, vis
 
 # The files each method's run leaves: (meshes, picture, metrics keys that must be finite).
 OUTPUTS = {
@@ -28,7 +28,12 @@ OUTPUTS = {
 def _meshes(workdir, method):
     if method == "dvr":
         return [trimesh.load(os.path.join(workdir, "mesh.ply"), process=False, force="mesh")]
-    records = json.load(open(os.path.join(workdir, "meshes", "generation.json")))
+    record = json.load(open(os.path.join(workdir, "meshes", "generation.json")))
+    assert record["complete"] and record["checkpoint"] in ("best", "checkpoints")
+    records = record["objects"]
+    for r in records:  # Each mesh names the checkpoint that made it.
+        comment = f"implicit_fields checkpoint {record['checkpoint']} step {record['checkpoint_step']}"
+        assert comment in meshing.read_ply_comments(os.path.join(workdir, r["mesh"]))
     meshes = [trimesh.load(os.path.join(workdir, r["mesh"]), process=False, force="mesh") for r in records]
     assert [len(m.faces) for m in meshes] == [r["num_faces"] for r in records]
     return meshes

@@ -247,6 +247,11 @@ def test_a_changed_model_width_refuses_before_anything_is_written(tiny_config, t
         with pytest.raises(ValueError, match=r"model.decoder_hidden \d+ -> \d+"):
             trainer.run(tiny_config, workdir, mode)
     assert _snapshot(workdir) == before
+    # Keys of memory and speed only (the method's RESUMABLE_KEYS) may change.
+    tiny_config.model.decoder_hidden //= 2
+    tiny_config.data.cache = not tiny_config.data.cache
+    tiny_config.train.eval_batch_size += 1
+    assert set(trainer.config_changes(tiny_config, workdir)) == {"data.cache", "train.eval_batch_size"}
 
 
 # ---------------------------------------------------------------------------

@@ -291,6 +291,11 @@ def test_abstract_state_matches_the_initialised_one(tiny_config):
 
 
 def test_modes_without_a_training_run_are_clear_errors(tiny_config, tmp_path):
+    for mode in ("generate", "eval"):
+        with pytest.raises(FileNotFoundError, match=r"workdir .*missing: does not exist; train first"):
+            trainer.run(tiny_config, str(tmp_path / "missing"), mode)
+    assert not os.path.exists(tmp_path / "missing")
+    os.makedirs(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         trainer.run(tiny_config, str(tmp_path / "empty"), "generate")
     with pytest.raises(FileNotFoundError, match="run --mode generate first"):

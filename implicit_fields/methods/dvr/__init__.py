@@ -17,4 +17,17 @@ from implicit_fields.methods.dvr.evaluation import evaluate
 from implicit_fields.methods.dvr.generation import generate
 from implicit_fields.methods.dvr.task import check_config, create_model, create_task, init_state
 
-__all__ = ["get_config", "check_config", "create_model", "init_state", "create_task", "generate", "evaluate"]
+# Keys a rerun may change besides the trainer's (`trainer.RESUMABLE_KEYS`): the marching steps of
+# rendered views (validation and pictures), not of training.
+RESUMABLE_KEYS = ("rays.render_steps",)
+
+__all__ = [
+    "RESUMABLE_KEYS",
+    "get_config",
+    "check_config",
+    "create_model",
+    "init_state",
+    "create_task",
+    "generate",
+    "evaluate",
+]

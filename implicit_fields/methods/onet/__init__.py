@@ -19,4 +19,16 @@ from implicit_fields.methods.onet.evaluation import evaluate
 from implicit_fields.methods.onet.generation import generate
 from implicit_fields.methods.onet.task import check_config, create_model, create_task, init_state
 
-__all__ = ["get_config", "check_config", "create_model", "init_state", "create_task", "generate", "evaluate"]
+# Keys a rerun may change besides the trainer's (`trainer.RESUMABLE_KEYS`): memory and speed only.
+RESUMABLE_KEYS = ("data.cache", "train.eval_batch_size")
+
+__all__ = [
+    "RESUMABLE_KEYS",
+    "get_config",
+    "check_config",
+    "create_model",
+    "init_state",
+    "create_task",
+    "generate",
+    "evaluate",
+]

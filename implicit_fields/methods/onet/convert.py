@@ -65,12 +65,19 @@ __all__ = [
 
 NPZ_RECIPE = """\
 import numpy as np, torch
+
 # The original checkpoints hold a numpy float ('loss_val_best'): allow numpy's scalars, nothing else.
 scalar = np.float64(0).__reduce__()[0]
-torch.serialization.add_safe_globals([(scalar, 'numpy.core.multiarray.scalar'),
-    (scalar, 'numpy._core.multiarray.scalar'), np.dtype, type(np.dtype('float64'))])
-state = torch.load('model.pt', map_location='cpu')['model']
-np.savez('state.npz', **{k: v.numpy() for k, v in state.items()})
+torch.serialization.add_safe_globals(
+    [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        type(np.dtype("float64")),
+    ]
+)
+state = torch.load("model.pt", map_location="cpu")["model"]
+np.savez("state.npz", **{k: v.numpy() for k, v in state.items()})
 """
 """Python that writes a `.npz` of an original checkpoint's state dict (torch >= 2.6; older
 torch loads it with a plain `torch.load('model.pt', map_location='cpu')`)."""
