@@ -16,7 +16,9 @@ again. Only when no checkpoint reads is there an error, naming each one.
 
 import logging
 import os
+import re
 import shutil
+import sys
 import time
 import zlib
 from typing import Any, Dict, List, Optional, Tuple
@@ -33,10 +35,70 @@ class CheckpointError(ValueError):
     """No checkpoint of a folder could be read (the message names each one and why)."""
 
 
+class _FailedReadFilter(logging.Filter):
+    """Drops asyncio's "exception was never retrieved" reports of Orbax's failed array reads.
+
+    They come later, when the read's tasks are garbage collected, each with a TensorStore
+    traceback; the failure itself was reported in one line when it happened.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "exception was never retrieved" not in text:
+            return True
+        detail = f"{text} {record.exc_info[1] if record.exc_info else ''}"
+        return not ("async_deserialize" in detail or "tensorstore" in detail.lower() or "OCDBT" in detail)
+
+
+_FAILED_READ_FILTER = _FailedReadFilter()
+
+
+def _silence_reports_of_failed_reads() -> None:
+    """Silences the reports of the array reads still in flight when an Orbax read fails.
+
+    Orbax reads a checkpoint with asyncio and TensorStore. When one read fails, the
+    event loop closes while the others are still running, and each of them reports as it
+    finishes: "Event loop is closed" through `sys.excepthook`, then "exception was
+    never retrieved" through the `asyncio` logger, with the whole TensorStore spec:
+    thousands of lines for one truncated file, some printed long after the fallback. The
+    failure itself is reported in one line (`Checkpointer`); these two kinds of report
+    are dropped (from the first checkpoint read on), and everything else passes as before.
+    """
+    asyncio_logger = logging.getLogger("asyncio")
+    if _FAILED_READ_FILTER not in asyncio_logger.filters:
+        asyncio_logger.addFilter(_FAILED_READ_FILTER)
+    if getattr(sys.excepthook, "_drops_closed_loop_reports", False):
+        return
+
+    def closed_loop(value) -> bool:
+        return isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+
+    previous_excepthook, previous_unraisablehook = sys.excepthook, sys.unraisablehook
+
+    def excepthook(kind, value, traceback):  # TensorStore's threads print through it.
+        if not closed_loop(value):
+            previous_excepthook(kind, value, traceback)
+
+    def unraisablehook(unraisable):
+        if not closed_loop(unraisable.exc_value):
+            previous_unraisablehook(unraisable)
+
+    excepthook._drops_closed_loop_reports = True
+    sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
+
+
 def _reason(error: BaseException) -> str:
     """The first line of an error, short (TensorStore's messages run to many lines)."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     text = lines[0] if lines else ""
+    # TensorStore names the damaged file deep in a long message: keep that part only.
+    message = str(error)
+    at = message.rfind('local file "')
+    pattern = r'local file "([^"]+)": (.*?)(?= \[tensorstore_spec|$)'
+    found = re.match(pattern, message[at:], re.M) if at >= 0 else None
+    if found:
+        path, problem = found.groups()
+        return f"{path}: {problem.strip().rstrip(':;,')}"
     text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text if len(text) <= 240 else text[:237] + "..."
 
@@ -135,13 +197,13 @@ class Checkpointer:
         """
         if step is not None:
             try:
-                return step, read(step)
+                return step, self._read_quietly(read, step)
             except Exception as e:  # noqa: BLE001 - any failure to read is reported by name
                 raise CheckpointError(f"checkpoint {self.path(step)} cannot be read: {_reason(e)}") from e
         failures = []
         for candidate in reversed(self.all_steps()):
             try:
-                result = read(candidate)
+                result = self._read_quietly(read, candidate)
             except Exception as e:  # noqa: BLE001 - a corrupt checkpoint: fall back to an older one
                 failures.append((candidate, _reason(e)))
                 logger.warning("checkpoint %s cannot be read (%s)", self.path(candidate), _reason(e))
@@ -160,6 +222,12 @@ class Checkpointer:
             details = "; ".join(f"{self.path(s)}: {r}" for s, r in failures)
             raise CheckpointError(f"no checkpoint in {self.directory} can be read ({details})")
         return None, None
+
+    @staticmethod
+    def _read_quietly(read, step):
+        """`read(step)`, without the flood of reports of its other reads should one fail."""
+        _silence_reports_of_failed_reads()
+        return read(step)
 
     def _skip(self, failures, quarantine: bool) -> None:
         self.skipped.extend(failures)
