@@ -629,6 +629,56 @@ def add_images(
     return _run_tasks(_write_images, tasks, num_workers, progress, "render images")
 
 
+def _check_generated_with(data_config) -> None:
+    """Refuses a built-in dataset generated with other settings than `data_config` asks for.
+
+    What was generated is read from the files (the categories, the objects listed in a
+    category's splits, the point counts of its first object), so that datasets of any
+    earlier version are checked too. Nothing is generated over: the message lists each
+    differing key, what the dataset has and what was asked.
+    """
+    path = data_config.path
+    asked = [category_synset(c) for c in data_config.builtin_categories] or list(CATEGORIES)
+    present = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    missing = [c for c in asked if c not in present]
+    differ = []
+    if missing:
+        differ.append(f"config.data.builtin_categories: {missing} missing (it has {present})")
+    first = next((c for c in asked if c in present), None)
+    if first is not None:
+        folder = os.path.join(path, first)
+        listed = []
+        for split in ("train", "val", "test"):
+            split_file = os.path.join(folder, f"{split}.lst")
+            if os.path.exists(split_file):
+                with open(split_file, encoding="utf-8") as f:
+                    listed += [line.strip() for line in f if line.strip()]
+        count = len(set(listed))
+        if count != data_config.builtin_objects_per_category:
+            differ.append(
+                f"config.data.builtin_objects_per_category: it has {count}, asked "
+                f"{data_config.builtin_objects_per_category}"
+            )
+        if listed:
+            obj = os.path.join(folder, sorted(listed)[0])
+            for key, name in (
+                ("builtin_num_points", "points.npz"),
+                ("builtin_num_surface_points", "pointcloud.npz"),
+            ):
+                file = os.path.join(obj, name)
+                if os.path.exists(file):
+                    with onet_format.open_npz(file) as data:
+                        n = int(data["points"].shape[0])
+                    if n != data_config[key]:
+                        differ.append(f"config.data.{key}: it has {n}, asked {data_config[key]}")
+    if differ:
+        raise ValueError(
+            f"config.data.path={path!r}: the built-in dataset there was generated with other settings "
+            f"({'; '.join(differ)}); use another config.data.path (or move that folder away to generate "
+            f"it again)"
+        )
+
+
 def ensure_dataset(data_config, progress: bool = True) -> str:
     """Returns the dataset path of `data_config`, generating the built-in dataset there if it is missing.
 
@@ -645,11 +695,16 @@ def ensure_dataset(data_config, progress: bool = True) -> str:
     """
     path = data_config.path
     input_type = datasets.input_type_of(data_config)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"config.data.path={path!r}: is a file, not a dataset folder")
+    if data_config.builtin and os.path.exists(os.path.join(path, onet_format.METADATA_FILE)):
+        _check_generated_with(data_config)
     if not os.path.exists(os.path.join(path, onet_format.METADATA_FILE)):
         if not data_config.builtin:
             if not os.path.isdir(path):
                 raise FileNotFoundError(
-                    f"dataset {path!r} does not exist (set data.builtin=True to generate the built-in one)"
+                    f"config.data.path={path!r}: no such dataset folder (config.data.builtin=True "
+                    f"generates the built-in dataset there)"
                 )
             return path
         logger.info("generating the built-in dataset at %s", path)

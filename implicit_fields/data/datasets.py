@@ -224,7 +224,7 @@ class ShapesDataset:
             missing = [c for c in categories if c not in self.metadata]
             if missing:
                 raise ValueError(
-                    f"categories {missing} are not in dataset {path!r} (it has {sorted(self.metadata)})"
+                    f"data.categories: {missing} are not in dataset {path!r} (it has {sorted(self.metadata)})"
                 )
             self.categories = list(categories)
         else:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -192,3 +193,37 @@ def test_images_of_the_builtin_dataset_and_the_reader(tiny_dataset, tmp_path):
     again = pipeline.make_train_batch(ds, 3, 4, 0, 16, 0, 0.0, 0.0, input_type="img")
     assert batch["inputs"].shape == (4, 12, 12, 3)
     np.testing.assert_array_equal(batch["inputs"], again["inputs"])  # a function of (seed, step)
+
+
+@pytest.mark.parametrize(
+    "key, value, shown",
+    [
+        ("builtin_objects_per_category", 7, "config.data.builtin_objects_per_category: it has"),
+        ("builtin_num_points", 123, "config.data.builtin_num_points: it has"),
+        ("builtin_num_surface_points", 77, "config.data.builtin_num_surface_points: it has"),
+        ("builtin_categories", ("chair", "lamp"), "config.data.builtin_categories: ['03636649'] missing"),
+    ],
+)
+def test_a_dataset_generated_with_other_settings_is_refused_not_reused(tiny_config, key, value, shown):
+    data = tiny_config.data
+    before = sorted(os.listdir(data.path))
+    data[key] = value
+    with pytest.raises(ValueError, match=re.escape(shown)):
+        builtin.ensure_dataset(data, progress=False)
+    assert sorted(os.listdir(data.path)) == before  # Nothing generated over it.
+    data.builtin = False  # A dataset of one's own: used as it is.
+    assert builtin.ensure_dataset(data, progress=False) == data.path
+
+
+def test_the_same_settings_or_a_subset_of_categories_reuse_the_dataset(tiny_config):
+    data = tiny_config.data
+    assert builtin.ensure_dataset(data, progress=False) == data.path
+    data.builtin_categories = ("chair",)
+    assert builtin.ensure_dataset(data, progress=False) == data.path
+
+
+def test_a_dataset_path_that_is_a_file_is_named(tiny_config, tmp_path):
+    (tmp_path / "data").write_text("")
+    tiny_config.data.path = str(tmp_path / "data")
+    with pytest.raises(NotADirectoryError, match=r"config.data.path=.*data': is a file"):
+        builtin.ensure_dataset(tiny_config.data, progress=False)

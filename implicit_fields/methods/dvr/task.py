@@ -12,6 +12,7 @@ PSNR; the best model by mask IoU is kept.
 """
 
 import functools
+import json
 import logging
 import os
 from typing import Dict
@@ -31,10 +32,18 @@ logger = logging.getLogger(__name__)
 def ensure_scene(data_config, progress: bool = True) -> str:
     """Returns the scene folder, rendering the built-in object there if it is missing."""
     folder = os.path.abspath(data_config.path)
-    complete = os.path.exists(os.path.join(folder, multiview.INFO_FILE))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise NotADirectoryError(f"config.data.path={data_config.path!r}: is a file, not a scene folder")
+    info_path = os.path.join(folder, multiview.INFO_FILE)
+    complete = os.path.exists(info_path)
+    if complete and data_config.builtin:
+        _check_rendered_scene(data_config, info_path)
     if complete or not data_config.builtin:
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"{folder}: no such multi-view scene folder (and data.builtin is off)")
+            raise FileNotFoundError(
+                f"config.data.path={data_config.path!r}: no such multi-view scene folder "
+                f"(config.data.builtin=True renders the built-in object there)"
+            )
         return folder
     shape = builtin.generate_object(
         data_config.builtin_category,
@@ -61,6 +70,50 @@ def ensure_scene(data_config, progress: bool = True) -> str:
         info=info,
     )
     return folder
+
+
+def _check_rendered_scene(data_config, info_path: str) -> None:
+    """Refuses a built-in scene rendered with other settings than `data_config` asks for.
+
+    The scene is never rendered over (nothing saved is lost): the message lists each
+    differing key, the rendered value and the asked one.
+    """
+    try:
+        with open(info_path, encoding="utf-8") as f:
+            stored = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{info_path}: unreadable scene record ({e})") from None
+    info, params = stored.get("info") or {}, stored.get("params") or {}
+    if not info:
+        return  # Not a built-in scene (rendered by other means): nothing to compare.
+    asked = {
+        "builtin_category": shapes.category_synset(data_config.builtin_category),
+        "builtin_index": int(data_config.builtin_index),
+        "builtin_seed": int(data_config.builtin_seed),
+        "n_views": int(data_config.n_views),
+        "resolution": int(data_config.resolution),
+        "texture": data_config.texture,
+    }
+    category = info.get("category")
+    rendered = {
+        "builtin_category": shapes.category_synset(category) if category else None,
+        "builtin_index": info.get("index"),
+        "builtin_seed": info.get("seed"),
+        "n_views": params.get("n_views"),
+        "resolution": (params.get("resolution") or [None])[0],
+        "texture": params.get("texture"),
+    }
+    differ = [
+        f"config.data.{k}: rendered {rendered[k]!r}, asked {asked[k]!r}"
+        for k in asked
+        if rendered[k] != asked[k]
+    ]
+    if differ:
+        raise ValueError(
+            f"{os.path.dirname(info_path)}: the built-in scene there was rendered with other settings "
+            f"({'; '.join(differ)}); use another config.data.path (or move that folder away to render "
+            f"it again)"
+        )
 
 
 def split_views(num_views: int, val_views: int):

@@ -3,6 +3,7 @@ lead gating, each process's share of the rays."""
 
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -117,3 +118,30 @@ def test_missing_scene_without_builtin_is_a_clear_error(tmp_path):
         task.ensure_scene(config.data)
     with pytest.raises(ValueError, match=r"config.data.val_views=6 must be in \[0, 6\)"):
         task.split_views(6, 6)
+
+
+@pytest.mark.parametrize(
+    "key, value, shown",
+    [
+        ("resolution", 32, "config.data.resolution: rendered 16, asked 32"),
+        ("n_views", 9, "config.data.n_views: rendered 6, asked 9"),
+        ("builtin_category", "chair", "config.data.builtin_category: rendered '03797390', asked '03001627'"),
+        ("builtin_seed", 3, "config.data.builtin_seed: rendered 0, asked 3"),
+        ("texture", "none", "config.data.texture: rendered 'stripes', asked 'none'"),
+    ],
+)
+def test_a_scene_rendered_with_other_settings_is_refused_not_reused(dvr_config, key, value, shown):
+    before = sorted(os.listdir(dvr_config.data.path))
+    dvr_config.data[key] = value
+    with pytest.raises(ValueError, match=re.escape(shown)):
+        task.ensure_scene(dvr_config.data, progress=False)
+    assert sorted(os.listdir(dvr_config.data.path)) == before  # Not rendered over.
+    dvr_config.data.builtin = False  # A scene of one's own: used as it is.
+    assert task.ensure_scene(dvr_config.data, progress=False) == os.path.abspath(dvr_config.data.path)
+
+
+def test_a_scene_path_that_is_a_file_is_named(dvr_config, tmp_path):
+    (tmp_path / "scene").write_text("")
+    dvr_config.data.path = str(tmp_path / "scene")
+    with pytest.raises(NotADirectoryError, match=r"config.data.path=.*scene': is a file"):
+        task.ensure_scene(dvr_config.data, progress=False)
