@@ -113,15 +113,21 @@ def _state_to_tree(state) -> Dict[str, Any]:
     }
 
 
-def checksum(tree) -> str:
+def checksum(tree) -> Optional[str]:
     """CRC-32 of the bytes of every array of `tree` (in tree order), as 8 hex digits.
 
     Saved in each checkpoint's record and compared on restore: a data file
-    that still decodes but holds other values is caught too.
+    that still decodes but holds other values is caught too. A multi-host
+    array is read from this process's copy when it is replicated; None when
+    some array is split over processes (no process holds all of it).
     """
     crc = 0
-    for leaf in jax.tree.leaves(jax.device_get(tree)):
-        crc = zlib.crc32(np.ascontiguousarray(leaf).tobytes(), crc)
+    for leaf in jax.tree.leaves(tree):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            if not leaf.is_fully_replicated:
+                return None
+            leaf = leaf.addressable_data(0)
+        crc = zlib.crc32(np.ascontiguousarray(jax.device_get(leaf)).tobytes(), crc)
     return f"{crc:08x}"
 
 
@@ -239,7 +245,10 @@ class Checkpointer:
         """Saves `state` under its step (asynchronously unless `wait`)."""
         step = int(jax.device_get(state.step))
         tree = _state_to_tree(state)
-        meta = dict(meta or {}, step=step, checksum=checksum(tree))
+        meta = dict(meta or {}, step=step)
+        crc = checksum(tree)
+        if crc is not None:
+            meta["checksum"] = crc
         self.manager.save(
             step,
             args=ocp.args.Composite(
