@@ -14,6 +14,7 @@ aside (`quarantine`) into `<folder>.corrupt/`, so that its step can be saved
 again. Only when no checkpoint reads is there an error, naming each one.
 """
 
+import json
 import logging
 import os
 import re
@@ -87,8 +88,34 @@ def _silence_reports_of_failed_reads() -> None:
     sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
 
 
-def _reason(error: BaseException) -> str:
-    """The first line of an error, short (TensorStore's messages run to many lines)."""
+def _unparsable_json(folder: str) -> Optional[str]:
+    """The first file under `folder` that looks like JSON but does not parse (None if none)."""
+    for root, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            try:
+                if os.path.getsize(path) > 50_000_000:
+                    continue
+                with open(path, "rb") as f:
+                    head = f.read(1)
+                    if head not in (b"{", b"["):
+                        continue
+                    f.seek(0)
+                    json.loads(f.read().decode("utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                return path
+    return None
+
+
+def _reason(error: BaseException, folder: Optional[str] = None) -> str:
+    """The first line of an error, short (TensorStore's messages run to many lines).
+
+    A JSON error names the file that does not parse (found under `folder`).
+    """
+    if isinstance(error, json.JSONDecodeError) and folder is not None:
+        bad = _unparsable_json(folder)
+        if bad is not None:
+            return f"{bad}: not valid JSON ({error.msg}: line {error.lineno} column {error.colno})"
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     text = lines[0] if lines else ""
     # TensorStore names the damaged file deep in a long message: keep that part only.
@@ -205,14 +232,16 @@ class Checkpointer:
             try:
                 return step, self._read_quietly(read, step)
             except Exception as e:  # noqa: BLE001 - any failure to read is reported by name
-                raise CheckpointError(f"checkpoint {self.path(step)} cannot be read: {_reason(e)}") from e
+                reason = _reason(e, self.path(step))
+                raise CheckpointError(f"checkpoint {self.path(step)} cannot be read: {reason}") from e
         failures = []
         for candidate in reversed(self.all_steps()):
             try:
                 result = self._read_quietly(read, candidate)
             except Exception as e:  # noqa: BLE001 - a corrupt checkpoint: fall back to an older one
-                failures.append((candidate, _reason(e)))
-                logger.warning("checkpoint %s cannot be read (%s)", self.path(candidate), _reason(e))
+                reason = _reason(e, self.path(candidate))
+                failures.append((candidate, reason))
+                logger.warning("checkpoint %s cannot be read (%s)", self.path(candidate), reason)
                 continue
             if failures:
                 logger.warning(
