@@ -6,6 +6,10 @@
 * `Resnet18` ('resnet18'): RGB image [B, H, W, 3] in [0, 1] -> c (the original's
   single-image encoder: torchvision's ResNet-18 with `fc` replaced by a linear
   layer 512 -> c, ImageNet normalisation of the input; trained from scratch here).
+* `LocalPoolPointnet` (the original's 'pointnet_local_pool'; not in `ENCODERS`,
+  whose encoders return one code per object): point cloud [B, n, 3] -> a dict
+  of feature planes [B, R, R, c] and / or a feature grid [B, R, R, R, c], the
+  encoder of Convolutional Occupancy Networks (ConvONet, `src/encoder/pointnet.py`).
 * `LatentEncoder` ('simple' in `LATENT_ENCODERS`): q(z | p, o[, c]), the
   `encoder_latent.Encoder` of the unconditional / VAE Occupancy Network; it maps
   points [B, T, 3] with their occupancies [B, T] to the mean and log standard
@@ -15,12 +19,12 @@ Parameter names follow the original modules, so `implicit_fields.methods.onet.co
 PyTorch state dict one to one.
 """
 
-from typing import Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from implicit_fields import layers
+from implicit_fields import layers, local_features
 
 __all__ = [
     "ResnetPointnet",
@@ -28,6 +32,7 @@ __all__ = [
     "Resnet18",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "LocalPoolPointnet",
     "LatentEncoder",
     "ENCODERS",
     "LATENT_ENCODERS",
@@ -236,6 +241,124 @@ class Resnet18(nn.Module):
             x = (x - mean) / jnp.asarray(IMAGENET_STD).reshape(1, 1, 1, 3)
         net = _Resnet18Features(self.hidden_dim, self.conv_impl, name="features")(x, train)
         return layers.Dense(self.c_dim, name="fc")(net)
+
+
+class LocalPoolPointnet(nn.Module):
+    """The ConvONet encoder: a PointNet with local pooling, scattered into feature planes or a grid.
+
+    `fc_pos` (3 -> 2h), then `n_blocks` `ResnetBlockFC(2h -> h)` named
+    `blocks_0...`; before blocks 1.. each point's features are concatenated
+    with the pool (max, or mean with `scatter_type='mean'`) over the points
+    of its cell, summed over the feature planes / grid (not a global pool);
+    `fc_c` (h -> c_dim, no ReLU before it); finally the per-point codes are
+    averaged into each plane / the grid (empty cells 0) and, if given, passed
+    through the U-Net (`unet` on each plane, one shared instance; `unet3d` on
+    the grid). The original's objects config: c_dim = h = 32, 3 planes of 64^2
+    (27,232 parameters without the U-Net) or a 32^3 grid.
+
+    The U-Nets are submodules given by the caller (e.g. `unet=UNet2D(...)`),
+    so their parameters sit under 'unet' / 'unet3d' as in the original's
+    state dict; each maps [B, R, R(, R), c_dim] channels-last features to
+    features of the same layout. Without them the raw scattered features are
+    returned.
+
+    Attributes:
+      c_dim: channels of the feature planes / grid (original: 32).
+      hidden_dim: h (original: 32).
+      plane_type: the features to build, any of 'xz', 'xy', 'yz' and 'grid'
+        (a single name is accepted too).
+      plane_resolution: R of the planes (original: 64 objects, 128 rooms).
+      grid_resolution: R of the grid (original: 32 objects, 64 rooms).
+      padding: the ONet padding of the unit cube (original: 0.1).
+      n_blocks: number of ResNet blocks (original: 5).
+      scatter_type: the local pool, 'max' (original default) or 'mean'.
+      unet: optional module applied to each plane.
+      unet3d: optional module applied to the grid.
+    """
+
+    c_dim: int = 128
+    hidden_dim: int = 128
+    plane_type: Union[str, Sequence[str]] = ("xz",)
+    plane_resolution: Optional[int] = None
+    grid_resolution: Optional[int] = None
+    padding: float = 0.1
+    n_blocks: int = 5
+    scatter_type: str = "max"
+    unet: Optional[nn.Module] = None
+    unet3d: Optional[nn.Module] = None
+
+    def _feature_types(self) -> Tuple[str, ...]:
+        """The requested feature types in the original's order ('xz', 'xy', 'yz', 'grid'), checked."""
+        types = (self.plane_type,) if isinstance(self.plane_type, str) else tuple(self.plane_type)
+        known = local_features.PLANES + ("grid",)
+        unknown = [t for t in types if t not in known]
+        if unknown or not types:
+            raise ValueError(f"plane_type: {list(types)} must name some of {list(known)}")
+        ordered = tuple(t for t in known if t in types)
+        if any(t != "grid" for t in ordered) and not (self.plane_resolution or 0) > 0:
+            raise ValueError(f"plane_resolution must be a positive integer, got {self.plane_resolution}")
+        if "grid" in ordered and not (self.grid_resolution or 0) > 0:
+            raise ValueError(f"grid_resolution must be a positive integer, got {self.grid_resolution}")
+        if self.scatter_type not in ("max", "mean"):
+            raise ValueError(f"scatter_type must be 'max' or 'mean', got {self.scatter_type!r}")
+        return ordered
+
+    @nn.compact
+    def __call__(self, points, train: bool = False) -> Dict[str, jnp.ndarray]:
+        """Args:
+          points: input point cloud, float32 [batch, n, 3] in the padded unit cube.
+          train: unused (no batch norm); kept for a uniform encoder signature.
+
+        Returns:
+          {'xz' | 'xy' | 'yz': [batch, R, R, c_dim], 'grid': [batch, R, R, R, c_dim]}
+          for the requested types (layouts: `implicit_fields.local_features`).
+        """
+        del train
+        assert points.ndim == 3 and points.shape[-1] == 3, points.shape
+        types = self._feature_types()
+        points = points.astype(jnp.float32)
+        index, cells = {}, {}
+        for t in types:
+            if t == "grid":
+                coord = local_features.normalize_3d_coordinate(points, self.padding)
+                cells[t] = self.grid_resolution**3
+                index[t] = local_features.coordinate_to_index(coord, self.grid_resolution)
+            else:
+                coord = local_features.normalize_coordinate(points, self.padding, t)
+                cells[t] = self.plane_resolution**2
+                index[t] = local_features.coordinate_to_index(coord, self.plane_resolution)
+        scatter = local_features.scatter_max if self.scatter_type == "max" else local_features.scatter_mean
+
+        def pool_local(net):
+            pooled = 0
+            for t in types:
+                pooled = pooled + local_features.gather_cells(scatter(net, index[t], cells[t]), index[t])
+            return pooled
+
+        h = self.hidden_dim
+        net = layers.Dense(2 * h, name="fc_pos")(points)
+        net = layers.ResnetBlockFC(size_out=h, name="blocks_0")(net)
+        for i in range(1, self.n_blocks):
+            net = jnp.concatenate([net, pool_local(net)], axis=-1)
+            net = layers.ResnetBlockFC(size_out=h, name=f"blocks_{i}")(net)
+        c = layers.Dense(self.c_dim, name="fc_c")(net)
+
+        batch = points.shape[0]
+        features = {}
+        for t in types:
+            fea = local_features.scatter_mean(c, index[t], cells[t])
+            if t == "grid":
+                r = self.grid_resolution
+                fea = fea.reshape(batch, r, r, r, self.c_dim)
+                if self.unet3d is not None:
+                    fea = self.unet3d(fea)
+            else:
+                r = self.plane_resolution
+                fea = fea.reshape(batch, r, r, self.c_dim)
+                if self.unet is not None:
+                    fea = self.unet(fea)
+            features[t] = fea
+        return features
 
 
 class LatentEncoder(nn.Module):
