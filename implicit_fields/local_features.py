@@ -156,6 +156,15 @@ def _counts(flat, n_total: int, feat_ndim: int):
     return count.reshape(count.shape + (1,) * feat_ndim)
 
 
+def _segment_reduce(values, index, num_segments: int, finish, reduce):
+    """`reduce` (a `jax.ops.segment_*`) per segment, then `finish(reduced, count)`; [..., S, ...]."""
+    flat_values, flat, batch, n_batch = _flat_segments(values, index, num_segments)
+    n_total = n_batch * num_segments
+    reduced = reduce(flat_values, flat, num_segments=n_total)
+    out = finish(reduced, _counts(flat, n_total, flat_values.ndim - 1))
+    return out.reshape(batch + (num_segments,) + flat_values.shape[1:])
+
+
 def scatter_mean(values, index, num_segments: int):
     """Mean of the values per segment, 0 for empty segments (`torch_scatter.scatter_mean`).
 
@@ -168,12 +177,13 @@ def scatter_mean(values, index, num_segments: int):
     Returns:
       [..., S, ...features].
     """
-    flat_values, flat, batch, n_batch = _flat_segments(values, index, num_segments)
-    n_total = n_batch * num_segments
-    total = jax.ops.segment_sum(flat_values, flat, num_segments=n_total)
-    count = _counts(flat, n_total, flat_values.ndim - 1)
-    out = total / jnp.maximum(count, 1.0).astype(total.dtype)
-    return out.reshape(batch + (num_segments,) + flat_values.shape[1:])
+    return _segment_reduce(
+        values,
+        index,
+        num_segments,
+        lambda total, count: total / jnp.maximum(count, 1.0).astype(total.dtype),
+        jax.ops.segment_sum,
+    )
 
 
 def scatter_max(values, index, num_segments: int):
@@ -191,12 +201,13 @@ def scatter_max(values, index, num_segments: int):
     Returns:
       [..., S, ...features].
     """
-    flat_values, flat, batch, n_batch = _flat_segments(values, index, num_segments)
-    n_total = n_batch * num_segments
-    top = jax.ops.segment_max(flat_values, flat, num_segments=n_total)
-    count = _counts(flat, n_total, flat_values.ndim - 1)
-    out = jnp.where(count > 0, top, jnp.zeros((), top.dtype))
-    return out.reshape(batch + (num_segments,) + flat_values.shape[1:])
+    return _segment_reduce(
+        values,
+        index,
+        num_segments,
+        lambda top, count: jnp.where(count > 0, top, jnp.zeros((), top.dtype)),
+        jax.ops.segment_max,
+    )
 
 
 def gather_cells(cells, index):

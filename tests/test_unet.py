@@ -236,13 +236,16 @@ def test_bad_inputs_and_settings_are_refused(model, shape, message, key):
 # conversion a checkpoint converter needs.
 
 
+needs_the_original = pytest.mark.skipif(
+    not os.environ.get("CONVONET_SRC"),
+    reason="CONVONET_SRC (a convolutional_occupancy_networks checkout) is not set",
+)
+
+
 def _original(module_name):
     """The original `src/encoder/<module_name>.py`, loaded from its file (its package needs torch_scatter)."""
     pytest.importorskip("torch")
-    root = os.environ.get("CONVONET_SRC")
-    if not root:
-        pytest.skip("CONVONET_SRC (a convolutional_occupancy_networks checkout) is not set")
-    path = os.path.join(root, "src", "encoder", f"{module_name}.py")
+    path = os.path.join(os.environ["CONVONET_SRC"], "src", "encoder", f"{module_name}.py")
     spec = importlib.util.spec_from_file_location(f"convonet_original_{module_name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -274,6 +277,7 @@ def torch_to_flax(state_dict):
     return params
 
 
+@needs_the_original
 @pytest.mark.parametrize("depth, in_channels", [(1, 3), (2, 3), (3, 32)])
 def test_unet2d_matches_the_original_torch_module(depth, in_channels):
     original = _original("unet")
@@ -295,6 +299,7 @@ def test_unet2d_matches_the_original_torch_module(depth, in_channels):
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
+@needs_the_original
 @pytest.mark.parametrize(
     "num_levels, layer_order, in_channels, num_groups",
     [(1, "gcr", 4, 4), (2, "gcr", 3, 4), (3, "gcr", 8, 8), (3, "cr", 3, 8)],  # 3 < 4 groups: one group
