@@ -715,3 +715,21 @@ def run(config, workdir: str, mode: str = "all") -> Dict[str, Any]:
         if mode in ("eval", "all"):
             result = method.evaluate(config, workdir)
     return result
+
+
+def load_generation(workdir: str) -> Dict[str, Any]:
+    """The record of the finished generation in `workdir/meshes` (`start_generation` ... `finish_generation`).
+
+    Raises:
+      FileNotFoundError: when there is none (run --mode generate first).
+      ValueError: when the generation did not finish, or a mesh it lists is
+        missing or was made from another checkpoint (the meshes would mix two
+        models); the message says to generate again.
+    """
+    path = os.path.join(workdir, "meshes", "generation.json")
+    record = read_generation(path)
+    objects = record.get("objects")
+    if not isinstance(objects, list) or not objects:
+        raise ValueError(f"{path}: lists no meshes; rerun --mode generate")
+    check_meshes(record, [os.path.join(workdir, r["mesh"]) for r in objects], path)
+    return record

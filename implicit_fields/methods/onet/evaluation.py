@@ -1,243 +1,31 @@
-"""Mesh evaluation over a split, exactly as the original `eval_meshes.py`.
+"""Mesh evaluation over a split, exactly as the original `eval_meshes.py` (`data.reconstruction`).
 
-Per object: IoU of the mesh's inside test on the 100k `points.npz` points
-against their ground-truth occupancy (only the uniform ones, the first
-`num_uniform`, where points.npz says so: `datasets.iou_points`), with the
-original's jitter (`config.eval.iou_jitter` * N(0, 1), 1e-4 as the original's
-`PointsField` for float16 files; seeded by `config.seed` and the object's
-index, so an evaluation is reproducible; 0 turns it off); Chamfer-L1, normal
-consistency and F-score@1% between 100k points sampled on the mesh and the
-100k `pointcloud.npz` points.
-
-Values the original leaves undefined (an empty mesh, an F-score with precision
-= recall = 0; `implicit_fields.metrics`) follow `config.eval.undefined_metrics`:
-'original' (default) scores them as the original, NaN where it has no value,
-so they drop out of the means (pandas' mean skips NaN); 'worst' gives them the
-worst values. `eval_meshes.csv` (per object) holds both: the chosen
-convention's columns plus `<metric>_<other convention>` for IoU, Chamfer-L1,
-normal consistency and F-score, and `empty` (1 for an empty mesh); NaN is
-written as `nan`. `metrics.json` holds the mean over categories of the per-category means
-(as the papers' tables), per-category and per-object means, the number of
-empty meshes and of objects each mean left out, and the reported means under
-both conventions. Chamfer-L1 is reported x10, as the papers do.
+ONet's eval mode scores the meshes of the run's finished generation (the
+record `trainer.load_generation` checks) and writes `metrics.json` and
+`eval_meshes.csv`; the metrics themselves, and their conventions for values
+the original leaves undefined, are `data.reconstruction.evaluate_meshes`'.
 """
 
-import csv
-import io
-import json
-import logging
-import math
-import os
 from typing import Dict, List
 
-import numpy as np
-import tqdm
-import trimesh
+from implicit_fields import trainer
+from implicit_fields.data import reconstruction
 
-from implicit_fields import metrics, summary, trainer
-from implicit_fields.data import datasets
-
-logger = logging.getLogger(__name__)
-
-REPORTED = ("iou", "chamfer_l1", "normal_consistency", "fscore")
-_JITTER_STREAM = 8191  # Keeps the jitter's random stream apart from the surface sampling's.
-
-
-def load_mesh(path: str):
-    """Reads a mesh file, returning (vertices [V,3], faces [F,3]) or raising a clear error."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"mesh {path!r} does not exist; run --mode generate first")
-    mesh = trimesh.load(path, process=False, force="mesh")
-    return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
-
-
-def iou_query_points(config, data, index: int):
-    """The IoU points of one object with the original's jitter, and their occupancies.
-
-    Returns:
-      (points float32 [K, 3], occupancies [K]): `datasets.iou_points(data)`, the
-      points jittered by `config.eval.iou_jitter` * N(0, 1) drawn from
-      (config.seed, index) (the same on every call).
-    """
-    points, occ = datasets.iou_points(data)
-    rng = np.random.default_rng([config.seed, index, _JITTER_STREAM])
-    return metrics.jitter_points(points, config.eval.iou_jitter, rng), occ
-
-
-def _other(convention: str) -> str:
-    return next(c for c in metrics.UNDEFINED_METRICS if c != convention)
-
-
-def _json_safe(obj):
-    """`obj` with every non-finite float replaced by None (JSON null)."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _means(rows: List[Dict], keys) -> Dict[str, float]:
-    return {k: metrics.nan_mean([r[k] for r in rows])[0] for k in keys}
-
-
-def evaluate_meshes(config, workdir: str, records: List[Dict]) -> Dict:
-    """Computes metrics for the meshes in `records` (from `generation.generate_meshes`).
-
-    Returns:
-      The dict written to `workdir/metrics.json` (a mean that no object has a
-      value for is None there, and its objects are counted in `left_out`).
-
-    Raises:
-      ValueError: a bad `config.eval` value, or no records.
-    """
-    metrics.check_eval_config(config.eval)
-    convention = config.eval.undefined_metrics
-    other = _other(convention)
-    split = config.generate.split
-    ds = datasets.from_config(config.data, split, cache=False)
-    index = {(it.category, it.model): i for i, it in enumerate(ds.items)}
-    rows = []
-    for rec in tqdm.tqdm(records, desc=f"evaluate {split}", unit="mesh", disable=not config.logging.progress):
-        i = index[(rec["category"], rec["model"])]
-        data = ds.load(i)
-        vertices, faces = load_mesh(os.path.join(workdir, rec["mesh"]))
-        points_iou, occ_iou = iou_query_points(config, data, i)
-        original = metrics.mesh_metrics(
-            vertices,
-            faces,
-            points_iou,
-            occ_iou,
-            data["surface_points"],
-            data["surface_normals"],
-            n_samples=config.eval.n_samples,
-            rng=np.random.default_rng([config.seed, i]),
-            fscore_threshold=config.eval.fscore_threshold,
-            undefined="original",
-        )
-        by_convention = {"original": original, "worst": metrics.worst_case(original)}
-        for out in by_convention.values():
-            out["chamfer_l1"] = out["chamfer_l1"] * metrics.CHAMFER_REPORT_SCALE
-        row = {"category": rec["category"], "category_name": rec["category_name"], "model": rec["model"]}
-        row["empty"] = int(metrics.is_empty(original))
-        row.update({k: float(v) for k, v in by_convention[convention].items()})
-        row.update({f"{k}_{other}": float(by_convention[other][k]) for k in REPORTED})
-        rows.append(row)
-    if not rows:
-        raise ValueError(f"no meshes to evaluate in split {split!r}")
-    keys = list(rows[0])
-    table = io.StringIO(newline="")
-    w = csv.DictWriter(table, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    summary.write_text(os.path.join(workdir, "eval_meshes.csv"), table.getvalue())
-    means = summarize(rows, convention)
-    result = {
-        **{k: means[k] for k in REPORTED},
-        "split": split,
-        "iou_jitter": float(config.eval.iou_jitter),
-        **{k: v for k, v in means.items() if k not in REPORTED},
-    }
-    summary.write_json(os.path.join(workdir, "metrics.json"), result)
-    return result
-
-
-def summarize(rows: List[Dict], convention: str = "original") -> Dict:
-    """The means of per-object rows as the original's `eval_meshes.py` takes them.
-
-    Per-category means (pandas' groupby mean), then their mean; NaN skipped at both
-    levels (a category with no value for a metric drops out of that mean).
-
-    Args:
-      rows: dicts with 'category', 'category_name', 'model', 'empty' (0/1), the
-        REPORTED keys in `convention` and `<key>_<other>` in the other one (as
-        `evaluate_meshes` makes them; other numeric keys are averaged too).
-      convention: the rows' `config.eval.undefined_metrics`.
-
-    Returns:
-      dict (JSON-ready: a mean with no value is None) with the REPORTED means,
-      'num_objects', 'num_empty', 'left_out' (per REPORTED key, the objects whose
-      value is NaN), 'undefined_metrics', 'averaging', 'chamfer_l1_scale',
-      'conventions' ({'original': means, 'worst': means}), 'object_mean',
-      'per_category' and 'all_metrics_class_mean'.
-    """
-    metrics.check_undefined(convention, "convention")
-    keys = list(rows[0])
-    other = _other(convention)
-    numeric = [k for k in keys if k not in ("category", "category_name", "model", "empty")]
-    per_category = {}
-    for cat in sorted({r["category"] for r in rows}):
-        sel = [r for r in rows if r["category"] == cat]
-        per_category[sel[0]["category_name"]] = dict(
-            _means(sel, numeric),
-            num_objects=len(sel),
-            num_empty=sum(r["empty"] for r in sel),
-            left_out={k: metrics.nan_mean([r[k] for r in sel])[1] for k in REPORTED},
-        )
-    class_mean = {k: metrics.nan_mean([c[k] for c in per_category.values()])[0] for k in numeric}
-    conventions = {
-        convention: {k: class_mean[k] for k in REPORTED},
-        other: {k: class_mean[f"{k}_{other}"] for k in REPORTED},
-    }
-    result = {
-        **{k: class_mean[k] for k in REPORTED},
-        "num_objects": len(rows),
-        "num_empty": sum(r["empty"] for r in rows),
-        "left_out": {k: metrics.nan_mean([r[k] for r in rows])[1] for k in REPORTED},
-        "undefined_metrics": convention,
-        "averaging": "mean over categories of per-object means, NaN skipped (as the original tables)",
-        "chamfer_l1_scale": metrics.CHAMFER_REPORT_SCALE,
-        "conventions": {c: conventions[c] for c in metrics.UNDEFINED_METRICS},
-        "object_mean": _means(rows, numeric),
-        "per_category": per_category,
-        "all_metrics_class_mean": class_mean,
-    }
-    return _json_safe(result)
+REPORTED = reconstruction.REPORTED
+load_mesh = reconstruction.load_mesh
+iou_query_points = reconstruction.iou_query_points
+evaluate_meshes = reconstruction.evaluate_meshes
+summarize = reconstruction.summarize
 
 
 def evaluate(config, workdir: str) -> Dict:
     """ONet's eval mode: the metrics of the meshes `generate` wrote (`metrics.json`, `eval_meshes.csv`)."""
-    record = load_generation(workdir)
-    result = evaluate_meshes(config, workdir, record["objects"])
-    # The checkpoint that made the meshes these metrics measure.
-    result.update(checkpoint=record["checkpoint"], checkpoint_step=record["checkpoint_step"])
-    summary.write_json(os.path.join(workdir, "metrics.json"), result)
-    shown = {k: None if result[k] is None else round(result[k], 4) for k in REPORTED}
-    left_out = {k: n for k, n in result["left_out"].items() if n}
-    logger.info(
-        "%s metrics over %d objects (Chamfer-L1 x10; %d empty meshes; left out of the means (%s "
-        "convention): %s): %s -> %s",
-        result["split"],
-        result["num_objects"],
-        result["num_empty"],
-        result["undefined_metrics"],
-        json.dumps(left_out) if left_out else "none",
-        json.dumps(shown),
-        os.path.join(workdir, "metrics.json"),
-    )
-    return result
+    return reconstruction.evaluate_generation(config, workdir, load_generation(workdir))
 
 
-def load_generation(workdir: str) -> Dict:
-    """The record of the finished generation in `workdir/meshes` (`generation.generate_meshes`).
-
-    Raises:
-      FileNotFoundError: when there is none (run --mode generate first).
-      ValueError: when the generation did not finish, or a mesh it lists is
-        missing or was made from another checkpoint (the meshes would mix two
-        models); the message says to generate again.
-    """
-    path = os.path.join(workdir, "meshes", "generation.json")
-    record = trainer.read_generation(path)
-    objects = record.get("objects")
-    if not isinstance(objects, list) or not objects:
-        raise ValueError(f"{path}: lists no meshes; rerun --mode generate")
-    trainer.check_meshes(record, [os.path.join(workdir, r["mesh"]) for r in objects], path)
-    return record
+load_generation = trainer.load_generation
 
 
 def load_generation_records(workdir: str) -> List[Dict]:
-    """The per-mesh records of the finished generation in `workdir/meshes` (see `load_generation`)."""
+    """The per-mesh records of the finished generation in `workdir/meshes` (`trainer.load_generation`)."""
     return load_generation(workdir)["objects"]

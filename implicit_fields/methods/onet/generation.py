@@ -19,7 +19,6 @@ trained run (`experiments.sample`).
 import functools
 import logging
 import os
-import time
 from typing import Dict, List, Optional
 
 import jax
@@ -27,8 +26,8 @@ import numpy as np
 import tqdm
 import trimesh
 
-from implicit_fields import decoders, meshing, mise, summary, trainer, vis
-from implicit_fields.data import binvox, builtin, datasets
+from implicit_fields import decoders, meshing, summary, trainer, vis
+from implicit_fields.data import builtin, datasets, reconstruction
 from implicit_fields.methods.onet import model as models
 
 logger = logging.getLogger(__name__)
@@ -82,37 +81,13 @@ def refinement_second_order(config) -> bool:
 
 
 def extract(config, logit_fn):
-    """Meshes one field with `config.generate` (MISE or a dense grid).
-
-    Args:
-      logit_fn: jitted `points [N, 3] -> logits [N]`.
+    """Meshes one field with `config.generate` (MISE or a dense grid); `reconstruction.extract`
+    with the refinement gradient of `config.generate.refinement_gradient`.
 
     Returns:
       (vertices float32 [V, 3], faces int64 [F, 3], stats dict).
     """
-    gen = config.generate
-    common = dict(
-        threshold=config.field.threshold,
-        padding=config.field.padding,
-        batch_points=gen.batch_points or None,
-        return_stats=True,
-    )
-    if gen.method == "mise":
-        return mise.extract_mesh(
-            logit_fn,
-            resolution0=gen.resolution0,
-            upsampling_steps=gen.upsampling_steps,
-            simplify_nfaces=gen.get("simplify_nfaces", 0) or None,
-            refinement_steps=gen.refinement_steps,
-            refinement_key=jax.random.key(config.seed),
-            refinement_second_order=refinement_second_order(config),
-            marching_cubes=gen.get("marching_cubes", "pymcubes"),
-            subdivision=gen.get("subdivision", "cells"),
-            **common,
-        )
-    if gen.method == "dense":
-        return meshing.extract_mesh_dense(logit_fn, resolution=gen.resolution, **common)
-    raise ValueError(f"unknown generate.method {gen.method!r}; use 'mise' or 'dense'")
+    return reconstruction.extract(config, logit_fn, refinement_second_order(config))
 
 
 def object_latent(config, posterior_mean, c, data, index: int):
@@ -151,67 +126,37 @@ def generate_meshes(
     count = len(ds) if not gen.max_objects else min(gen.max_objects, len(ds))
     if gen.method not in ("mise", "dense"):
         raise ValueError(f"unknown generate.method {gen.method!r}; use 'mise' or 'dense'")
-    input_type = datasets.input_type_of(config.data)
     encode, decode = create_field_fns(model, variables)
     autoencode = model.z_dim > 0 and model.encoder is None
     posterior_mean = create_latent_fn(model, variables) if autoencode else None
+
+    def field_fn(i, data, inputs):
+        c = encode(inputs)
+        if posterior_mean is None:
+            return functools.partial(decode, c), {}
+        z, latent_points, latent_occ = object_latent(config, posterior_mean, c, data, i)
+        extra = {"z": np.asarray(z), "latent_points": latent_points, "latent_occupancies": latent_occ}
+        return functools.partial(decode, c, z=z), extra
+
+    def picture_input(inputs, extra):
+        # The unconditional model shows the occupied points its latent encodes.
+        return extra["latent_points"][extra["latent_occupancies"] > 0.5] if extra else inputs
+
     out_dir = os.path.join(workdir, "meshes")
     record_path = os.path.join(out_dir, "generation.json")
     os.makedirs(out_dir, exist_ok=True)
     record = trainer.start_generation(
         record_path, meta, split=split, num_objects=count, settings=gen.to_dict()
     )
-    comments = trainer.mesh_provenance(meta)
-    records = []
-    pictures = []
-    bar = tqdm.tqdm(range(count), desc=f"generate {split}", unit="mesh", disable=not config.logging.progress)
-    for i in bar:
-        item = ds.items[i]
-        data = ds.load(i)
-        inputs = datasets.eval_inputs(
-            data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed, input_type
-        )
-        t0 = time.perf_counter()
-        c = encode(inputs)
-        extra = {}
-        if posterior_mean is not None:
-            z, latent_points, latent_occ = object_latent(config, posterior_mean, c, data, i)
-            extra = {"z": np.asarray(z), "latent_points": latent_points, "latent_occupancies": latent_occ}
-            logit_fn = functools.partial(decode, c, z=z)
-        else:
-            logit_fn = functools.partial(decode, c)
-        vertices, faces, stats = extract(config, logit_fn)
-        seconds = time.perf_counter() - t0
-        path = os.path.join(out_dir, item.category, f"{item.model}.ply")
-        meshing.write_mesh(path, vertices, faces, comments=comments)
-        inputs_path = os.path.join(out_dir, item.category, f"{item.model}_inputs.npz")
-        np.savez_compressed(inputs_path, inputs=inputs, **extra)
-        records.append(
-            {
-                "category": item.category,
-                "category_name": ds.category_name(item.category),
-                "model": item.model,
-                "mesh": os.path.relpath(path, workdir),
-                "seconds": seconds,
-                "num_queries": stats["num_queries"],
-                "num_vertices": int(vertices.shape[0]),
-                "num_faces": int(faces.shape[0]),
-            }
-        )
-        # The picture shows the first object of each category.
-        shown = {p[0] for p in pictures}
-        if len(pictures) < gen.num_pictures and ds.category_name(item.category) not in shown:
-            shown_input = inputs
-            if input_type is None and extra:
-                shown_input = extra["latent_points"][extra["latent_occupancies"] > 0.5]
-            pictures.append((ds.category_name(item.category), shown_input, vertices, faces, data))
-    if pictures:
-        write_comparison_picture(
-            os.path.join(workdir, "reconstruction.png"),
-            pictures,
-            input_label=_INPUT_LABELS[input_type],
-            input_type=input_type,
-        )
+    records = reconstruction.mesh_split(
+        config,
+        workdir,
+        split,
+        field_fn,
+        comments=trainer.mesh_provenance(meta),
+        second_order=refinement_second_order(config),
+        picture_input=picture_input,
+    )
     trainer.finish_generation(record_path, record, objects=records)
     return records
 
@@ -240,39 +185,9 @@ def generate(config, workdir: str) -> Dict:
     return {"meshes": records, "checkpoint_step": meta.get("step")}
 
 
-_INPUT_LABELS = {"pointcloud": "input", "voxels": "voxels", "img": "image", None: "encoded pts"}
-
-
-def render_input(inputs, image_size: int = 200, input_type: Optional[str] = None):
-    """A picture of a model input: a point cloud [n, 3], a voxel grid [R, R, R]
-    or (with input_type 'img') an RGB image [H, W, 3] in [0, 1], scaled up
-    (nearest neighbour) to fit `image_size`."""
-    inputs = np.asarray(inputs)
-    if input_type == "img":
-        scale = max(1, image_size // max(inputs.shape[:2]))
-        rgb = np.rint(np.clip(inputs, 0.0, 1.0) * 255.0).astype(np.uint8)
-        return np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
-    if inputs.ndim == 3:
-        vertices, faces = binvox.voxels_to_mesh(inputs > 0.5)
-        return vis.render_mesh(vertices, faces, image_size=image_size)
-    return vis.render_points(inputs.reshape(-1, 3), None, image_size=image_size)
-
-
-def write_comparison_picture(
-    path: str, objects, image_size: int = 200, input_label: str = "input", input_type: Optional[str] = None
-) -> None:
-    """One row per object: input (points, voxels or image), reconstruction, ground-truth surface."""
-    rows, labels = [], []
-    for name, inputs, vertices, faces, data in objects:
-        rows.append(
-            [
-                render_input(inputs, image_size=image_size, input_type=input_type),
-                vis.render_mesh(vertices, faces, image_size=image_size),
-                vis.render_points(data["surface_points"], data["surface_normals"], image_size=image_size),
-            ]
-        )
-        labels.append([f"{name} {input_label}", f"{name} ours", f"{name} truth"])
-    vis.write_png(path, vis.image_grid(rows, labels=labels))
+# The comparison picture, shared with the other methods that reconstruct a split.
+render_input = reconstruction.render_input
+write_comparison_picture = reconstruction.write_comparison_picture
 
 
 def sample_meshes(config, model: models.OccupancyNetwork, variables, num: int, seed: int = 0):

@@ -14,7 +14,6 @@ from typing import Dict, Optional
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -162,46 +161,12 @@ def create_eval_step(mesh: Mesh, threshold_logit: float, num_latent_points: int 
     )
 
 
-def val_batches(config, val_ds: datasets.ShapesDataset, num_devices: int):
-    """Fixed validation batches: deterministic query points and inputs per object.
-
-    Returns:
-      ([(batch, number of real objects in it)], number of objects); the last
-      batch is padded with copies of its last object.
-    """
-    count = len(val_ds) if not config.train.val_objects else min(config.train.val_objects, len(val_ds))
-    if count == 0:
-        return [], 0
-    eb = config.train.eval_batch_size
-    eb = max(num_devices, (eb // num_devices) * num_devices)
-    input_type = datasets.input_type_of(config.data)
-    objects = []
-    for i in range(count):
-        data = val_ds.load(i)
-        points, occupancies = datasets.eval_query_points(data, i, config.train.val_points, config.seed)
-        inputs = datasets.eval_inputs(
-            data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed, input_type
-        )
-        objects.append({"points": points, "occupancies": occupancies, "inputs": inputs})
-        if config.data.img_with_camera:
-            objects[-1].update(datasets.view_cameras(data, datasets.image_view(data, None, train=False)))
-    batches = []
-    for start in range(0, count, eb):
-        chunk = objects[start : start + eb]
-        valid = len(chunk)
-        chunk = chunk + [chunk[-1]] * (eb - valid)
-        batch = {k: np.stack([o[k] for o in chunk]) for k in chunk[0]}
-        batches.append((batch, valid))
-    return batches, count
+val_batches = pipeline.val_batches
 
 
 def evaluate_iou(eval_step_fn, state, batches) -> Dict[str, float]:
     """Mean validation IoU, loss and KL over the fixed validation batches."""
-    outs = [(jax.device_get(eval_step_fn(state, batch)), valid) for batch, valid in batches]
-    return {
-        k: float(np.mean(np.concatenate([out[k][:valid] for out, valid in outs])))
-        for k in ("iou", "loss", "kl")
-    }
+    return pipeline.mean_over_batches(eval_step_fn, state, batches, ("iou", "loss", "kl"))
 
 
 def check_config(config) -> None:
