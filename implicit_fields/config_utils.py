@@ -185,6 +185,23 @@ class Strings:
 
 
 @dataclasses.dataclass(frozen=True)
+class Ints:
+    """A non-empty list of distinct integers in [minimum, maximum]."""
+
+    minimum: int
+    maximum: int
+
+    def check(self, name: str, value) -> None:
+        items = list(value) if isinstance(value, (list, tuple)) else None
+        ok = bool(items) and all(_is_int(v) and self.minimum <= v <= self.maximum for v in items)
+        if not ok or len(set(items)) != len(items):
+            raise ValueError(
+                f"{name}={value!r} must be a non-empty list of distinct integers "
+                f"in [{self.minimum}, {self.maximum}]"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class Steps:
     """Increasing positive step numbers (milestones)."""
 

@@ -6,8 +6,13 @@
 * `Resnet18` ('resnet18'): RGB image [B, H, W, 3] in [0, 1] -> c (the original's
   single-image encoder: torchvision's ResNet-18 with `fc` replaced by a linear
   layer 512 -> c, ImageNet normalisation of the input; trained from scratch here).
+* `Resnet18Pixel` ('resnet18_pixel'): RGB image [B, H, W, 3] -> {'features':
+  [B, h, w, c]}, a feature map aligned with the image's pixels (the image
+  encoder of pixel-aligned implicit functions, PIFu, Saito et al. 2019): the
+  ResNet-18 stages layer1-3, resampled onto one grid and mixed by a 1x1 layer.
+  Read by `decoders.PixelAlignedDecoder` at the query points' projections.
 * `LocalPoolPointnet` (the original's 'pointnet_local_pool'; not in `ENCODERS`,
-  whose encoders return one code per object): point cloud [B, n, 3] -> a dict
+  whose encoders are built from `c_dim` and `hidden_dim` alone): point cloud [B, n, 3] -> a dict
   of feature planes [B, R, R, c] and / or a feature grid [B, R, R, R, c], the
   encoder of Convolutional Occupancy Networks (ConvONet, `src/encoder/pointnet.py`).
 * `LatentEncoder` ('simple' in `LATENT_ENCODERS`): q(z | p, o[, c]), the
@@ -23,6 +28,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from implicit_fields import layers, local_features
 
@@ -30,6 +36,8 @@ __all__ = [
     "ResnetPointnet",
     "VoxelEncoder",
     "Resnet18",
+    "Resnet18Pixel",
+    "pixel_aligned_resample",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LocalPoolPointnet",
@@ -243,6 +251,91 @@ class Resnet18(nn.Module):
         return layers.Dense(self.c_dim, name="fc")(net)
 
 
+def pixel_aligned_resample(features, stride: int, image_size: Tuple[int, int], out_size: Tuple[int, int]):
+    """Resamples a CNN feature map onto a grid aligned with the image's [-1, 1] pixel convention.
+
+    Cell (k, l) of a map of stride s sits on image pixel (s k, s l) (row,
+    column), as in ResNet-18, whose strided layers pad (kernel - 1) / 2. Output
+    cell (i, j) of an (h, w) grid sits on image pixel (i (H - 1) / (h - 1),
+    j (W - 1) / (w - 1)): the cells span the image from its first to its last
+    pixel centre, as `implicit_fields.cameras` pixels span [-1, 1]. So
+    `local_features.sample_plane(out, (pixel + 1) / 2)` reads the features at
+    the image pixel `pixel` (bilinear between cells, clamped to the border).
+
+    Args:
+      features: [B, hs, ws, C], a stride-`stride` map of the image.
+      stride: s, image pixels per cell.
+      image_size: (H, W) of the image.
+      out_size: (h, w) of the grid.
+
+    Returns:
+      [B, h, w, C], bilinear in `features` (border-clamped outside it).
+    """
+    (height, width), (h, w) = image_size, out_size
+    batch, hs, ws, channels = features.shape
+    # Image pixel of each output cell, in the input map's cells, normalised to its [0, 1] span.
+    rows = np.arange(h) * ((height - 1) / max(h - 1, 1)) / stride / max(hs - 1, 1)
+    cols = np.arange(w) * ((width - 1) / max(w - 1, 1)) / stride / max(ws - 1, 1)
+    u, v = np.meshgrid(cols, rows)  # [h, w] each: u along the columns, v along the rows.
+    uv = np.stack([u, v], axis=-1).reshape(1, h * w, 2).astype(np.float32)
+    uv = jnp.broadcast_to(jnp.asarray(uv), (batch, h * w, 2))
+    return local_features.sample_plane(features, uv).reshape(batch, h, w, channels)
+
+
+class Resnet18Pixel(nn.Module):
+    """A pixel-aligned image encoder: ResNet-18's first three stages as one feature map (PIFu's idea).
+
+    ImageNet normalisation, torchvision's ResNet-18 stem (conv1 7x7/2, bn1,
+    max pool 3x3/2) and `layer1`..`layer3` (two BasicBlocks each, widths w, 2w,
+    4w, strides 4, 8, 16). Each stage's map is resampled onto layer1's grid
+    (`pixel_aligned_resample`: cell (i, j) sits on image pixel
+    (i (H - 1) / (h - 1), j (W - 1) / (w - 1))), the 7w channels are
+    concatenated and `fc` (a 1x1 layer, 7w -> c_dim) mixes them. Features of
+    a pixel thus combine local detail (layer1) and wider context (layer3's
+    receptive field). PIFu uses a stacked hourglass; this is the cheaper
+    ResNet of ONet's image model, trained from scratch.
+
+    Attributes:
+      c_dim: channels of the feature map (PIFu: 256).
+      hidden_dim: w, the channels of conv1 (torchvision: 64).
+      normalize: apply the ImageNet mean / std normalisation.
+      conv_impl: how the convolutions are computed (`Resnet18.conv_impl`).
+    """
+
+    c_dim: int = 256
+    hidden_dim: int = 64
+    normalize: bool = True
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, images, train: bool = False) -> Dict[str, jnp.ndarray]:
+        """Args:
+          images: RGB, float32 [batch, H, W, 3] in [0, 1].
+          train: batch-norm mode (batch statistics and running-average updates).
+
+        Returns:
+          {'features': float32 [batch, h, w, c_dim]}, (h, w) = layer1's size
+          (about (H / 4, W / 4)), aligned with the image as `pixel_aligned_resample` says.
+        """
+        assert images.ndim == 4 and images.shape[-1] == 3, images.shape
+        x = images.astype(jnp.float32)
+        if self.normalize:
+            mean = jnp.asarray(IMAGENET_MEAN).reshape(1, 1, 1, 3)
+            x = (x - mean) / jnp.asarray(IMAGENET_STD).reshape(1, 1, 1, 3)
+        w, impl = self.hidden_dim, self.conv_impl
+        x = layers.Conv2d(w, 7, 2, 3, impl, name="conv1")(x)
+        x = nn.relu(layers.BatchNorm2d(not train, name="bn1")(x))
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        maps = []
+        for i, (mult, stride) in enumerate(((1, 1), (2, 2), (4, 2))):
+            x = _ResnetLayer(w * mult, 2, stride, impl, name=f"layer{i + 1}")(x, train)
+            maps.append((x, 4 * 2**i))
+        out_size = maps[0][0].shape[1:3]
+        aligned = [pixel_aligned_resample(m, s, images.shape[1:3], out_size) for m, s in maps]
+        features = layers.Dense(self.c_dim, name="fc")(jnp.concatenate(aligned, axis=-1))
+        return {"features": features}
+
+
 class LocalPoolPointnet(nn.Module):
     """The ConvONet encoder: a PointNet with local pooling, scattered into feature planes or a grid.
 
@@ -274,6 +367,9 @@ class LocalPoolPointnet(nn.Module):
       scatter_type: the local pool, 'max' (original default) or 'mean'.
       unet: optional module applied to each plane.
       unet3d: optional module applied to the grid.
+      unit_size: 0 (the original's object models: `fc_pos` reads the point),
+        or the voxel side of the crop models' `local_coord`: `fc_pos` reads
+        the point's position inside its voxel (`local_features.local_position`).
     """
 
     c_dim: int = 128
@@ -286,6 +382,7 @@ class LocalPoolPointnet(nn.Module):
     scatter_type: str = "max"
     unet: Optional[nn.Module] = None
     unet3d: Optional[nn.Module] = None
+    unit_size: float = 0.0
 
     def _feature_types(self) -> Tuple[str, ...]:
         """The requested feature types in the original's order ('xz', 'xy', 'yz', 'grid'), checked."""
@@ -304,10 +401,14 @@ class LocalPoolPointnet(nn.Module):
         return ordered
 
     @nn.compact
-    def __call__(self, points, train: bool = False) -> Dict[str, jnp.ndarray]:
+    def __call__(self, points, train: bool = False, cells=None) -> Dict[str, jnp.ndarray]:
         """Args:
           points: input point cloud, float32 [batch, n, 3] in the padded unit cube.
           train: unused (no batch norm); kept for a uniform encoder signature.
+          cells: optional {type: int [batch, n]} flat cell indices that replace
+            the unit-cube ones (the voxel lattice of a crop:
+            `local_features.lattice_cells`; entries outside the plane / grid are
+            left out of every pool).
 
         Returns:
           {'xz' | 'xy' | 'yz': [batch, R, R, c_dim], 'grid': [batch, R, R, R, c_dim]}
@@ -317,26 +418,32 @@ class LocalPoolPointnet(nn.Module):
         assert points.ndim == 3 and points.shape[-1] == 3, points.shape
         types = self._feature_types()
         points = points.astype(jnp.float32)
-        index, cells = {}, {}
+        given = cells or {}
+        unknown = sorted(set(given) - set(types))
+        if unknown:
+            raise ValueError(f"cells for {unknown}, which are not among the features {list(types)}")
+        index, counts = {}, {}
         for t in types:
             if t == "grid":
-                coord = local_features.normalize_3d_coordinate(points, self.padding)
-                cells[t] = self.grid_resolution**3
-                index[t] = local_features.coordinate_to_index(coord, self.grid_resolution)
+                counts[t] = self.grid_resolution**3
+                coord = None if t in given else local_features.normalize_3d_coordinate(points, self.padding)
+                reso = self.grid_resolution
             else:
-                coord = local_features.normalize_coordinate(points, self.padding, t)
-                cells[t] = self.plane_resolution**2
-                index[t] = local_features.coordinate_to_index(coord, self.plane_resolution)
+                counts[t] = self.plane_resolution**2
+                coord = None if t in given else local_features.normalize_coordinate(points, self.padding, t)
+                reso = self.plane_resolution
+            index[t] = given[t] if t in given else local_features.coordinate_to_index(coord, reso)
         scatter = local_features.scatter_max if self.scatter_type == "max" else local_features.scatter_mean
 
         def pool_local(net):
             pooled = 0
             for t in types:
-                pooled = pooled + local_features.gather_cells(scatter(net, index[t], cells[t]), index[t])
+                pooled = pooled + local_features.gather_cells(scatter(net, index[t], counts[t]), index[t])
             return pooled
 
         h = self.hidden_dim
-        net = layers.Dense(2 * h, name="fc_pos")(points)
+        position = local_features.local_position(points, self.unit_size) if self.unit_size > 0 else points
+        net = layers.Dense(2 * h, name="fc_pos")(position)
         net = layers.ResnetBlockFC(size_out=h, name="blocks_0")(net)
         for i in range(1, self.n_blocks):
             net = jnp.concatenate([net, pool_local(net)], axis=-1)
@@ -346,7 +453,7 @@ class LocalPoolPointnet(nn.Module):
         batch = points.shape[0]
         features = {}
         for t in types:
-            fea = local_features.scatter_mean(c, index[t], cells[t])
+            fea = local_features.scatter_mean(c, index[t], counts[t])
             if t == "grid":
                 r = self.grid_resolution
                 fea = fea.reshape(batch, r, r, r, self.c_dim)
@@ -420,6 +527,7 @@ ENCODERS = {
     "pointnet_resnet": ResnetPointnet,
     "voxel_simple": VoxelEncoder,
     "resnet18": Resnet18,
+    "resnet18_pixel": Resnet18Pixel,
 }
 
 LATENT_ENCODERS = {
@@ -428,7 +536,7 @@ LATENT_ENCODERS = {
 
 
 def create_encoder(name: str, **kwargs) -> nn.Module:
-    """Builds an encoder by its config name ('pointnet_resnet', 'voxel_simple' or 'resnet18')."""
+    """Builds an encoder by its config name (a key of `ENCODERS`)."""
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
     return ENCODERS[name](**kwargs)

@@ -283,19 +283,39 @@ class Conv3d(nn.Module):
 
         kernel = self.param("kernel", kernel_init, (3, 3, 3, in_features, self.features))
         bias = self.param("bias", init, (self.features,))
-        impl = self.impl
-        if impl == "auto":
-            impl = "im2col" if jax.default_backend() == "cpu" else "xla"
-        if impl == "xla":
-            s = self.stride
-            y = jax.lax.conv_general_dilated(
-                x, kernel, (s, s, s), ((1, 1),) * 3, dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
-            )
-        elif impl == "im2col":
-            y = _conv3d_im2col(x, kernel, self.stride)
-        else:
-            raise ValueError(f"unknown Conv3d impl {self.impl!r}; use 'auto', 'im2col' or 'xla'")
-        return y + bias.reshape((1, 1, 1, 1, self.features))
+        return conv3d(x, kernel, self.stride, self.impl) + bias.reshape((1, 1, 1, 1, self.features))
+
+
+def conv3d(x, kernel, stride: int = 1, impl: str = "auto"):
+    """A bias-free 3^3 (padding 1) or 1^3 (no padding) convolution, NDHWC.
+
+    Args:
+      x: [batch, D, H, W, in].
+      kernel: [k, k, k, in, out], k 3 or 1.
+      stride: stride along every spatial axis (k = 3).
+      impl: 'auto' (im2col on CPU, whose kernels for the gradient of a 3-D
+        convolution are slow, XLA's convolution elsewhere), 'im2col' or 'xla'.
+
+    Returns:
+      [batch, D', H', W', out] with D' = (D - 1) // stride + 1.
+    """
+    k = kernel.shape[0]
+    if k == 1:  # a 1^3 convolution is a matmul over the channels
+        if stride != 1:
+            raise ValueError(f"a 1x1x1 convolution takes stride 1, got {stride}")
+        return x @ kernel.reshape(kernel.shape[-2:])
+    if k != 3:
+        raise ValueError(f"conv3d takes 3x3x3 or 1x1x1 kernels, got {kernel.shape}")
+    if impl == "auto":
+        impl = "im2col" if jax.default_backend() == "cpu" else "xla"
+    if impl == "xla":
+        s = stride
+        return jax.lax.conv_general_dilated(
+            x, kernel, (s, s, s), ((1, 1),) * 3, dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
+        )
+    if impl == "im2col":
+        return _conv3d_im2col(x, kernel, stride)
+    raise ValueError(f"unknown Conv3d impl {impl!r}; use 'auto', 'im2col' or 'xla'")
 
 
 @functools.partial(jax.jit, static_argnames=("stride",))

@@ -46,6 +46,9 @@ __all__ = [
     "gather_cells",
     "sample_plane",
     "sample_grid",
+    "lattice_cells",
+    "lattice_coords",
+    "local_position",
 ]
 
 PLANES = ("xz", "xy", "yz")
@@ -220,7 +223,8 @@ def gather_cells(cells, index):
     Returns:
       [B, N, C].
     """
-    return jnp.take_along_axis(cells, index[..., None], axis=1)
+    # Clipped: an entry outside [0, S) (a padding point, which the scatters ignore) reads a border cell.
+    return jnp.take_along_axis(cells, index[..., None], axis=1, mode="clip")
 
 
 def _check_mode(mode: str):
@@ -313,3 +317,56 @@ def sample_grid(features, xyz, mode: str = "bilinear"):
     if features.ndim != 5:
         raise ValueError(f"grid features must be [batch, D, H, W, C], got shape {features.shape}")
     return _sample(features, xyz, mode)
+
+
+# The voxel lattice of sliding-window generation (the original's crop models, `local_coord`).
+#
+# A grid of R^3 voxels of side `voxel` whose corner is `origin` covers the box
+# [origin, origin + R voxel). A point's cell is floor((p - origin) / voxel), and
+# the features are read at its continuous voxel coordinate (p - origin) / voxel
+# - 1/2, i.e. voxel centres are the sample positions. Everything is a function
+# of the point's offset from the lattice, so that shifting a crop by whole
+# voxels shifts its features by whole cells: a scene decoded crop by crop
+# equals one decode of the whole scene wherever the U-Net's reach stays inside
+# the crops' margins.
+
+
+def lattice_cells(points, origin, voxel: float, reso: int):
+    """Flat cell index `x + R (y + R z)` of points on a voxel lattice; -1 outside the R^3 box.
+
+    Args:
+      points: [..., 3].
+      origin: the box corner, [3] or broadcastable to points.
+      voxel: the side of a voxel.
+      reso: R, voxels per side.
+
+    Returns:
+      int32 [...]: in [0, R^3) inside, -1 outside (which the scatters ignore).
+    """
+    cell = jnp.floor((points - origin) / voxel).astype(jnp.int32)
+    inside = jnp.all((cell >= 0) & (cell < reso), axis=-1)
+    flat = cell[..., 0] + reso * (cell[..., 1] + reso * cell[..., 2])
+    return jnp.where(inside, flat, -1)
+
+
+def lattice_coords(points, origin, voxel: float, reso: int):
+    """`sample_grid` coordinates of points on a voxel lattice: voxel centres are the samples.
+
+    Args:
+      points: [..., 3].
+      origin, voxel, reso: the lattice, as `lattice_cells`.
+
+    Returns:
+      [..., 3]: ((p - origin) / voxel - 1/2) / (R - 1); 0 and 1 are the first
+      and last voxel centres (clamped to the border beyond them).
+    """
+    return ((points - origin) / voxel - 0.5) / max(reso - 1, 1)
+
+
+def local_position(points, voxel: float):
+    """The position of points inside their voxel, in [0, 1)^3 (the original's `map2local`, linear).
+
+    `remainder(p, voxel) / voxel`: the same for points whole voxels apart, so
+    that a network fed with it is equivariant to shifts of the lattice.
+    """
+    return jnp.remainder(points, voxel) / voxel

@@ -17,6 +17,13 @@ Follows `im2mesh/eval.py` (`MeshEvaluator.eval_mesh` / `eval_pointcloud`),
 All distances are in the units of the inputs (ShapeNet: unit cube with
 padding 0.1). See `CHAMFER_REPORT_SCALE` for the x10 reporting convention.
 
+Scenes (ConvONet's synthetic rooms, its `test.remove_wall`): with
+`crop_to_gt_bbox`, `mesh_metrics` samples twice the points on the predicted
+mesh, keeps those inside the ground-truth point cloud's bounding box widened
+by `GT_BBOX_MARGIN` (`crop_to_gt_bbox_mask`: x and z on both sides, y only
+below, the floor side) and draws `n_samples` of them with replacement before
+Chamfer, normal consistency and F-score; IoU is not affected.
+
 Values the original leaves undefined (`UNDEFINED_METRICS`). By default
 ('original') every edge case is scored as the original code scores it:
 
@@ -50,6 +57,9 @@ Occupancy Networks and its successors report Chamfer-L1 multiplied by 10
 issue #61). `pointcloud_metrics` and `mesh_metrics` return unscaled values;
 multiply `chamfer_l1` by this constant to compare with published numbers.
 """
+
+GT_BBOX_MARGIN = 0.007
+"""Margin of ConvONet's room evaluation crop around the GT point cloud's bounding box (`eps`)."""
 
 UNDEFINED_METRICS = ("original", "worst")
 """How values the original leaves undefined are scored (see the module docstring)."""
@@ -93,6 +103,9 @@ def check_eval_config(eval_config, prefix="config.eval"):
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not number or not np.isfinite(value) or not ok(value):
             raise ValueError(f"{prefix}.{key}={value!r}: must be {want}")
+    if "crop_to_gt_bbox" in eval_config and not isinstance(eval_config["crop_to_gt_bbox"], bool):
+        value = eval_config["crop_to_gt_bbox"]
+        raise ValueError(f"{prefix}.crop_to_gt_bbox={value!r}: must be True or False")
     if "n_samples" in eval_config:
         value = eval_config["n_samples"]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -237,6 +250,36 @@ def sample_mesh_surface(vertices, faces, n, rng=None):
     return points, normals
 
 
+def crop_to_gt_bbox_mask(points, gt_points, margin=GT_BBOX_MARGIN):
+    """Which points lie in the crop of ConvONet's room evaluation (`remove_wall`).
+
+    The crop is the bounding box of the ground-truth point cloud widened by
+    `margin`: min - margin <= x, z <= max + margin, and y >= min_y - margin
+    with no upper bound in y (the original crops the floor side only).
+
+    Args:
+      points: float array, (M, 3), points sampled on the predicted mesh.
+      gt_points: float array, (K, 3), K > 0, the ground-truth point cloud.
+      margin: float >= 0.
+
+    Returns:
+      bool array, (M,).
+
+    Raises:
+      ValueError: empty `gt_points`.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    gt_points = np.asarray(gt_points, dtype=np.float64).reshape(-1, 3)
+    if gt_points.shape[0] == 0:
+        raise ValueError("gt_points is empty: no bounding box to crop to.")
+    lo = gt_points.min(axis=0) - margin
+    hi = gt_points.max(axis=0) + margin
+    mask = points[:, 1] >= lo[1]
+    for axis in (0, 2):
+        mask &= (points[:, axis] >= lo[axis]) & (points[:, axis] <= hi[axis])
+    return mask
+
+
 def occupancy_iou(occ_pred, occ_gt):
     """Intersection over union of two occupancy sets (`compute_iou`).
 
@@ -370,6 +413,7 @@ def mesh_metrics(
     rng=None,
     fscore_threshold=0.01,
     undefined="original",
+    crop_to_gt_bbox=False,
 ):
     """Evaluates a predicted mesh like the original `MeshEvaluator.eval_mesh`.
 
@@ -385,13 +429,17 @@ def mesh_metrics(
         repeated evaluations of the same mesh agree).
       fscore_threshold: float, F-score distance threshold.
       undefined: 'original' or 'worst' (see `pointcloud_metrics`).
+      crop_to_gt_bbox: ConvONet's room evaluation (`remove_wall`): sample
+        2 * n_samples points on the mesh, keep those `crop_to_gt_bbox_mask`
+        keeps, draw n_samples of them with replacement.
 
     Returns:
       dict of Python floats: `iou` plus every key of `pointcloud_metrics`.
       An empty mesh scores IoU 0 and `empty_prediction_metrics` (so does the
-      surface part of a mesh of zero area). A mesh with no IoU point inside,
-      of a shape with none inside either, has IoU NaN ('original': 0/0 in
-      `compute_iou`) or 0 ('worst').
+      surface part of a mesh of zero area, or of one with no sample left by
+      the crop: the original fails on it and has no values). A mesh with no
+      IoU point inside, of a shape with none inside either, has IoU NaN
+      ('original': 0/0 in `compute_iou`) or 0 ('worst').
     """
     check_undefined(undefined)
     if rng is None:
@@ -410,7 +458,14 @@ def mesh_metrics(
         iou = occupancy_iou(occ, occ_gt)
         if undefined == "original" and not np.any(occ | (occ_gt if occ_gt.dtype == bool else occ_gt >= 0.5)):
             iou = _NAN  # The original's compute_iou divides 0 / 0 when both sets are empty.
-        pred_points, pred_normals = sample_mesh_surface(vertices, faces, n_samples, rng)
+        if crop_to_gt_bbox:
+            pred_points, pred_normals = sample_mesh_surface(vertices, faces, 2 * n_samples, rng)
+            keep = np.flatnonzero(crop_to_gt_bbox_mask(pred_points, gt_points))
+            if keep.size:
+                keep = keep[rng.integers(0, keep.size, size=n_samples)]
+            pred_points, pred_normals = pred_points[keep], pred_normals[keep]
+        else:
+            pred_points, pred_normals = sample_mesh_surface(vertices, faces, n_samples, rng)
     out = {"iou": float(iou)}
     out.update(
         pointcloud_metrics(

@@ -275,10 +275,7 @@ class _Conv3d(nn.Module):
         k, fan_in = self.kernel_size, x.shape[-1]
         init = layers.torch_uniform_init(k**3 * fan_in)
         kernel = self.param("kernel", _flat_init(init), (k, k, k, fan_in, self.features))
-        p = k // 2
-        y = jax.lax.conv_general_dilated(
-            x, kernel, (1, 1, 1), ((p, p),) * 3, dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
-        )
+        y = layers.conv3d(x, kernel)  # im2col on the CPU, whose 3-D convolution gradients are slow
         if self.use_bias:
             y = y + self.param("bias", init, (self.features,)).reshape((1, 1, 1, 1, self.features))
         return y

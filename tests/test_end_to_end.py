@@ -21,6 +21,11 @@ OUTPUTS = {
         "reconstruction.png",
         ("iou", "chamfer_l1", "normal_consistency", "fscore"),
     ),
+    "convonet": (
+        "meshes/generation.json",
+        "reconstruction.png",
+        ("iou", "chamfer_l1", "normal_consistency", "fscore"),
+    ),
     "dvr": ("mesh.ply", "renderings.png", ("field_iou", "mesh_iou", "chamfer_l1", "held_out_mask_iou")),
 }
 
@@ -42,7 +47,7 @@ def _meshes(workdir, method):
 @pytest.mark.parametrize("spec", experiment_configs.TINY)
 def test_every_methods_tiny_config_trains_meshes_and_evaluates(spec, tiny_dataset, tmp_path):
     config = experiment_configs.load(spec)
-    if config.method == "onet":
+    if config.method in ("onet", "convonet"):
         config.data.path = tiny_dataset
         if config.data.input_type == "img":  # the shared dataset gets small renders
             config.data.img_n_views = 3
@@ -56,7 +61,8 @@ def test_every_methods_tiny_config_trains_meshes_and_evaluates(spec, tiny_datase
     with open(os.path.join(workdir, "metrics.json")) as f:
         stored = json.load(f)
     for key in keys:
-        if stored[key] is None and config.method == "onet":  # Every object left out, as the original's NaN.
+        # Every object left out, as the original's NaN.
+        if stored[key] is None and config.method in ("onet", "convonet"):
             assert stored["left_out"][key] == stored["num_objects"] and result[key] is None, key
             continue
         assert np.isfinite(stored[key]), key
@@ -73,7 +79,7 @@ def test_every_methods_tiny_config_trains_meshes_and_evaluates(spec, tiny_datase
     assert [r["step"] for r in logged if "train/loss" in r][-1] == config.train.num_steps
     assert any(k.startswith("eval/") for r in logged for k in r)
     assert json.load(open(os.path.join(workdir, "config.json")))["method"] == config.method
-    if config.method == "onet":
+    if config.method in ("onet", "convonet"):
         assert stored["split"] == "val" and stored["num_objects"] == 2
         assert set(stored["per_category"]) == {"chair", "mug"}
         rows = open(os.path.join(workdir, "eval_meshes.csv")).read().strip().splitlines()

@@ -5,8 +5,11 @@ ARG is a comma-separated list of a variant and a size, both optional:
 * variants: `pointcloud` (default: the original onet_pointcloud, 300 noisy
   points in), `voxels` (32^3 voxel super-resolution, configs/voxels/onet.yaml),
   `img` (single-image reconstruction, configs/img/onet.yaml: ResNet-18 from
-  scratch) and `unconditional` (the generative model: a latent of size 128,
-  no input, chairs);
+  scratch), `img_pixel` (single-image reconstruction from pixel-aligned
+  features, PIFu's idea: ResNet-18's layer1-3 as one feature map, sampled at
+  each query point's projection into the view, with the point's camera depth;
+  same renders as `img`) and `unconditional` (the generative model: a latent
+  of size 128, no input, chairs);
 * sizes: `full` (default: the original sizes, for a GPU or TPU), `cpu` (a
   short run on the built-in data, 10-20 minutes on two CPU cores; with
   `pointcloud` it is the README's quick start) and `tiny` (the tests'
@@ -14,12 +17,14 @@ ARG is a comma-separated list of a variant and a size, both optional:
 
   python -m experiments.main --config experiments/configs/onet.py:cpu --workdir runs/quickstart
   python -m experiments.main --config experiments/configs/onet.py:img,cpu --workdir runs/img_cpu
+  python -m experiments.main --config experiments/configs/onet.py:img_pixel,cpu --workdir runs/img_pixel_cpu
   python -m experiments.main --config experiments/configs/onet.py:voxels --workdir runs/voxels
 """
 
 from implicit_fields.methods.onet import config as onet_config
 
-VARIANTS = ("pointcloud", "voxels", "img", "unconditional")
+VARIANTS = ("pointcloud", "voxels", "img", "img_pixel", "unconditional")
+IMAGE_VARIANTS = ("img", "img_pixel")
 SIZES = ("full", "cpu", "tiny")
 
 
@@ -51,6 +56,13 @@ def get_config(arg=None):
         model.encoder = "resnet18"
         model.encoder_hidden = 64  # torchvision's ResNet-18 widths 64, 128, 256, 512.
         model.c_dim = 256
+    elif variant == "img_pixel":
+        data.input_type = "img"  # The same views as `img`, with each view's camera.
+        data.img_with_camera = True  # The query points are projected with the view's world_mat / camera_mat.
+        model.encoder = "resnet18_pixel"  # layer1-3 (64, 128, 256 channels) on a 56^2 grid -> 256 channels.
+        model.encoder_hidden = 64
+        model.c_dim = 256  # Feature channels per pixel (PIFu: 256).
+        model.decoder = "pixel_aligned"
     elif variant == "unconditional":
         data.input_type = ""
         data.builtin_categories = ("chair",)
@@ -82,9 +94,11 @@ def get_config(arg=None):
             config.train.num_steps = 2500
             config.train.eval_every = 250
             config.train.checkpoint_every = 250
-        elif variant == "img":  # 64 x 64 renders used at their size.
+        elif variant in IMAGE_VARIANTS:  # 64 x 64 renders used at their size.
             data.img_size = 64
             data.builtin_img_resolution = 64
+            if variant == "img_pixel":
+                model.c_dim = 128  # A 16^2 map of 128 channels; 256 costs ~20% more per step.
         elif variant == "unconditional":  # 200 chairs (140 for training), 16 per step, 1000 steps.
             data.path = "data/builtin_chairs"
             data.builtin_objects_per_category = 200
@@ -102,7 +116,7 @@ def get_config(arg=None):
         data.points_subsample = 64
         data.pointcloud_n = 32
         model.c_dim = 0 if variant == "unconditional" else 16
-        model.encoder_hidden = 4 if variant in ("voxels", "img") else 16
+        model.encoder_hidden = 4 if variant in ("voxels",) + IMAGE_VARIANTS else 16
         model.decoder_hidden = 16
         model.decoder_blocks = 2
         if variant == "unconditional":
@@ -110,7 +124,7 @@ def get_config(arg=None):
             model.encoder_latent_hidden = 16
         if variant == "voxels":
             data.voxel_resolution = 16
-        if variant == "img":
+        if variant in IMAGE_VARIANTS:
             data.img_size = 16
             data.img_n_views = 4
             data.builtin_img_resolution = 16

@@ -18,6 +18,16 @@ chosen view's `world_mat` and `camera_mat` from the folder's `cameras.npz`, as
 'inputs.world_mat' and 'inputs.camera_mat' (the original's batch keys; float32
 [4, 4] in the convention of `implicit_fields.cameras`, whose [-1, 1] pixel units
 make them independent of `img_size`). Models ignore them.
+
+ConvONet's multi-file layout (its synthetic rooms, `implicit_fields.data.rooms`)
+loads through the same class: a scene folder with `points_iou/points_iou_XX.npz`
+and `pointcloud/pointcloud_XX.npz` instead of `points.npz` and `pointcloud.npz`
+(`onet_format.detect_layout` tells them apart from the files of the first listed
+object). A scene's item holds the arrays of its files 00, which evaluation uses
+(as `eval_query_points`, `eval_inputs`, `iou_points` read them); in training
+`sample_item` draws one points file and one point-cloud file per item from its
+rng (independently, as the original's fields with `multi_files` do) and reads
+them from disk.
 """
 
 import dataclasses
@@ -239,6 +249,7 @@ class ShapesDataset:
         self.img_size = img_size
         self.img_with_camera = img_with_camera
         self.items: List[ModelRef] = []
+        self.layout: Optional[str] = None
         listed_in = "metadata.yaml" if os.path.exists(metadata_file) else "the categories asked for"
         for category in self.categories:
             category_dir = os.path.join(path, category)
@@ -247,6 +258,8 @@ class ShapesDataset:
                     f"{category_dir}: category folder not found (category {category!r} is in {listed_in})"
                 )
             models = onet_format.read_split(category_dir, split)
+            if self.layout is None:
+                self.layout = _detect_layout(category_dir, models)
             self._check_objects(category_dir, split, models)
             self.items.extend(ModelRef(category, model) for model in models)
         self._cache: Dict[int, Dict[str, np.ndarray]] = {}
@@ -254,7 +267,11 @@ class ShapesDataset:
 
     def required_files(self) -> List[str]:
         """The files (and, ending in '/', folders) every object needs with these options."""
-        files = [onet_format.POINTS_FILE, onet_format.POINTCLOUD_FILE]
+        if self.layout == onet_format.LAYOUT_MULTI:
+            kinds = (onet_format.POINTS_IOU_DIR, onet_format.MULTI_POINTCLOUD_DIR)
+            files = [onet_format.multi_file("", kind, 0) for kind in kinds]
+        else:
+            files = [onet_format.POINTS_FILE, onet_format.POINTCLOUD_FILE]
         if self.voxels:
             files.append(binvox.VOXELS_FILE)
         if self.images:
@@ -312,7 +329,11 @@ class ShapesDataset:
           dict with 'points' float32 [N, 3] and 'occupancies' bool [N] (from
           points.npz), 'surface_points' and 'surface_normals' float32 [M, 3]
           (from pointcloud.npz), 'loc' [3] and 'scale' []; 'num_uniform' int
-          when points.npz has it (see `iou_points`); with `voxels`,
+          when points.npz has it (see `iou_points`). A scene of the multi-file
+          layout gives the same keys from its files 00 (`loc` 0 and `scale` 1:
+          the files are in the scene's frame) plus 'points_files' and
+          'pointcloud_files', the paths of all its files (str [K]), which
+          `sample_item` draws from; with `voxels`,
           also 'voxels' bool [R, R, R] (xyz order, from model.binvox); with
           `images`, also 'images' uint8 [V, H, W, 3] (see `load_images`), and
           with `img_with_camera` 'world_mat' and 'camera_mat' float32 [V, 4, 4].
@@ -324,18 +345,21 @@ class ShapesDataset:
             if index in self._cache:
                 return self._cache[index]
         model_dir = self.model_dir(index)
-        pts = onet_format.load_points_npz(os.path.join(model_dir, "points.npz"))
-        pcl = onet_format.load_pointcloud_npz(os.path.join(model_dir, "pointcloud.npz"))
-        data = {
-            "points": pts["points"],
-            "occupancies": pts["occupancies"],
-            "surface_points": pcl["points"],
-            "surface_normals": pcl["normals"],
-            "loc": np.asarray(pts["loc"], np.float32),
-            "scale": np.asarray(pts["scale"], np.float32),
-        }
-        if "num_uniform" in pts:
-            data["num_uniform"] = pts["num_uniform"]
+        if self.layout == onet_format.LAYOUT_MULTI:
+            data = load_scene(model_dir)
+        else:
+            pts = onet_format.load_points_npz(os.path.join(model_dir, "points.npz"))
+            pcl = onet_format.load_pointcloud_npz(os.path.join(model_dir, "pointcloud.npz"))
+            data = {
+                "points": pts["points"],
+                "occupancies": pts["occupancies"],
+                "surface_points": pcl["points"],
+                "surface_normals": pcl["normals"],
+                "loc": np.asarray(pts["loc"], np.float32),
+                "scale": np.asarray(pts["scale"], np.float32),
+            }
+            if "num_uniform" in pts:
+                data["num_uniform"] = pts["num_uniform"]
         if self.voxels:
             vox_path = os.path.join(model_dir, binvox.VOXELS_FILE)
             vox = binvox.read_binvox(vox_path)
@@ -358,6 +382,69 @@ class ShapesDataset:
         return data
 
 
+def _detect_layout(category_dir: str, models: Sequence[str]) -> str:
+    """The layout of a split: that of its first listed object folder that exists (ONet's if none)."""
+    for model in models:
+        folder = os.path.join(category_dir, model)
+        if os.path.isdir(folder):
+            return onet_format.detect_layout(folder) or onet_format.LAYOUT_ONET
+    return onet_format.LAYOUT_ONET
+
+
+def load_scene(folder: str) -> Dict[str, np.ndarray]:
+    """One scene of the multi-file layout: the arrays of its files 00 and the paths of all files.
+
+    Returns:
+      dict with the keys of an ONet item ('points', 'occupancies', 'surface_points',
+      'surface_normals', 'loc' zeros [3], 'scale' 1) read from
+      `points_iou/points_iou_00.npz` and `pointcloud/pointcloud_00.npz`, plus
+      'points_files' and 'pointcloud_files' (str [K], file 00 first).
+
+    Raises:
+      DataFormatError: a missing, misnumbered or malformed file (the message names it).
+    """
+    points_files = onet_format.multi_files(folder, onet_format.POINTS_IOU_DIR)
+    pointcloud_files = onet_format.multi_files(folder, onet_format.MULTI_POINTCLOUD_DIR)
+    pts = onet_format.load_points_iou_npz(points_files[0])
+    pcl = onet_format.load_multi_pointcloud_npz(pointcloud_files[0])
+    return {
+        "points": pts["points"],
+        "occupancies": pts["occupancies"],
+        "surface_points": pcl["points"],
+        "surface_normals": pcl["normals"],
+        "loc": np.zeros(3, np.float32),
+        "scale": np.asarray(1.0, np.float32),
+        "points_files": np.asarray(points_files),
+        "pointcloud_files": np.asarray(pointcloud_files),
+    }
+
+
+def draw_scene_files(data: Dict[str, np.ndarray], rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    """A training view of a multi-file scene: one points file and one point-cloud file drawn from `rng`.
+
+    The points file is drawn first, then the point-cloud file (independently, as the
+    original's `PointsField` and `PointCloudField` with `multi_files` each draw one).
+    A drawn file 00 reuses `data`'s arrays; another is read from disk. Items of the
+    ONet layout (no 'points_files') are returned unchanged and draw nothing.
+
+    Returns:
+      dict with `data`'s keys, 'points' / 'occupancies' and 'surface_points' /
+      'surface_normals' those of the drawn files.
+    """
+    if "points_files" not in data:
+        return data
+    i = int(rng.integers(0, len(data["points_files"])))
+    j = int(rng.integers(0, len(data["pointcloud_files"])))
+    out = dict(data)
+    if i:
+        pts = onet_format.load_points_iou_npz(str(data["points_files"][i]))
+        out.update(points=pts["points"], occupancies=pts["occupancies"])
+    if j:
+        pcl = onet_format.load_multi_pointcloud_npz(str(data["pointcloud_files"][j]))
+        out.update(surface_points=pcl["points"], surface_normals=pcl["normals"])
+    return out
+
+
 def sample_item(
     data: Dict[str, np.ndarray],
     rng: np.random.Generator,
@@ -372,7 +459,8 @@ def sample_item(
 
     `num_points` query points drawn with replacement from points.npz (plus
     `points_jitter` * N(0,1), as the original does for float16 files) with their
-    occupancies, and the object's input (see `object_inputs`).
+    occupancies, and the object's input (see `object_inputs`). A scene of the
+    multi-file layout first draws its files from `rng` (`draw_scene_files`).
 
     Returns:
       dict 'points' float32 [num_points, 3], 'occupancies' float32
@@ -380,6 +468,7 @@ def sample_item(
       [R, R, R] (voxels), [H, W, 3] (a random view) or [0] (no input); with
       `with_camera` (image inputs only) also the view's `CAMERA_KEYS` entries.
     """
+    data = draw_scene_files(data, rng)
     n = data["points"].shape[0]
     idx = rng.integers(0, n, size=num_points)
     points = data["points"][idx].astype(np.float32)

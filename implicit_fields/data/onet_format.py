@@ -10,6 +10,18 @@ Layout (as in ``data/ShapeNet`` of the original code)::
     DATASET/<synset>/<model_id>/shape.json      built-in objects only: the exact normalised
                                                  shape (:func:`load_shape`)
 
+The multi-file layout of ConvONet's scenes (its synthetic rooms, ``multi_files``) holds
+several files of each kind per scene, in the scene's own frame (no ``loc`` / ``scale``)::
+
+    DATASET/<class>/<scene_id>/points_iou/points_iou_%02d.npz   points (N,3) float16,
+        occupancies np.packbits(bool), z_scale, semantics (N,) int (optional here)
+    DATASET/<class>/<scene_id>/pointcloud/pointcloud_%02d.npz   points, normals (N,3) float16,
+        semantics (N,) int (optional here)
+    DATASET/<class>/<scene_id>/item_dict.npz                    the scene's recipe
+
+:func:`detect_layout` tells the two layouts apart from the files an object folder holds;
+:func:`multi_files` lists a scene's numbered files.
+
 Camera matrices of rendered views are stored in the original's ``cameras.npz`` (DVR's
 layout: ``world_mat_i``, ``camera_mat_i``, ``scale_mat_i`` and their inverses;
 :func:`save_cameras`, :func:`load_cameras`), beside the images of an ``img_choy2016/``
@@ -56,6 +68,18 @@ __all__ = [
     "npz_array",
     "load_npz",
     "load_npy",
+    "LAYOUT_ONET",
+    "LAYOUT_MULTI",
+    "POINTS_IOU_DIR",
+    "MULTI_POINTCLOUD_DIR",
+    "ITEM_DICT_FILE",
+    "detect_layout",
+    "multi_file",
+    "multi_files",
+    "write_points_iou_npz",
+    "load_points_iou_npz",
+    "write_multi_pointcloud_npz",
+    "load_multi_pointcloud_npz",
 ]
 
 POINTS_FILE = "points.npz"
@@ -288,6 +312,25 @@ def write_points_npz(path, points, occupancies, loc, scale, num_uniform=None):
     )
 
 
+def _unpack_occupancies(path, occ, n):
+    """Stored occupancies (packbits uint8 or (n,) bool) -> (n,) bool, validated."""
+    if occ.dtype == np.bool_:
+        if occ.shape != (n,):
+            _fail(path, f"boolean 'occupancies' must have shape ({n},), got {occ.shape}")
+        return occ
+    if occ.dtype == np.uint8:
+        if occ.ndim != 1:
+            _fail(path, f"packed 'occupancies' must be 1-D uint8, got shape {occ.shape}")
+        need = (n + 7) // 8
+        if occ.size < need:
+            _fail(
+                path,
+                f"packed 'occupancies' too short: {occ.size} bytes for {n} points (need {need})",
+            )
+        return np.unpackbits(occ)[:n].astype(bool)
+    _fail(path, f"'occupancies' must be packbits uint8 or bool, got dtype {occ.dtype}")
+
+
 def load_points_npz(path):
     """Read and validate a ``points.npz``.
 
@@ -309,22 +352,7 @@ def load_points_npz(path):
     d = _load_npz(path, ("points", "occupancies", "loc", "scale"), optional=("num_uniform",))
     pts = _check_points(path, "points", d["points"])
     n = pts.shape[0]
-    occ = d["occupancies"]
-    if occ.dtype == np.bool_:
-        if occ.shape != (n,):
-            _fail(path, f"boolean 'occupancies' must have shape ({n},), got {occ.shape}")
-    elif occ.dtype == np.uint8:
-        if occ.ndim != 1:
-            _fail(path, f"packed 'occupancies' must be 1-D uint8, got shape {occ.shape}")
-        need = (n + 7) // 8
-        if occ.size < need:
-            _fail(
-                path,
-                f"packed 'occupancies' too short: {occ.size} bytes for {n} points (need {need})",
-            )
-        occ = np.unpackbits(occ)[:n].astype(bool)
-    else:
-        _fail(path, f"'occupancies' must be packbits uint8 or bool, got dtype {occ.dtype}")
+    occ = _unpack_occupancies(path, d["occupancies"], n)
     loc, scale = _check_loc_scale(path, d["loc"], d["scale"])
     out = {"points": pts.astype(np.float32), "occupancies": occ, "loc": loc, "scale": scale}
     if "num_uniform" in d:
@@ -384,6 +412,170 @@ def load_pointcloud_npz(path):
         "loc": loc,
         "scale": scale,
     }
+
+
+# --------------------------------------------------------------------------------------
+# The multi-file layout (ConvONet scenes).
+# --------------------------------------------------------------------------------------
+
+LAYOUT_ONET = "onet"
+"""An object folder with ``points.npz`` and ``pointcloud.npz``."""
+LAYOUT_MULTI = "multi"
+"""A scene folder with ``points_iou/points_iou_XX.npz`` and ``pointcloud/pointcloud_XX.npz``."""
+POINTS_IOU_DIR = "points_iou"
+MULTI_POINTCLOUD_DIR = "pointcloud"
+ITEM_DICT_FILE = "item_dict.npz"
+"""A synthetic room's recipe (the original's ``item_dict.npz``)."""
+
+
+def detect_layout(folder):
+    """The layout of one object folder, from the files it holds.
+
+    Returns:
+        :data:`LAYOUT_ONET` when it has ``points.npz``, else :data:`LAYOUT_MULTI` when it
+        has a ``points_iou/`` or ``pointcloud/`` folder, else None.
+    """
+    folder = os.fspath(folder)
+    if os.path.isfile(os.path.join(folder, POINTS_FILE)):
+        return LAYOUT_ONET
+    if any(os.path.isdir(os.path.join(folder, d)) for d in (POINTS_IOU_DIR, MULTI_POINTCLOUD_DIR)):
+        return LAYOUT_MULTI
+    return None
+
+
+def multi_file(folder, kind, index):
+    """Path of file ``index`` of a kind (``POINTS_IOU_DIR`` or ``MULTI_POINTCLOUD_DIR``) of a scene."""
+    return os.path.join(os.fspath(folder), kind, f"{kind}_{int(index):02d}.npz")
+
+
+def multi_files(folder, kind):
+    """The numbered files of one kind of a scene, ``<kind>/<kind>_00.npz`` onwards.
+
+    Args:
+        folder: the scene folder.
+        kind: ``POINTS_IOU_DIR`` or ``MULTI_POINTCLOUD_DIR``.
+
+    Returns:
+        list of paths, file 0 first.
+
+    Raises:
+        DataFormatError: the sub-folder is missing or has no such files, or they are not
+            numbered 00 .. K-1 (the message names the folder and the numbers found).
+    """
+    sub = os.path.join(os.fspath(folder), kind)
+    if not os.path.isdir(sub):
+        _fail(sub, f"folder not found (a scene of the multi-file layout needs {kind}/{kind}_00.npz ...)")
+    prefix, numbers = f"{kind}_", []
+    for name in os.listdir(sub):
+        stem, ext = os.path.splitext(name)
+        if ext == ".npz" and stem.startswith(prefix) and stem[len(prefix) :].isdigit():
+            numbers.append(int(stem[len(prefix) :]))
+    numbers.sort()
+    if not numbers:
+        _fail(sub, f"no {kind}_XX.npz files")
+    if numbers != list(range(len(numbers))):
+        _fail(sub, f"{kind}_XX.npz files must be numbered 00 .. {len(numbers) - 1:02d}, found {numbers}")
+    return [multi_file(folder, kind, i) for i in numbers]
+
+
+def _check_semantics(path, semantics, n):
+    sem = np.asarray(semantics)
+    if sem.shape != (n,) or not np.issubdtype(sem.dtype, np.integer):
+        _fail(path, f"'semantics' must be an integer ({n},) array, got {sem.dtype} {sem.shape}")
+    return sem
+
+
+def write_points_iou_npz(path, points, occupancies, semantics, z_scale=0.0):
+    """Write a ``points_iou_XX.npz`` as the original's synthetic-room script does.
+
+    Args:
+        path: file path (written as given).
+        points: (N, 3) float, stored as float16.
+        occupancies: (N,) bool, stored as ``np.packbits`` uint8.
+        semantics: (N,) int, a label per point, stored as int64.
+        z_scale: float, stored as a float64 scalar (the original's rooms: 0, no rescaling).
+    """
+    pts = _check_points(path, "points", points)
+    occ = np.asarray(occupancies)
+    if occ.shape != (pts.shape[0],) or occ.dtype != np.bool_:
+        _fail(path, f"'occupancies' must be a bool ({pts.shape[0]},) array, got {occ.dtype} {occ.shape}")
+    sem = _check_semantics(path, semantics, pts.shape[0])
+    _write_npz(
+        path,
+        points=_to_float16(path, "points", pts),
+        occupancies=np.packbits(occ),
+        z_scale=np.float64(z_scale),
+        semantics=sem.astype(np.int64),
+    )
+
+
+def load_points_iou_npz(path):
+    """Read and validate a ``points_iou_XX.npz`` of the multi-file layout.
+
+    Returns:
+        dict with ``points`` (N, 3) float32, ``occupancies`` (N,) bool, and ``semantics``
+        (N,) int64 and ``z_scale`` float when the file has them.
+
+    Raises:
+        DataFormatError: naming ``path`` and the problem.
+    """
+    d = _load_npz(path, ("points", "occupancies"), optional=("semantics", "z_scale"))
+    pts = _check_points(path, "points", d["points"])
+    out = {
+        "points": pts.astype(np.float32),
+        "occupancies": _unpack_occupancies(path, d["occupancies"], pts.shape[0]),
+    }
+    if "semantics" in d:
+        out["semantics"] = _check_semantics(path, d["semantics"], pts.shape[0]).astype(np.int64)
+    if "z_scale" in d:
+        z = np.asarray(d["z_scale"])
+        if z.size != 1 or not np.issubdtype(z.dtype, np.number) or not np.isfinite(z).all():
+            _fail(path, f"'z_scale' must be a finite number, got {z.dtype} {z.shape}")
+        out["z_scale"] = float(z.reshape(()))
+    return out
+
+
+def write_multi_pointcloud_npz(path, points, normals, semantics):
+    """Write a ``pointcloud_XX.npz`` of the multi-file layout (float16 points and normals).
+
+    Args:
+        path: file path (written as given).
+        points: (N, 3) float surface points.
+        normals: (N, 3) float normals.
+        semantics: (N,) int, a label per point, stored as int64.
+    """
+    pts = _check_points(path, "points", points)
+    nrm = _check_points(path, "normals", normals)
+    if nrm.shape != pts.shape:
+        _fail(path, f"'normals' shape {nrm.shape} does not match 'points' shape {pts.shape}")
+    sem = _check_semantics(path, semantics, pts.shape[0])
+    _write_npz(
+        path,
+        points=_to_float16(path, "points", pts),
+        normals=_to_float16(path, "normals", nrm),
+        semantics=sem.astype(np.int64),
+    )
+
+
+def load_multi_pointcloud_npz(path):
+    """Read and validate a ``pointcloud_XX.npz`` of the multi-file layout.
+
+    Returns:
+        dict with ``points`` and ``normals`` (N, 3) float32, and ``semantics`` (N,) int64
+        when the file has it.
+
+    Raises:
+        DataFormatError: naming ``path`` and the problem.
+    """
+    d = _load_npz(path, ("points", "normals"), optional=("semantics",))
+    pts = _check_points(path, "points", d["points"])
+    nrm = _check_points(path, "normals", d["normals"])
+    if nrm.shape != pts.shape:
+        _fail(path, f"'normals' shape {nrm.shape} does not match 'points' shape {pts.shape}")
+    out = {"points": pts.astype(np.float32), "normals": nrm.astype(np.float32)}
+    if "semantics" in d:
+        out["semantics"] = _check_semantics(path, d["semantics"], pts.shape[0]).astype(np.int64)
+    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ original's jitter (`config.eval.iou_jitter` * N(0, 1), 1e-4 as the original's
 `PointsField` for float16 files; seeded by `config.seed` and the object's
 index, so an evaluation is reproducible; 0 turns it off); Chamfer-L1, normal
 consistency and F-score@1% between 100k points sampled on the mesh and the
-100k `pointcloud.npz` points.
+100k `pointcloud.npz` points (with `config.eval.crop_to_gt_bbox`, the
+original's room evaluation, the mesh points are first cropped to the GT point
+cloud's bounding box: `metrics.crop_to_gt_bbox_mask`).
 
 Values the original leaves undefined (an empty mesh, an F-score with precision
 = recall = 0; `implicit_fields.metrics`) follow `config.eval.undefined_metrics`:
@@ -281,6 +283,7 @@ def evaluate_meshes(config, workdir: str, records: List[Dict]) -> Dict:
             rng=np.random.default_rng([config.seed, i]),
             fscore_threshold=config.eval.fscore_threshold,
             undefined="original",
+            crop_to_gt_bbox=bool(config.eval.get("crop_to_gt_bbox", False)),
         )
         by_convention = {"original": original, "worst": metrics.worst_case(original)}
         for out in by_convention.values():
@@ -303,6 +306,7 @@ def evaluate_meshes(config, workdir: str, records: List[Dict]) -> Dict:
         **{k: means[k] for k in REPORTED},
         "split": split,
         "iou_jitter": float(config.eval.iou_jitter),
+        "crop_to_gt_bbox": bool(config.eval.get("crop_to_gt_bbox", False)),
         **{k: v for k, v in means.items() if k not in REPORTED},
     }
     summary.write_json(os.path.join(workdir, "metrics.json"), result)

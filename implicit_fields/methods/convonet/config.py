@@ -11,7 +11,7 @@ section is ONet's: the same ONet-layout datasets, built-in or prepared.
 import ml_collections
 
 from implicit_fields import config_utils
-from implicit_fields.config_utils import Bool, Choice, Float, Int, Str, Strings
+from implicit_fields.config_utils import Bool, Choice, Float, Int, Ints, Str, Strings
 
 FEATURE_TYPES = ("xz", "xy", "yz", "grid")
 
@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = data = ml_collections.ConfigDict()
     data.path = "data/builtin"  # Dataset root in the Occupancy Networks layout.
     data.builtin = True  # Generate the built-in procedural dataset at `path` if it is missing.
+    # Which built-in data: 'shapes' (the ShapeNet-like objects, ONet's) or 'rooms' (the synthetic
+    # rooms of the original's recipe, in its room layout; `data.rooms_*` below).
+    data.builtin_kind = "shapes"
     data.builtin_objects_per_category = 150  # Objects per category when generating.
     data.builtin_categories = ()  # Category names/ids to generate; () means all.
     data.builtin_num_points = 100_000  # Occupancy points per object (points.npz).
@@ -37,6 +40,12 @@ def get_config() -> ml_collections.ConfigDict:
     data.pointcloud_n = 3000  # Input points per object (original: 3000).
     data.pointcloud_noise = 0.005  # Std of the input noise (original: 0.005).
     data.cache = True  # Keep loaded objects in memory.
+    # Built-in rooms (data.builtin_kind 'rooms'; the original: 1000 rooms per class, 10 files of 100k).
+    data.rooms_object_counts = (4, 5, 6, 7, 8)  # Objects per room of each class rooms_04 ... rooms_08.
+    data.rooms_per_class = 1000  # Rooms per class (split 75 / 5 / 20 %).
+    data.rooms_num_files = 10  # pointcloud_XX / points_iou_XX files per room (training draws one).
+    data.rooms_num_points = 100_000  # Uniform occupancy points per points_iou file.
+    data.rooms_num_surface_points = 100_000  # Surface points per pointcloud file.
 
     config.model = model = ml_collections.ConfigDict()
     model.plane_type = ("xz", "xy", "yz")  # Feature planes and/or 'grid' (original: 3 planes).
@@ -52,6 +61,10 @@ def get_config() -> ml_collections.ConfigDict:
     model.unet3d = True  # A 3D U-Net on the grid.
     model.unet3d_levels = 3  # Its levels (original: 3 for 32^3, 4 for 64^3).
     model.unet3d_f_maps = 32  # Its first width (original: 32).
+    model.unet3d_layer_order = "gcr"  # 'gcr' (GroupNorm, conv, ReLU: original) or 'cr' (no norm).
+    # The crop models' lattice (grid only): networks read a point's position inside its voxel and
+    # features sit at voxel centres, so scenes larger than the training cube decode crop by crop.
+    model.local_coord = False
     model.decoder_hidden = 32  # Local decoder width (original: 32).
     model.decoder_blocks = 5  # Its ResNet blocks (original: 5).
 
@@ -85,12 +98,22 @@ def get_config() -> ml_collections.ConfigDict:
     ev.fscore_threshold = 0.01  # F-score distance (F@1%).
     ev.undefined_metrics = "original"  # 'original' or 'worst' (see the ONet config).
     ev.iou_jitter = 1e-4  # N(0, 1) * jitter added to the IoU points; 0: off.
+    # The rooms' evaluation (the original's `remove_wall`): keep the points sampled on the predicted
+    # mesh inside the ground-truth point cloud's box +- 0.007 (y only from below) before Chamfer-L1,
+    # normal consistency and F-score.
+    ev.crop_to_gt_bbox = False
     return config
 
 
 CHECKS = {
     "data.path": Str(),
     "data.builtin": Bool(),
+    "data.builtin_kind": Choice(("shapes", "rooms")),
+    "data.rooms_object_counts": Ints(4, 8),
+    "data.rooms_per_class": Int(1),
+    "data.rooms_num_files": Int(1),
+    "data.rooms_num_points": Int(1),
+    "data.rooms_num_surface_points": Int(1),
     "data.builtin_objects_per_category": Int(1),
     "data.builtin_categories": Strings(),
     "data.builtin_num_points": Int(1),
@@ -117,6 +140,8 @@ CHECKS = {
     "model.unet3d": Bool(),
     "model.unet3d_levels": Int(1),
     "model.unet3d_f_maps": Int(1),
+    "model.unet3d_layer_order": Choice(("gcr", "cr")),
+    "model.local_coord": Bool(),
     "model.decoder_hidden": Int(1),
     "model.decoder_blocks": Int(1),
     "train.batch_size": Int(1),
@@ -139,4 +164,5 @@ CHECKS = {
     "eval.fscore_threshold": Float(0.0, min_open=True),
     "eval.undefined_metrics": Choice(("original", "worst")),
     "eval.iou_jitter": Float(0.0, meaning="0: off"),
+    "eval.crop_to_gt_bbox": Bool(),
 }

@@ -17,9 +17,17 @@ import optax
 from jax.sharding import Mesh
 
 from implicit_fields import config_utils, losses, train_utils, trainer
-from implicit_fields.data import builtin, datasets, pipeline
+from implicit_fields.data import builtin, datasets, pipeline, rooms
 from implicit_fields.methods.convonet import config as convonet_config
 from implicit_fields.methods.convonet import model as convonet_model
+
+
+def ensure_data(config) -> None:
+    """Generates the built-in objects or rooms (`data.builtin_kind`) at `data.path` if they are missing."""
+    if config.data.builtin_kind == "rooms":
+        rooms.ensure_rooms(config.data, progress=config.logging.progress)
+    else:
+        builtin.ensure_dataset(config.data, progress=config.logging.progress)
 
 
 def create_model(config) -> convonet_model.ConvolutionalOccupancyNetwork:
@@ -120,7 +128,7 @@ def create_task(config, workdir: str, model, mesh: Mesh) -> trainer.Task:
             f"config.train.batch_size={config.train.batch_size} must be a multiple of the "
             f"{num_devices} devices the batch is split over"
         )
-    builtin.ensure_dataset(config.data, progress=config.logging.progress)
+    ensure_data(config)
     train_ds = datasets.from_config(config.data, config.data.train_split)
     val_ds = datasets.from_config(config.data, config.data.val_split)
     if len(train_ds) == 0:

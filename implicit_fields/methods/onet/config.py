@@ -42,9 +42,12 @@ def get_config() -> ml_collections.ConfigDict:
     data.cache = True  # Keep loaded objects in memory.
 
     config.model = model = ml_collections.ConfigDict()
-    model.encoder = "pointnet_resnet"  # 'pointnet_resnet', 'voxel_simple', 'resnet18' or '' (unconditional).
-    model.decoder = "cbatchnorm"  # 'cbatchnorm' (DecoderCBatchNorm) or 'simple'.
-    model.c_dim = 512  # Code size (original pointcloud config: 512).
+    # 'pointnet_resnet', 'voxel_simple', 'resnet18', 'resnet18_pixel' (a pixel-aligned feature map,
+    # PIFu's idea; needs data.img_with_camera) or '' (unconditional).
+    model.encoder = "pointnet_resnet"
+    # 'cbatchnorm' (DecoderCBatchNorm), 'simple' or 'pixel_aligned' (with 'resnet18_pixel' only).
+    model.decoder = "cbatchnorm"
+    model.c_dim = 512  # Code size (original pointcloud config: 512); the channels of resnet18_pixel's map.
     model.encoder_hidden = 512  # ResnetPointnet width (512); VoxelEncoder (32), Resnet18 (64) conv1 width.
     model.decoder_hidden = 256  # Decoder width (original: 256).
     model.decoder_blocks = 5  # Decoder ResNet blocks (original: 5).
@@ -123,8 +126,8 @@ CHECKS = {
     "data.img_with_camera": Bool(),
     "data.builtin_img_resolution": Int(8),
     "data.cache": Bool(),
-    "model.encoder": Choice(("pointnet_resnet", "voxel_simple", "resnet18", "")),
-    "model.decoder": Choice(("cbatchnorm", "simple")),
+    "model.encoder": Choice(("pointnet_resnet", "voxel_simple", "resnet18", "resnet18_pixel", "")),
+    "model.decoder": Choice(("cbatchnorm", "simple", "pixel_aligned")),
     "model.c_dim": Int(0),
     "model.encoder_hidden": Int(1),
     "model.decoder_hidden": Int(1),
@@ -156,4 +159,10 @@ CHECKS = {
 }
 
 # Which encoder reads which input (the model's `encoder` and the data's `input_type`).
-ENCODER_INPUTS = {"pointnet_resnet": "pointcloud", "voxel_simple": "voxels", "resnet18": "img", "": ""}
+ENCODER_INPUTS = {
+    "pointnet_resnet": "pointcloud",
+    "voxel_simple": "voxels",
+    "resnet18": "img",
+    "resnet18_pixel": "img",
+    "": "",
+}

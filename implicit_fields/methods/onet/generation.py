@@ -7,7 +7,9 @@ comparing inputs, reconstructions and ground truth. The unconditional model
 (z_dim > 0, no encoder) reconstructs each object from the posterior mean of
 q(z | p, o) given `data.points_subsample` of its occupancy points, so that its
 meshes can be evaluated like the conditional models'; a conditional model with
-a latent decodes the prior mean, as the original's generator does.
+a latent decodes the prior mean, as the original's generator does. The
+pixel-aligned image model encodes view 0 to its feature map once, with that
+view's cameras (saved beside the input), and MISE only decodes.
 
 `generate(config, workdir)` is ONet's generate mode (a split of the trained
 run). `sample_meshes` decodes latents drawn from the prior N(0, I), and
@@ -34,21 +36,30 @@ logger = logging.getLogger(__name__)
 
 
 def create_field_fns(model: models.OccupancyNetwork, variables):
-    """Jitted `encode(inputs [...]) -> c [c_dim]` and `decode(c, points [N,3], z=None) -> logits [N]`.
+    """Jitted `encode(inputs [...], cameras=None) -> c` and `decode(c, points [N,3], z=None) -> logits [N]`.
 
     Both compile once per input shape; `decode` takes the codes as arguments
     so that a new object does not trigger a new compilation. `z` [z_dim] is the
-    latent of a model with z_dim > 0 (default: the prior mean).
+    latent of a model with z_dim > 0 (default: the prior mean). The
+    pixel-aligned model's `cameras` are {'world_mat', 'camera_mat'} [4, 4] of
+    the image's view, and its c the dict of `OccupancyNetwork.encode` (no batch axis).
     """
 
+    def add_batch(tree):
+        return jax.tree.map(lambda x: x[None], tree)
+
     @jax.jit
-    def encode(inputs):
-        return model.apply(variables, inputs[None], method=models.OccupancyNetwork.encode)[0]
+    def encode(inputs, cameras=None):
+        c = model.apply(
+            variables, inputs[None], cameras=add_batch(cameras), method=models.OccupancyNetwork.encode
+        )
+        return jax.tree.map(lambda x: x[0], c)
 
     @jax.jit
     def decode(c, points, z=None):
         zb = None if z is None else z[None]
-        return model.apply(variables, points[None], c[None], zb, method=models.OccupancyNetwork.decode)[0]
+        out = model.apply(variables, points[None], add_batch(c), zb, method=models.OccupancyNetwork.decode)
+        return out[0]
 
     return encode, decode
 
@@ -64,6 +75,12 @@ def create_latent_fn(model: models.OccupancyNetwork, variables):
         return mean[0]
 
     return posterior_mean
+
+
+def object_cameras(data) -> Dict[str, np.ndarray]:
+    """{'world_mat', 'camera_mat'} [4, 4] of the view an object's evaluation input shows (view 0)."""
+    cams = datasets.view_cameras(data, datasets.image_view(data, None, train=False))
+    return {"world_mat": cams["inputs.world_mat"], "camera_mat": cams["inputs.camera_mat"]}
 
 
 def refinement_second_order(config) -> bool:
@@ -129,8 +146,12 @@ def generate_meshes(
     encode, decode = create_field_fns(model, variables)
     autoencode = model.z_dim > 0 and model.encoder is None
     posterior_mean = create_latent_fn(model, variables) if autoencode else None
+    with_cameras = models.needs_cameras(model.encoder)
 
     def field_fn(i, data, inputs):
+        if with_cameras:  # The feature map is computed once; MISE only decodes.
+            cameras = object_cameras(data)
+            return functools.partial(decode, encode(inputs, cameras)), cameras
         c = encode(inputs)
         if posterior_mean is None:
             return functools.partial(decode, c), {}
@@ -140,7 +161,9 @@ def generate_meshes(
 
     def picture_input(inputs, extra):
         # The unconditional model shows the occupied points its latent encodes.
-        return extra["latent_points"][extra["latent_occupancies"] > 0.5] if extra else inputs
+        if "latent_points" not in extra:
+            return inputs
+        return extra["latent_points"][extra["latent_occupancies"] > 0.5]
 
     out_dir = os.path.join(workdir, "meshes")
     record_path = os.path.join(out_dir, "generation.json")

@@ -11,9 +11,15 @@ prior (`sample_prior`) and whose codes can be interpolated (`interpolate_codes`)
 
 `make_logit_fn` turns trained variables and one object's code(s) into the plain
 function `points (N, 3) -> logits (N,)` that mesh extraction consumes.
+
+The pixel-aligned image model (encoder 'resnet18_pixel', decoder
+'pixel_aligned'; PIFu's idea) has a dict for its code: the image's feature map
+and the view's cameras, {'features' [batch, h, w, C], 'world_mat',
+'camera_mat' [batch, 4, 4]}; its methods take the cameras as `cameras`
+({'world_mat', 'camera_mat'}), which every other model ignores.
 """
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -21,15 +27,24 @@ import jax.numpy as jnp
 
 from implicit_fields import decoders, encoders, losses
 
+PIXEL_ENCODERS = {"resnet18_pixel": "pixel_aligned"}
+"""Encoders whose code is a pixel-aligned feature map, and the decoder that reads it."""
+
+
+def needs_cameras(encoder: Optional[str]) -> bool:
+    """Whether the model of `encoder` projects query points with the view's cameras."""
+    return encoder in PIXEL_ENCODERS
+
 
 class OccupancyNetwork(nn.Module):
     """f(p, x[, z]) -> occupancy logit, with x encoded to a code c.
 
     Attributes:
-      encoder: config name of the encoder ('pointnet_resnet', 'voxel_simple'
-        or 'resnet18'), or None for an unconditional model (c is empty).
-      decoder: config name of the decoder ('cbatchnorm' or 'simple').
-      c_dim: code size.
+      encoder: config name of the encoder ('pointnet_resnet', 'voxel_simple',
+        'resnet18' or 'resnet18_pixel'), or None for an unconditional model (c is empty).
+      decoder: config name of the decoder ('cbatchnorm', 'simple' or, with
+        'resnet18_pixel' and only with it, 'pixel_aligned').
+      c_dim: code size (the channels of the feature map of 'resnet18_pixel').
       encoder_hidden: encoder width (ResnetPointnet hidden size; VoxelEncoder
         and Resnet18 channels of their first convolution).
       decoder_hidden: decoder width.
@@ -52,6 +67,14 @@ class OccupancyNetwork(nn.Module):
     encoder_latent_hidden: int = 128
 
     def setup(self):
+        pixel_decoder = PIXEL_ENCODERS.get(self.encoder)
+        if (pixel_decoder or self.decoder == "pixel_aligned") and self.decoder != pixel_decoder:
+            raise ValueError(
+                f"decoder {self.decoder!r} with encoder {self.encoder!r}: the pixel-aligned image "
+                f"model pairs encoder 'resnet18_pixel' with decoder 'pixel_aligned'"
+            )
+        if pixel_decoder and self.z_dim > 0:
+            raise ValueError(f"the pixel-aligned image model has no latent (z_dim={self.z_dim}); use 0")
         if self.encoder is not None:
             self.encoder_net = encoders.create_encoder(
                 self.encoder, c_dim=self.c_dim, hidden_dim=self.encoder_hidden
@@ -64,7 +87,7 @@ class OccupancyNetwork(nn.Module):
             self.decoder, hidden_size=self.decoder_hidden, n_blocks=self.decoder_blocks
         )
 
-    def encode(self, inputs, train: bool = False):
+    def encode(self, inputs, train: bool = False, cameras: Optional[Mapping[str, jnp.ndarray]] = None):
         """Encodes the conditioning input to c [batch, c_dim].
 
         Args:
@@ -72,10 +95,27 @@ class OccupancyNetwork(nn.Module):
             images [batch, H, W, 3] in [0, 1], or
             anything with a batch axis for an unconditional model (then c is
             the empty [batch, 0]).
+          train: batch-norm mode.
+          cameras: {'world_mat', 'camera_mat'} [batch, 4, 4] of the images'
+            views; needed by the pixel-aligned model, whose c is then the dict
+            {'features' [batch, h, w, c_dim], 'world_mat', 'camera_mat'};
+            ignored by the others.
+
+        Raises:
+          ValueError: the pixel-aligned model without cameras.
         """
         if self.encoder is None:
             return jnp.zeros((inputs.shape[0], 0), jnp.float32)
-        return self.encoder_net(inputs, train=train)
+        if not needs_cameras(self.encoder):
+            return self.encoder_net(inputs, train=train)
+        if cameras is None or any(k not in cameras for k in ("world_mat", "camera_mat")):
+            raise ValueError(
+                f"the {self.encoder!r} encoder projects query points into the image and needs its view's "
+                f"cameras {{'world_mat', 'camera_mat'}} (data.img_with_camera=True), got "
+                f"{None if cameras is None else sorted(cameras)}"
+            )
+        c = self.encoder_net(inputs, train=train)
+        return {**c, "world_mat": cameras["world_mat"], "camera_mat": cameras["camera_mat"]}
 
     def infer_z(self, points, occupancies, c, train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
         """The posterior q(z | p, o, c) as (mean, logstd), each [batch, z_dim].
@@ -83,7 +123,7 @@ class OccupancyNetwork(nn.Module):
         Args:
           points: [batch, T, 3].
           occupancies: [batch, T] in {0, 1}.
-          c: [batch, c_dim] (may be empty).
+          c: [batch, c_dim] (may be empty; z_dim is 0 for a dict c).
 
         Returns:
           Empty [batch, 0] arrays when z_dim is 0.
@@ -96,13 +136,15 @@ class OccupancyNetwork(nn.Module):
 
     def decode(self, points, c, z=None, train: bool = False):
         """Decodes query points [batch, points, 3] with codes c [batch, c_dim]
-        and, for z_dim > 0, latents z [batch, z_dim] (default: the prior mean
-        0) to logits [batch, points]."""
+        (the pixel-aligned model: the dict of `encode`) and, for z_dim > 0,
+        latents z [batch, z_dim] (default: the prior mean 0) to logits [batch, points]."""
         if self.z_dim > 0 and z is None:
             z = jnp.zeros((points.shape[0], self.z_dim), jnp.float32)
         return self.decoder_net(points, c, z=z, train=train)
 
-    def compute_elbo(self, points, occupancies, inputs, rng, train: bool = False) -> Dict[str, jnp.ndarray]:
+    def compute_elbo(
+        self, points, occupancies, inputs, rng, train: bool = False, cameras=None
+    ) -> Dict[str, jnp.ndarray]:
         """The terms of the training loss (the original's `compute_loss` / `compute_elbo`).
 
         c = encode(inputs); z = mean + exp(logstd) * eps with eps ~ N(0, I)
@@ -116,12 +158,13 @@ class OccupancyNetwork(nn.Module):
           inputs: conditioning input [batch, ...].
           rng: PRNG key (or None when z_dim is 0).
           train: batch-norm mode.
+          cameras: the views' cameras (see `encode`).
 
         Returns:
           dict 'logits' [batch, T], 'kl' [batch] (KL(q || N(0, I)) summed over
           z), 'mean' and 'logstd' [batch, z_dim].
         """
-        c = self.encode(inputs, train=train)
+        c = self.encode(inputs, train=train, cameras=cameras)
         mean, logstd = self.infer_z(points, occupancies, c, train=train)
         if self.z_dim > 0:
             eps = jax.random.normal(rng, mean.shape, mean.dtype)
@@ -133,7 +176,9 @@ class OccupancyNetwork(nn.Module):
         logits = self.decode(points, c, z=z, train=train)
         return {"logits": logits, "kl": kl, "mean": mean, "logstd": logstd}
 
-    def reconstruct(self, points, inputs, latent_points=None, latent_occupancies=None, train: bool = False):
+    def reconstruct(
+        self, points, inputs, latent_points=None, latent_occupancies=None, train: bool = False, cameras=None
+    ):
         """Deterministic logits of an object's query points, for evaluation.
 
         c = encode(inputs). With z_dim > 0 and `latent_points` given, z is the
@@ -148,12 +193,13 @@ class OccupancyNetwork(nn.Module):
           latent_points: optional [batch, T', 3].
           latent_occupancies: optional [batch, T'].
           train: batch-norm mode.
+          cameras: the views' cameras (see `encode`).
 
         Returns:
           dict 'logits' [batch, T] and 'kl' [batch] (KL of the posterior; zero
           without one).
         """
-        c = self.encode(inputs, train=train)
+        c = self.encode(inputs, train=train, cameras=cameras)
         if self.z_dim > 0 and latent_points is not None:
             mean, logstd = self.infer_z(latent_points, latent_occupancies, c, train=train)
             z, kl = mean, losses.kl_normal_std(mean, logstd)
@@ -161,13 +207,13 @@ class OccupancyNetwork(nn.Module):
             z, kl = None, jnp.zeros((points.shape[0],), jnp.float32)
         return {"logits": self.decode(points, c, z=z, train=train), "kl": kl}
 
-    def __call__(self, points, inputs, train: bool = False, z=None):
+    def __call__(self, points, inputs, train: bool = False, z=None, cameras=None):
         """Logits [batch, points] for query points [batch, points, 3] given inputs [batch, ...].
 
         With z_dim > 0 and no `z`, decodes the prior mean (the original's
-        `forward(..., sample=False)`).
+        `forward(..., sample=False)`). `cameras`: see `encode`.
         """
-        c = self.encode(inputs, train=train)
+        c = self.encode(inputs, train=train, cameras=cameras)
         if self.z_dim > 0 and self.is_initializing():
             # Create the latent encoder's parameters too.
             self.infer_z(points, jnp.zeros(points.shape[:2], jnp.float32), c)
@@ -223,7 +269,8 @@ def make_logit_fn(
     Args:
       model: the network.
       variables: its variables ({'params', 'batch_stats'}).
-      c: the object's code, [c_dim].
+      c: the object's code, [c_dim] (the pixel-aligned model: the dict of
+        `encode` without its batch axis).
       chunk_size: points per decoder call inside the function (bounds memory;
         the chunks run in a `lax.map`).
       z: the object's latent, [z_dim] (models with z_dim > 0; default the prior mean).
@@ -232,9 +279,11 @@ def make_logit_fn(
       A pure function of a float32 [N, 3] array.
     """
 
+    cb = jax.tree.map(lambda x: x[None], c)
+
     def logits(points):
         zb = None if z is None else z[None]
-        out = model.apply(variables, points[None], c[None], zb, method=OccupancyNetwork.decode)
+        out = model.apply(variables, points[None], cb, zb, method=OccupancyNetwork.decode)
         return out[0]
 
     def fn(points):

@@ -5,7 +5,9 @@ The loss is the original's (`im2mesh/onet/training.py: compute_loss`):
 KL term is zero without a latent (z_dim 0), which leaves the conditional
 models' loss unchanged. The batch of step `s` is a pure function of (seed, s)
 (`data.pipeline.make_train_batch`). Validation measures the IoU of the
-thresholded field on fixed query points of the validation objects.
+thresholded field on fixed query points of the validation objects. The
+pixel-aligned image model also reads the chosen view's cameras, the batch
+entries 'inputs.world_mat' and 'inputs.camera_mat' (`batch_cameras`).
 """
 
 import functools
@@ -57,6 +59,23 @@ def dummy_inputs(
     return points, inputs
 
 
+def dummy_cameras(batch_size: int) -> Dict[str, jnp.ndarray]:
+    """Cameras for `model.init` of the pixel-aligned model: 2 units in front of the origin, focal 2."""
+    world_mat = jnp.eye(4, dtype=jnp.float32).at[2, 3].set(2.0)
+    camera_mat = jnp.diag(jnp.asarray([2.0, 2.0, 1.0, 1.0], jnp.float32))
+    return {
+        "world_mat": jnp.broadcast_to(world_mat, (batch_size, 4, 4)),
+        "camera_mat": jnp.broadcast_to(camera_mat, (batch_size, 4, 4)),
+    }
+
+
+def batch_cameras(batch: Dict[str, jax.Array]) -> Optional[Dict[str, jax.Array]]:
+    """The views' cameras {'world_mat', 'camera_mat'} of a batch with `datasets.CAMERA_KEYS`, else None."""
+    if "inputs.world_mat" not in batch:
+        return None
+    return {"world_mat": batch["inputs.world_mat"], "camera_mat": batch["inputs.camera_mat"]}
+
+
 def init_variables(config, model: onet_model.OccupancyNetwork, key):
     """{'params', 'batch_stats'} of a fresh model, initialised on dummy inputs of the config's shapes."""
     points, inputs = dummy_inputs(
@@ -67,6 +86,8 @@ def init_variables(config, model: onet_model.OccupancyNetwork, key):
         config.data.voxel_resolution,
         config.data.img_size,
     )
+    if onet_model.needs_cameras(model.encoder):
+        return model.init(key, points, inputs, train=False, cameras=dummy_cameras(2))
     return model.init(key, points, inputs, train=False)
 
 
@@ -87,7 +108,9 @@ def loss_fn(model: onet_model.OccupancyNetwork, params, batch_stats, batch: Dict
     Args:
       model: the network.
       params, batch_stats: its variables.
-      batch: 'points' [B, T, 3], 'occupancies' [B, T], 'inputs' [B, ...].
+      batch: 'points' [B, T, 3], 'occupancies' [B, T], 'inputs' [B, ...]
+        (and the cameras 'inputs.world_mat', 'inputs.camera_mat' [B, 4, 4]
+        with `data.img_with_camera`).
       rng: the key of the VAE's reparameterisation noise.
 
     Returns:
@@ -101,6 +124,7 @@ def loss_fn(model: onet_model.OccupancyNetwork, params, batch_stats, batch: Dict
         batch["inputs"],
         rng,
         train=True,
+        cameras=batch_cameras(batch),
         mutable=["batch_stats"],
         method="compute_elbo",
     )
@@ -123,7 +147,8 @@ def eval_step(state, batch: Dict[str, jax.Array], threshold_logit: float, num_la
     conditional models.
 
     Args:
-      batch: 'points' [B, T, 3], 'occupancies' [B, T], 'inputs' [B, ...].
+      batch: 'points' [B, T, 3], 'occupancies' [B, T], 'inputs' [B, ...]
+        (and the cameras, as `loss_fn`).
       threshold_logit: occupancy threshold in logits.
       num_latent_points: points given to the latent encoder (0: none).
 
@@ -139,6 +164,7 @@ def eval_step(state, batch: Dict[str, jax.Array], threshold_logit: float, num_la
         batch["points"][:, :k] if k else None,
         batch["occupancies"][:, :k] if k else None,
         train=False,
+        cameras=batch_cameras(batch),
         method="reconstruct",
     )
     logits = out["logits"]
@@ -180,6 +206,26 @@ def check_config(config) -> None:
         )
     if encoder and not config.model.c_dim:
         raise ValueError(f"config.model.c_dim=0: the {encoder!r} encoder needs a code size >= 1")
+    decoder, pixel_decoder = config.model.decoder, onet_model.PIXEL_ENCODERS.get(encoder)
+    if pixel_decoder and decoder != pixel_decoder:
+        raise ValueError(
+            f"config.model.decoder={decoder!r}: the {encoder!r} encoder returns a feature map, which only "
+            f"the {pixel_decoder!r} decoder reads"
+        )
+    if decoder in onet_model.PIXEL_ENCODERS.values() and not pixel_decoder:
+        raise ValueError(
+            f"config.model.decoder={decoder!r} reads a pixel-aligned feature map: use "
+            f"config.model.encoder='resnet18_pixel' (not {encoder!r})"
+        )
+    if pixel_decoder and not config.data.img_with_camera:
+        raise ValueError(
+            f"config.data.img_with_camera=False: the {encoder!r} encoder projects the query points with "
+            f"the view's cameras; set data.img_with_camera=True"
+        )
+    if pixel_decoder and config.model.z_dim:
+        raise ValueError(
+            f"config.model.z_dim={config.model.z_dim}: the {encoder!r} model has no latent; use 0"
+        )
     if not encoder and not config.model.z_dim and config.model.c_dim:
         raise ValueError(
             f"config.model.c_dim={config.model.c_dim} without an encoder: use c_dim=0 (and z_dim > 0 "
