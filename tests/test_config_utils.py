@@ -11,7 +11,12 @@ from implicit_fields.methods import dvr, onet
 
 SHIPPED = [
     f"onet.py:{v},{s}"
-    for v in ("pointcloud", "voxels", "img", "unconditional")
+    for v in ("pointcloud", "voxels", "img", "img_pixel", "unconditional")
+    for s in ("full", "cpu", "tiny")
+]
+SHIPPED += [
+    f"convonet.py:{v},{s}"
+    for v in ("planes", "grid", "rooms", "rooms_grid", "rooms_sliding")
     for s in ("full", "cpu", "tiny")
 ]
 SHIPPED += ["onet.py", "onet.py:cpu", "dvr.py", "dvr.py:cpu", "dvr.py:full", "dvr.py:tiny"]

@@ -12,10 +12,11 @@ import ml_collections
 import pytest
 
 from implicit_fields import config_utils, trainer
+from implicit_fields.methods.convonet import config as convonet_config
 from implicit_fields.methods.dvr import config as dvr_config
 from implicit_fields.methods.onet import config as onet_config
 
-METHODS = {"onet": onet_config, "dvr": dvr_config}
+METHODS = {"onet": onet_config, "dvr": dvr_config, "convonet": convonet_config}
 
 
 def _checks(name):
@@ -44,6 +45,8 @@ def _bad_values(check, default):
         return ["", "  ", 3, None]
     if isinstance(check, (config_utils.Strings, config_utils.Steps)):
         return [5, "abc", [3.5], None]
+    if isinstance(check, config_utils.Ints):
+        return [5, (), [3.5], [check.maximum + 1], [check.minimum, check.minimum], None]
     raise AssertionError(f"no bad values for {check!r}")
 
 
