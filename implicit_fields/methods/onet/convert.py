@@ -18,16 +18,10 @@ one to one; what differs is the layout of the weights:
   an affine batch norm's `weight` / `bias` -> `scale` / `bias`.
 
 Checkpoints of the legacy CBN decoder (`CBatchNorm1d_legacy`: Linear `fc_gamma` /
-`fc_beta`) are recognised by those names. `load_state_dict` reads a `.pt` file with torch
-(when installed) or, without torch, a `.npz` holding the state dict's arrays under their
-names (`NPZ_RECIPE`).
-
-The original's checkpoints also hold numpy scalars (`loss_val_best`, pickled by numpy
-1.x as `numpy.core.multiarray.scalar`), which torch >= 2.6's safe loader (the default,
-`weights_only=True`) refuses: "Unsupported global numpy.core.multiarray.scalar". Here
-the safe loader is kept and only numpy's scalar reconstructor and dtypes are added to
-what it accepts (`torch.serialization.safe_globals`, under both numpy names); nothing
-else is unpickled.
+`fc_beta`) are recognised by those names. `load_state_dict` (a `.pt` with torch's safe
+loader, numpy scalars allowed, or a `.npz` of the arrays: `NPZ_RECIPE`), `check_output`
+and `ConversionError` are those of `implicit_fields.torch_checkpoints`, shared with
+ConvONet's converter.
 
 `from_state_dict` checks the whole state dict against the model the config describes
 and reports every missing, unexpected, mis-shaped, non-float and non-finite entry at
@@ -36,9 +30,7 @@ names and layouts). `check_output` / `save_as_run` never write into a folder tha
 empty.
 """
 
-import contextlib
 import os
-import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import flax
@@ -46,8 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from implicit_fields import checkpointing, train_utils
-from implicit_fields.data import onet_format
+from implicit_fields import checkpointing, torch_checkpoints, train_utils
 from implicit_fields.methods.onet import model as models
 from implicit_fields.methods.onet import task
 
@@ -63,152 +54,15 @@ __all__ = [
     "NPZ_RECIPE",
 ]
 
-NPZ_RECIPE = """\
-import numpy as np, torch
-
-# The original checkpoints hold a numpy float ('loss_val_best'): allow numpy's scalars, nothing else.
-scalar = np.float64(0).__reduce__()[0]
-torch.serialization.add_safe_globals(
-    [
-        (scalar, "numpy.core.multiarray.scalar"),
-        (scalar, "numpy._core.multiarray.scalar"),
-        np.dtype,
-        type(np.dtype("float64")),
-    ]
-)
-state = torch.load("model.pt", map_location="cpu")["model"]
-np.savez("state.npz", **{k: v.numpy() for k, v in state.items()})
-"""
-"""Python that writes a `.npz` of an original checkpoint's state dict (torch >= 2.6; older
-torch loads it with a plain `torch.load('model.pt', map_location='cpu')`)."""
-
-# Numpy dtypes whose scalars the safe loader may rebuild.
-_SCALAR_DTYPES = ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
+# Shared with the other converters (`implicit_fields.torch_checkpoints`).
+ConversionError = torch_checkpoints.ConversionError
+load_state_dict = torch_checkpoints.load_state_dict
+check_output = torch_checkpoints.check_output
+NPZ_RECIPE = torch_checkpoints.NPZ_RECIPE
 
 _PREFIXES = {"encoder_net": "encoder", "decoder_net": "decoder", "encoder_latent_net": "encoder_latent"}
 _STATS = {"mean": "running_mean", "var": "running_var"}
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
-
-
-class ConversionError(ValueError):
-    """The state dict does not match the model; the message lists every problem."""
-
-
-# --------------------------------------------------------------------------------------
-# Reading state dicts.
-# --------------------------------------------------------------------------------------
-
-
-def load_state_dict(path: str, allow_pickle: bool = False) -> Dict[str, np.ndarray]:
-    """Reads a state dict from a `.pt` checkpoint (needs torch) or a `.npz` of its arrays.
-
-    A '.pt' file holding a dict with a 'model' entry (the original's `CheckpointIO`
-    format) yields that entry; a bare state dict is used as is. A 'module.' prefix
-    (from `nn.DataParallel`) is removed from every name.
-
-    Args:
-      path: the file.
-      allow_pickle: let torch unpickle arbitrary objects (`weights_only=False`); only
-        for files you trust. By default only tensors, plain containers and numpy scalars load.
-
-    Returns:
-      dict name -> numpy array.
-
-    Raises:
-      ConversionError: unreadable file, torch missing for a '.pt', or no tensors.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ConversionError(f"{path}: file not found")
-    if path.endswith(".npz"):
-        try:
-            state = onet_format.load_npz(path)  # Plain arrays only, never pickled objects.
-        except onet_format.DataFormatError as e:
-            raise ConversionError(str(e)) from e
-    else:
-        try:
-            import torch
-        except ImportError as e:
-            raise ConversionError(
-                f"{path}: reading a PyTorch checkpoint needs torch; without it, give a .npz of its "
-                "state dict, written where torch is available (see convert.NPZ_RECIPE)"
-            ) from e
-        obj = _torch_load(torch, path, allow_pickle)
-        if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
-            obj = obj["model"]
-        if not isinstance(obj, Mapping):
-            raise ConversionError(
-                f"{path}: expected a state dict (or a dict with 'model'), got {type(obj).__name__}"
-            )
-        state = {}
-        for k, v in obj.items():
-            if hasattr(v, "detach"):
-                v = v.detach().cpu()
-                if v.is_floating_point() and v.dtype not in (torch.float16, torch.float32, torch.float64):
-                    v = v.float()  # bfloat16 and the like have no numpy dtype.
-                state[k] = v.numpy()
-            elif isinstance(v, np.ndarray):
-                state[k] = v
-        if not state:
-            raise ConversionError(f"{path}: holds no tensors (keys: {sorted(obj)[:10]})")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
-def _torch_load(torch, path: str, allow_pickle: bool):
-    """`torch.load` of `path` on the CPU with the safe loader, numpy scalars allowed."""
-    safe_globals = getattr(torch.serialization, "safe_globals", None)
-    allowed = safe_globals(_numpy_scalar_globals()) if safe_globals else contextlib.nullcontext()
-    try:
-        with allowed:
-            return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-    except Exception as e:  # noqa: BLE001 - torch raises many types here
-        text = str(e)
-        unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if unsupported and not allow_pickle:
-            old = (
-                ""
-                if safe_globals
-                else f" (torch {torch.__version__} cannot allow numpy scalars: use torch >= 2.5)"
-            )
-            raise ConversionError(
-                f"{path}: holds a {unsupported.group(1)!r} object, which the safe loader of torch does not "
-                f"read{old}; an original Occupancy Networks checkpoint holds only tensors, plain "
-                "containers and numpy scalars"
-            ) from e
-        weights_only = re.search(r"WeightsUnpickler error:\s*(.*?)(?:Check the documentation|$)", text, re.S)
-        if weights_only and weights_only.group(1).strip():
-            detail = "the safe loader failed: " + " ".join(weights_only.group(1).split())
-        else:
-            first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-            detail = f"{type(e).__name__}: {first}"
-        raise ConversionError(f"{path}: cannot load with torch {torch.__version__}: {detail}") from e
-
-
-def _alias(fn, module: str, name: str):
-    """`fn` under another importable name (what an older pickle calls it)."""
-
-    def alias(*args):
-        return fn(*args)
-
-    alias.__module__, alias.__name__, alias.__qualname__ = module, name, name
-    return alias
-
-
-def _numpy_scalar_globals():
-    """What a pickled numpy scalar needs: numpy's scalar reconstructor and the dtypes.
-
-    Numpy 1.x pickles the reconstructor as `numpy.core.multiarray.scalar`, numpy 2 as
-    `numpy._core.multiarray.scalar`; the safe loader matches names, so the one this
-    numpy does not have gets an alias.
-    """
-    scalar = np.float64(0).__reduce__()[0]
-    allowed = [scalar, np.dtype, *{type(np.dtype(t)) for t in _SCALAR_DTYPES}]
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        if scalar.__module__ != module:
-            allowed.append(_alias(scalar, module, "scalar"))
-    return allowed
 
 
 # --------------------------------------------------------------------------------------
@@ -433,34 +287,19 @@ def convert_checkpoint(path: str, config, allow_pickle: bool = False):
     return model, variables
 
 
-def check_output(workdir: str) -> str:
-    """Checks that `workdir` is a folder the converter may write: new, or empty.
-
-    Returns:
-      the absolute path.
-
-    Raises:
-      ValueError: `workdir` (or a folder above it) is a file, or `workdir` is not
-        empty (a run, or anything else, is never overwritten).
-    """
-    path = os.path.abspath(workdir)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{path}: is a file; the output must be a new or empty folder")
-    parent = os.path.dirname(path)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ValueError(f"{path}: {parent} is a file; the output must be a new or empty folder")
-    entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
-    if entries:
-        run = [e for e in ("config.json", "best", "checkpoints") if e in entries]
-        what = "a run (" + ", ".join(run) + ")" if run else ", ".join(entries[:5])
-        more = f" and {len(entries) - 5} more" if not run and len(entries) > 5 else ""
-        raise ValueError(
-            f"{path}: already holds {what}{more}; the output must be a new or empty folder "
-            "(nothing was written)"
-        )
-    return path
+def _differences(variables, shapes) -> List[str]:
+    """Where `variables` differ from the model's `shapes` in names or shapes ('collection/path: ...')."""
+    out = []
+    for collection, tree in variables.items():
+        ours = {p: tuple(np.shape(x)) for p, x in _flatten(tree).items()}
+        model = {p: tuple(x.shape) for p, x in _flatten(shapes.get(collection, {})).items()}
+        for path in sorted(set(ours) | set(model)):
+            name, shape = "/".join((collection,) + path), ours.get(path)
+            if path not in model:
+                out.append(f"{name}: not in the model")
+            elif shape != model[path]:
+                out.append(f"{name}: {'missing' if shape is None else shape}, the model's {model[path]}")
+    return out
 
 
 def save_as_run(config, variables, workdir: str, source: Optional[str] = None) -> str:
@@ -468,26 +307,41 @@ def save_as_run(config, variables, workdir: str, source: Optional[str] = None) -
 
     `workdir/config.json` and a step-0 checkpoint in `workdir/best` (optimiser
     state freshly initialised), so `--mode generate` / `--mode eval` work on it.
+    Without (or with empty) 'batch_stats' in `variables`, the model's initial ones are saved.
 
     Returns:
       the absolute workdir.
 
     Raises:
-      ValueError: `workdir` is not a new or empty folder (`check_output`).
+      ValueError: `workdir` is not a new or empty folder (`check_output`), or the
+        variables are not those of the config's model; nothing is written then.
     """
     workdir = check_output(workdir)
+    model = models.create_model(config.model)
+    given = {k: variables[k] for k in ("params", "batch_stats") if variables.get(k)}
+    differences = _differences(given, variable_shapes(model, config))
+    if "params" not in given or differences:
+        shown = "; ".join(differences[:3]) + (
+            f"; ... and {len(differences) - 3} more" if len(differences) > 3 else ""
+        )
+        raise ValueError(
+            f"{workdir}: the variables are not those of the config's model ({shown or 'no params'}; "
+            "nothing was written)"
+        )
+    init_key, _ = train_utils.rng_keys(config.seed)
+
+    # The method's own fresh state with the converted variables; under jit the unused
+    # initialisation of the variables is left out (0.3-0.5 s instead of 3-6 s on a CPU, onet.py).
+    def fresh_state(key, params, batch_stats):
+        state = task.init_state(config, model, key)
+        return state.replace(params=params, batch_stats=batch_stats if batch_stats else state.batch_stats)
+
+    state = jax.jit(fresh_state)(init_key, given["params"], given.get("batch_stats", {}))
+    repl, _ = train_utils.shardings(train_utils.create_mesh())
+    state = jax.device_put(state, repl)
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
-    mesh = train_utils.create_mesh()
-    repl, _ = train_utils.shardings(mesh)
-    init_key, _ = train_utils.rng_keys(config.seed)
-    state = jax.device_put(task.init_state(config, models.create_model(config.model), init_key), repl)
-    params = jax.device_put(variables["params"], repl)
-    batch_stats = state.batch_stats
-    if variables.get("batch_stats"):
-        batch_stats = jax.device_put(variables["batch_stats"], repl)
-    state = state.replace(params=params, batch_stats=batch_stats)
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "best"), max_to_keep=1)
     ckpt.save(state, {"converted_from": os.path.abspath(source) if source else None}, wait=True)
     ckpt.close()
