@@ -49,7 +49,7 @@ def test_every_methods_tiny_config_trains_meshes_and_evaluates(spec, tiny_datase
     config = experiment_configs.load(spec)
     if config.method in ("onet", "convonet"):
         config.data.path = tiny_dataset
-        if config.data.input_type == "img":  # the shared dataset gets small renders
+        if config.data.get("input_type") == "img":  # the shared dataset gets small renders
             config.data.img_n_views = 3
             config.data.builtin_img_resolution = 12
     else:

@@ -8,7 +8,11 @@ The method package the trainer runs for `config.method = 'convonet'`:
 * `task.py`: state, the original loss (BCE summed over points), the batch of a
   step, validation IoU;
 * `generation.py`: MISE meshes of a split, each object encoded once; the
-  evaluation of those meshes, exactly as ONet's.
+  evaluation of those meshes, exactly as ONet's; the sliding-window mesh of
+  built-in rooms tiled into a larger scene;
+* `sliding_window.py`: a lattice model's field decoded crop by crop and
+  stitched (scenes larger than a training cube, memory bounded by the crop);
+* `convert.py`: the original PyTorch checkpoints to and from our variables.
 """
 
 from implicit_fields.methods.convonet.config import get_config
