@@ -16,10 +16,8 @@ TINY = (
     "onet.py:pointcloud,tiny",
     "onet.py:voxels,tiny",
     "onet.py:img,tiny",
-    "onet.py:img_pixel,tiny",
     "onet.py:unconditional,tiny",
     "convonet.py:planes,tiny",
-    "convonet.py:grid,tiny",
     "dvr.py:tiny",
 )
 

@@ -113,10 +113,10 @@ def _expected_mask(levels, size, q):
     [
         (unet.UNet2D(out_channels=4, start_filts=4, depth=1), 1, (8, 6)),
         (unet.UNet2D(out_channels=4, start_filts=4, depth=4), 4, (112, 16)),
+        # (3 levels in 3D need a 52-voxel input: 9 s of the suite; 2-D depth 4 checks deep levels.)
         (unet.UNet3D(out_channels=4, f_maps=4, num_levels=2, layer_order="cr"), 2, (22, 6, 4)),
-        (unet.UNet3D(out_channels=4, f_maps=4, num_levels=3, layer_order="cr"), 3, (52, 8, 4)),
     ],
-    ids=["2d-depth1", "2d-depth4", "3d-levels2", "3d-levels3"],
+    ids=["2d-depth1", "2d-depth4", "3d-levels2"],
 )
 def test_receptive_field(model, levels, spatial, key):
     """One input voxel reaches exactly the outputs the layers predict, at most the documented radius away.

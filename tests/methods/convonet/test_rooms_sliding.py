@@ -62,7 +62,7 @@ def test_a_unit_cube_model_gets_a_clear_error(rooms_run):
         generation.generate_sliding(config, workdir, tiles=(2, 1))
 
 
-@pytest.mark.parametrize("tiles,match", [("2", "two counts"), ("a,b", "two counts")])
+@pytest.mark.parametrize("tiles,match", [("a,b", "two counts")])
 def test_cli_errors_are_one_line(rooms_run, tiles, match):
     _, workdir = rooms_run
     proc = subprocess.run(
