@@ -21,6 +21,7 @@ import argparse
 import functools
 import os
 import sys
+import tempfile
 import time
 
 import jax
@@ -71,7 +72,8 @@ def measure(name, config, args, run_dir):
     mesh = train_utils.create_mesh()
     repl, data_sharding = train_utils.shardings(mesh)
     model = method.create_model(config)
-    task = method.create_task(config, "/tmp/unused", model, mesh)
+    with tempfile.TemporaryDirectory() as workdir:  # the objects' task writes nothing there
+        task = method.create_task(config, workdir, model, mesh)
     state = jax.device_put(method.init_state(config, model, jax.random.key(0)), repl)
     batch = jax.device_put(task.batch_fn(0), data_sharding)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))

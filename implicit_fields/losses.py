@@ -20,6 +20,24 @@ def occupancy_bce(logits: jnp.ndarray, occupancies: jnp.ndarray) -> jnp.ndarray:
     return optax.sigmoid_binary_cross_entropy(logits, occupancies).sum(-1).mean()
 
 
+def occupancy_iou(logits: jnp.ndarray, occupancies: jnp.ndarray, threshold_logit: float) -> jnp.ndarray:
+    """Per-object IoU of the thresholded field against the occupancies (0 when both are empty).
+
+    Args:
+      logits: [batch, points].
+      occupancies: [batch, points], occupied where >= 0.5.
+      threshold_logit: the iso-level in logits.
+
+    Returns:
+      [batch].
+    """
+    pred = logits >= threshold_logit
+    truth = occupancies >= 0.5
+    inter = jnp.sum(pred & truth, axis=-1)
+    union = jnp.sum(pred | truth, axis=-1)
+    return jnp.where(union > 0, inter / jnp.maximum(union, 1), 0.0)
+
+
 def kl_normal_std(mean: jnp.ndarray, logstd: jnp.ndarray) -> jnp.ndarray:
     """KL(N(mean, exp(logstd)^2) || N(0, I)), summed over the last axis.
 

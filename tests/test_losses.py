@@ -49,3 +49,12 @@ def test_probability_to_logit_is_the_inverse_of_the_sigmoid():
     for bad in (0.0, 1.0, -0.1):
         with pytest.raises(ValueError, match="probability in \\(0, 1\\)"):
             losses.probability_to_logit(bad)
+
+
+def test_occupancy_iou_counts_the_thresholded_field_per_object():
+    logits = jnp.asarray([[2.0, -1.0, 0.5, -3.0], [-1.0, -1.0, -1.0, -1.0], [1.0, 1.0, -1.0, -1.0]])
+    occupancies = jnp.asarray([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    # Object 0: predicted {0, 2}, true {0, 1}: 1 / 3. Object 1: both empty: 0. Object 2: equal: 1.
+    np.testing.assert_allclose(losses.occupancy_iou(logits, occupancies, 0.0), [1 / 3, 0.0, 1.0])
+    # A higher iso-level drops point 2 from object 0: {0} against {0, 1}.
+    np.testing.assert_allclose(losses.occupancy_iou(logits, occupancies, 1.0)[0], 0.5)

@@ -69,11 +69,7 @@ def loss_fn(model, params, batch_stats, batch: Dict[str, jax.Array], rng):
 def eval_step(state, batch: Dict[str, jax.Array], threshold_logit: float):
     """Per-object validation IoU and loss (BCE summed over the points), each [B]."""
     logits = state.apply_fn({"params": state.params}, batch["points"], batch["inputs"])
-    occ_pred = logits >= threshold_logit
-    occ_gt = batch["occupancies"] >= 0.5
-    inter = jnp.sum(occ_pred & occ_gt, axis=-1)
-    union = jnp.sum(occ_pred | occ_gt, axis=-1)
-    iou = jnp.where(union > 0, inter / jnp.maximum(union, 1), 0.0)
+    iou = losses.occupancy_iou(logits, batch["occupancies"], threshold_logit)
     loss = optax.sigmoid_binary_cross_entropy(logits, batch["occupancies"]).sum(-1)
     return {"iou": iou, "loss": loss}
 

@@ -168,11 +168,7 @@ def eval_step(state, batch: Dict[str, jax.Array], threshold_logit: float, num_la
         method="reconstruct",
     )
     logits = out["logits"]
-    occ_pred = logits >= threshold_logit
-    occ_gt = batch["occupancies"] >= 0.5
-    inter = jnp.sum(occ_pred & occ_gt, axis=-1)
-    union = jnp.sum(occ_pred | occ_gt, axis=-1)
-    iou = jnp.where(union > 0, inter / jnp.maximum(union, 1), 0.0)
+    iou = losses.occupancy_iou(logits, batch["occupancies"], threshold_logit)
     loss = optax.sigmoid_binary_cross_entropy(logits, batch["occupancies"]).sum(-1) + out["kl"]
     return {"iou": iou, "loss": loss, "kl": out["kl"]}
 

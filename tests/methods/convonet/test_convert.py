@@ -347,11 +347,6 @@ def test_cli_converts_a_convonet_checkpoint(tmp_path):
 # The original model (torch and CONVONET_SRC).
 # --------------------------------------------------------------------------------------
 
-needs_the_original = pytest.mark.skipif(
-    not os.environ.get("CONVONET_SRC"),
-    reason="CONVONET_SRC (a convolutional_occupancy_networks checkout) is not set",
-)
-
 _ORIGINAL_FILES = (
     "src/common.py",
     "src/layers.py",
@@ -361,6 +356,18 @@ _ORIGINAL_FILES = (
     "src/conv_onet/models/__init__.py",
     "src/conv_onet/models/decoder.py",
 )
+
+
+def _missing_original() -> str:
+    """Why the original's modules cannot be imported here ('' when they can)."""
+    root = os.environ.get("CONVONET_SRC")
+    if not root:
+        return "CONVONET_SRC (a convolutional_occupancy_networks checkout) is not set"
+    absent = [f for f in _ORIGINAL_FILES if not os.path.isfile(os.path.join(root, f))]
+    return f"CONVONET_SRC={root} lacks {absent}" if absent else ""
+
+
+needs_the_original = pytest.mark.skipif(bool(_missing_original()), reason=_missing_original() or "-")
 
 
 def _torch_scatter(torch):
@@ -390,10 +397,7 @@ def _torch_scatter(torch):
 def original():
     """The original's `src.encoder.pointnet` and `src.conv_onet.models`, imported from CONVONET_SRC."""
     torch = pytest.importorskip("torch")
-    root = os.environ["CONVONET_SRC"]
-    absent = [f for f in _ORIGINAL_FILES if not os.path.isfile(os.path.join(root, f))]
-    if absent:
-        pytest.skip(f"CONVONET_SRC={root} lacks {absent}")
+    root = os.environ["CONVONET_SRC"]  # present and complete: the tests using this are `needs_the_original`
     names = ("src", "src.encoder", "src.conv_onet", "src.utils", "src.utils.libkdtree", "torch_scatter")
     saved = {k: v for k, v in sys.modules.items() if k in names or k.startswith("src.")}
     for name in names[:4]:  # Packages whose __init__ would import all the original (and its CUDA code).
