@@ -45,6 +45,7 @@ __all__ = [
     "pixel_grid",
     "pixel_to_index",
     "image_points_to_world",
+    "depth_to_points",
     "origin_to_world",
     "project_to_image",
     "pixels_to_rays",
@@ -54,6 +55,7 @@ __all__ = [
     "sample_views",
     "camera_at",
     "focal_for_radius",
+    "from_texture_fields",
 ]
 
 CAMERA_KEYS = ("camera_mat", "world_mat", "scale_mat")
@@ -158,6 +160,55 @@ def image_points_to_world(pixels, camera_mat, world_mat, scale_mat, depth=1.0):
     p_cam = xp.concatenate([pixels * d, d, xp.ones_like(d)], axis=-1)
     inv = _inverse_chain(xp, _as(xp, camera_mat), _as(xp, world_mat), _as(xp, scale_mat))
     return _apply(xp, inv, p_cam)[..., :3]
+
+
+def _square(xp, mat):
+    """A (..., 3, 4) matrix padded to (..., 4, 4) with the row [0, 0, 0, 1]; (4, 4) as is."""
+    mat = _as(xp, mat)
+    if mat.shape[-2:] == (4, 4):
+        return mat
+    if mat.shape[-2:] != (3, 4):
+        raise ValueError(f"camera matrices must be (..., 3, 4) or (..., 4, 4), got {mat.shape}")
+    row = xp.broadcast_to(_as(xp, [0.0, 0.0, 0.0, 1.0]).astype(mat.dtype), mat.shape[:-2] + (1, 4))
+    return xp.concatenate([mat, row], axis=-2)
+
+
+def depth_to_points(depth, world_mat, camera_mat):
+    """Lifts a camera-depth map to object-space points (Texture Fields' ``depth_map_to_3d``).
+
+    Pixel ``(row, col)`` sits at ``(x, y) = (2 col / (W - 1) - 1, 2 row / (H - 1) - 1)``
+    (:func:`pixel_grid`); its point is ``inv(world_mat) @ inv(camera_mat) @ [x d, y d, d, 1]``
+    with ``d = depth[row, col]``, so it projects back to its own pixel at camera depth
+    ``d``. Texture Fields' own ``cameras.npz`` (3 x 4 matrices, depth along -z, pixels
+    in [0, 2], the depth map transposed) converts to this convention with
+    :func:`from_texture_fields`.
+
+    Args:
+        depth: (..., H, W) camera depth; inf (or any non-finite or non-positive value)
+            where there is no surface.
+        world_mat: (..., 4, 4) or (..., 3, 4) world-to-camera matrix (the ``scale_mat``
+            of DVR's layout, if any, folded in: ``world_mat @ scale_mat``).
+        camera_mat: (..., 4, 4) or (..., 3, 4) intrinsics, pixels in [-1, 1].
+
+    Returns:
+        points (..., H, W, 3): the lifted points, finite everywhere (0 depth is used
+        where there is no surface, so they are undefined there), and mask (..., H, W)
+        bool, where the depth is a surface.
+    """
+    xp = _xp(depth, world_mat, camera_mat)
+    depth = _as(xp, depth)
+    if depth.ndim < 2:
+        raise ValueError(f"depth must be (..., H, W), got shape {depth.shape}")
+    height, width = depth.shape[-2:]
+    mask = xp.isfinite(depth) & (depth > 0)
+    d = xp.where(mask, depth, 0.0)
+    d = d[..., None]
+    grid = xp.broadcast_to(_as(xp, pixel_grid(height, width)).astype(d.dtype), d.shape[:-1] + (2,))
+    p_cam = xp.concatenate([grid * d, d, xp.ones_like(d)], axis=-1)  # (..., H, W, 4)
+    inv = xp.linalg.inv
+    chain = xp.matmul(inv(_square(xp, world_mat)), inv(_square(xp, camera_mat)))  # (..., 4, 4)
+    points = xp.einsum("...ij,...hwj->...hwi", chain, p_cam)[..., :3]
+    return points, mask
 
 
 def origin_to_world(camera_mat, world_mat, scale_mat):
@@ -406,3 +457,66 @@ def camera_at(cameras, i):
         m = np.asarray(cameras.get(k, np.eye(4)), dtype=np.float64)
         out[k] = m if m.ndim == 2 else m[i]
     return out
+
+
+def from_texture_fields(camera_mat, world_mat, size):
+    """Texture Fields' cameras in our convention, for its depth maps of side ``size``.
+
+    The original (``cameras.npz`` of its renders: 3 x 4 ``camera_mat_i`` K and
+    ``world_mat_i`` W, Blender's camera frame looking along -z with y up) lifts a square
+    M x M depth map D with ``depth_map_to_3d``: pixel ``(row, col)`` sits at ``p = (col,
+    M - row) / M * 2``, its camera depth is ``d = -D[row, col]``, its camera-space point is
+    ``[inv(P) (q p - b) d, d]`` with ``P = K[:2, :2]``, ``q = K[2, 2]``, ``b = K[:2, 2]``
+    (the rest of K is unused) and its point ``inv(W) @ [x, y, d, 1]``. We flip the camera
+    frame to OpenCV's (``world_mat = diag(1, -1, -1, 1) @ W``: x right, y down, z forward,
+    so the depth D is positive in front) and fold the pixel mapping into an upper-triangular
+    ``camera_mat``: :func:`depth_to_points` of the stored map D with the returned matrices
+    equals the original's ``depth_map_to_3d`` (its camera centre where D is inf), and
+    :func:`project_to_image` sends those points back to their pixels at camera depth D.
+    The original resizes its depth maps to the training size before lifting them, so
+    ``size`` is the side of the map lifted, not of the file.
+
+    Args:
+        camera_mat: (..., 3, 4) (or (..., 4, 4)) intrinsics of the original.
+        world_mat: (..., 3, 4) (or (..., 4, 4) affine) world-to-camera matrices.
+        size: int >= 2, side M of the square depth map lifted.
+
+    Returns:
+        dict with ``camera_mat``, ``world_mat`` and ``scale_mat`` (the identity): float64
+        (..., 4, 4) numpy arrays.
+
+    Raises:
+        ValueError: a bad shape or size, non-finite matrices, ``K[2, 2] == 0`` or a
+            singular ``K[:2, :2]``.
+    """
+    k = np.asarray(camera_mat, dtype=np.float64)
+    w = np.asarray(world_mat, dtype=np.float64)
+    for name, m in (("camera_mat", k), ("world_mat", w)):
+        if m.ndim < 2 or m.shape[-2:] not in ((3, 4), (4, 4)):
+            raise ValueError(f"from_texture_fields: {name} must be (..., 3, 4) or (..., 4, 4), got {m.shape}")
+        if not np.all(np.isfinite(m)):
+            raise ValueError(f"from_texture_fields: {name} has non-finite values")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2:
+        raise ValueError(f"from_texture_fields: size must be an int >= 2, got {size!r}")
+    w = _square(np, w)
+    if not np.allclose(w[..., 3, :], [0.0, 0.0, 0.0, 1.0]):
+        raise ValueError("from_texture_fields: world_mat must be affine (last row [0, 0, 0, 1])")
+    p, q, b = k[..., :2, :2], k[..., 2, 2], k[..., :2, 2]
+    det = p[..., 0, 0] * p[..., 1, 1] - p[..., 0, 1] * p[..., 1, 0]
+    if np.any(q == 0.0) or np.any(det == 0.0):
+        raise ValueError("from_texture_fields: camera_mat has K[2, 2] == 0 or a singular K[:2, :2]")
+    m = float(size)
+    s = m / ((m - 1.0) * q)  # (...,): TF pixels [0, 2] (scaled by 1 / q) to ours, [-1, 1].
+    cam = np.zeros(np.broadcast_shapes(k.shape[:-2], w.shape[:-2]) + (4, 4))
+    # Rows: x d and y d of our pixel (x, y) at depth d, from the flipped point (X, -Y, -Z).
+    cam[..., 0, 0] = -s * p[..., 0, 0]
+    cam[..., 0, 1] = s * p[..., 0, 1]
+    cam[..., 0, 2] = s * b[..., 0] - 1.0
+    cam[..., 1, 0] = s * p[..., 1, 0]
+    cam[..., 1, 1] = -s * p[..., 1, 1]
+    cam[..., 1, 2] = -s * b[..., 1] + (m + 1.0) / (m - 1.0)
+    cam[..., 2, 2] = 1.0
+    cam[..., 3, 3] = 1.0
+    flip = np.diag([1.0, -1.0, -1.0, 1.0])
+    world = np.broadcast_to(flip @ w, cam.shape).copy()
+    return {"camera_mat": cam, "world_mat": world, "scale_mat": np.broadcast_to(np.eye(4), cam.shape).copy()}

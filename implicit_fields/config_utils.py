@@ -43,7 +43,7 @@ def common_config(method: str) -> ml_collections.ConfigDict:
     train.prefetch = 2  # Batches prepared ahead on a background thread (0: none).
 
     config.optim = optim = ml_collections.ConfigDict()
-    optim.optimizer = "adam"  # Only Adam, as the originals.
+    optim.optimizer = "adam"  # 'adam' (ONet, DVR, ConvONet) or 'rmsprop' (Texture Fields), as PyTorch's.
     optim.learning_rate = 1e-4  # Peak learning rate.
     # 'constant', 'cosine' (decay to learning_rate * final_lr_fraction over train.num_steps) or
     # 'multistep' (times gamma at each of `milestones`, PyTorch's MultiStepLR).
@@ -226,7 +226,7 @@ COMMON_CHECKS = {
     "train.checkpoint_every": Int(1),
     "train.max_to_keep": Int(1),
     "train.prefetch": Int(0),
-    "optim.optimizer": Choice(("adam",)),
+    "optim.optimizer": Choice(("adam", "rmsprop")),
     "optim.learning_rate": Float(0.0, min_open=True),
     "optim.schedule": Choice(("constant", "cosine", "multistep")),
     "optim.final_lr_fraction": Float(0.0, 1.0),

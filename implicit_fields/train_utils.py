@@ -78,11 +78,23 @@ def learning_rate_schedule(optim_config, num_steps: int):
     raise ValueError(f"unknown optim.schedule {optim_config.schedule!r}; use one of {SCHEDULES}")
 
 
+OPTIMIZERS = ("adam", "rmsprop")
+
+
 def create_optimizer(optim_config, num_steps: int = 1) -> optax.GradientTransformation:
-    """Adam with the configured learning-rate schedule and optional gradient clipping."""
-    if optim_config.optimizer != "adam":
-        raise ValueError(f"unknown optim.optimizer {optim_config.optimizer!r}; only 'adam' is supported")
-    tx = optax.adam(learning_rate_schedule(optim_config, num_steps))
+    """The configured optimiser with its learning-rate schedule and optional gradient clipping.
+
+    'adam' is PyTorch's Adam (the originals of ONet, DVR, ConvONet, Occupancy Flow);
+    'rmsprop' is PyTorch's RMSprop defaults (alpha 0.99, eps 1e-8 added outside the square
+    root, no momentum), which Texture Fields trains with.
+    """
+    lr = learning_rate_schedule(optim_config, num_steps)
+    if optim_config.optimizer == "adam":
+        tx = optax.adam(lr)
+    elif optim_config.optimizer == "rmsprop":
+        tx = optax.rmsprop(lr, decay=0.99, eps=1e-8, eps_in_sqrt=False)
+    else:
+        raise ValueError(f"unknown optim.optimizer {optim_config.optimizer!r}; use one of {OPTIMIZERS}")
     if optim_config.grad_clip_norm:
         tx = optax.chain(optax.clip_by_global_norm(optim_config.grad_clip_norm), tx)
     return tx

@@ -250,3 +250,175 @@ def test_focal_for_radius_fits_the_padded_sphere():
     assert cameras.focal_for_radius(5.0, 2.0) == pytest.approx(cameras.default_focal(2.0), rel=1e-12)
     with pytest.raises(ValueError, match="must exceed the shape's radius"):
         cameras.focal_for_radius(0.4, 0.3)
+
+
+# --------------------------------------------------------------------------------------
+# Texture Fields' cameras (from_texture_fields).
+# --------------------------------------------------------------------------------------
+
+# Views 0, 1 and 3 of Texture Fields' demo (demo/cc067578ad92517bbe25370c898e25a5/visualize/
+# depth/cameras.npz of the original repository, MIT licensed): its 3 x 4 camera_mat_i and
+# world_mat_i, as stored.
+_TF_CAMERA_MAT = [[149.84375, 0.0, -68.5, 0.0], [0.0, 149.84375, -68.5, 0.0], [0.0, 0.0, -68.5, 0.0]]
+_TF_WORLD_MATS = [
+    [
+        [-1.0, 0.0, 0.0, 0.0],
+        [0.0, 0.851658284664154, 0.5240974426269531, 0.0],
+        [0.0, 0.5240973830223083, -0.8516583442687988, -1.5264337062835693],
+    ],
+    [
+        [0.0, 0.0, -1.0, 0.0],
+        [-0.5734624266624451, 0.8192320466041565, 0.0, 0.0],
+        [0.8192319273948669, 0.5734623670578003, 0.0, -1.2206555604934692],
+    ],
+    [[0.0, 0.0, 1.0, 0.0], [0.0, 1.0000001192092896, 0.0, 0.0], [-1.0, 0.0, 0.0, -1.2000000476837158]],
+]
+
+
+def _tf_depth_map_to_3d(depth, cam_K, cam_W):
+    """A literal numpy port of Texture Fields' ``depth_map_to_3d``
+    (mesh2tex/texnet/models/__init__.py), line by line, float64.
+
+    Args: depth B x 1 x N x M, cam_K B x 3 x 4, cam_W B x 3 x 4. Returns loc3d B x 3 x N x M
+    (indexed [col, row] for a square map: the original transposes) and mask B x 1 x N x M.
+    """
+    assert depth.shape[1] == 1
+    batch_size, _, N, M = depth.shape
+    # Turn depth around. This also avoids problems with inplace operations
+    depth = -depth.transpose(0, 1, 3, 2)
+    zero_one_row = np.array([[0.0, 0.0, 0.0, 1.0]])
+    zero_one_row = np.broadcast_to(zero_one_row, (batch_size, 1, 4))
+    # add row to world mat
+    cam_W = np.concatenate((cam_W, zero_one_row), axis=1)
+    # clean depth image for mask
+    mask = (np.abs(depth) != float("Inf")).astype(np.float64)
+    depth[depth == float("Inf")] = 0
+    depth[depth == -1 * float("Inf")] = 0
+    # 4d array to 2d array k=N*M
+    d = depth.reshape(batch_size, 1, N * M)
+    # create pixel location tensor
+    px, py = np.meshgrid(np.arange(0, N), np.arange(0, M), indexing="ij")  # torch.meshgrid: "ij".
+    p = np.concatenate(
+        (
+            np.broadcast_to(px, (batch_size, 1, px.shape[0], px.shape[1])),
+            np.broadcast_to(M - py, (batch_size, 1, py.shape[0], py.shape[1])),
+        ),
+        axis=1,
+    )
+    p = p.reshape(batch_size, 2, py.shape[0] * py.shape[1])
+    p = p.astype(np.float64) / M * 2
+    # create terms of mapping equation x = P^-1 * d*(qp - b)
+    P = cam_K[:, :2, :2]
+    q = cam_K[:, 2:3, 2:3]
+    b = np.broadcast_to(cam_K[:, :2, 2:3], (batch_size, 2, d.shape[2]))
+    Inv_P = np.linalg.inv(P)
+    rightside = (p * q - b) * d
+    x_xy = np.matmul(Inv_P, rightside)
+    # add depth and ones to location in world coord system
+    x_world = np.concatenate((x_xy, d, np.ones_like(d)), axis=1)
+    # derive loactoion in object coord via loc3d = W^-1 * x_world
+    Inv_W = np.linalg.inv(cam_W)
+    loc3d = np.matmul(np.broadcast_to(Inv_W, (batch_size, 4, 4)), x_world).reshape(batch_size, 4, N, M)
+    loc3d = loc3d[:, :3]
+    return loc3d, mask
+
+
+def _tf_depths(size, seed):
+    """Random depth maps of the demo's range (1.3 to 1.7) with inf pixels, (3, size, size)."""
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(1.3, 1.7, (3, size, size))
+    depth[rng.random(depth.shape) < 0.3] = np.inf
+    return depth
+
+
+@pytest.mark.parametrize("size", [8, 13, 256])
+def test_from_texture_fields_matches_depth_map_to_3d(size):
+    k = np.array(_TF_CAMERA_MAT)
+    depth = _tf_depths(size, seed=size)
+    loc3d, mask = _tf_depth_map_to_3d(depth[:, None], np.stack([k] * 3), np.array(_TF_WORLD_MATS))
+    for v in range(3):
+        cam = cameras.from_texture_fields(k, _TF_WORLD_MATS[v], size)
+        assert cam["camera_mat"].shape == cam["world_mat"].shape == (4, 4)
+        points, ours_mask = cameras.depth_to_points(depth[v], cam["world_mat"], cam["camera_mat"])
+        expected = loc3d[v].transpose(2, 1, 0)  # [col, row, xyz] -> [row, col, xyz].
+        np.testing.assert_array_equal(ours_mask, mask[v, 0].T.astype(bool))
+        # Everywhere, the background too (both put those points at the camera centre).
+        np.testing.assert_allclose(points, expected, rtol=0, atol=1e-12)
+    # Stacks of cameras give the same matrices as one at a time.
+    stack = cameras.from_texture_fields(np.stack([k] * 3), np.array(_TF_WORLD_MATS), size)
+    points, _ = cameras.depth_to_points(depth, stack["world_mat"], stack["camera_mat"])
+    np.testing.assert_allclose(points, loc3d.transpose(0, 3, 2, 1), rtol=0, atol=1e-12)
+    assert stack["camera_mat"].shape == stack["world_mat"].shape == stack["scale_mat"].shape == (3, 4, 4)
+
+
+@pytest.mark.parametrize("size", [8, 13])
+def test_from_texture_fields_points_project_to_their_pixels(size):
+    depth = _tf_depths(size, seed=1)
+    cam = cameras.from_texture_fields(np.stack([_TF_CAMERA_MAT] * 3), np.array(_TF_WORLD_MATS), size)
+    # An intrinsic matrix with positive focal lengths and a rigid, right-handed world_mat.
+    assert np.all(cam["camera_mat"][:, [0, 1], [0, 1]] > 0)
+    rot = cam["world_mat"][:, :3, :3]
+    np.testing.assert_allclose(rot @ rot.transpose(0, 2, 1), np.broadcast_to(np.eye(3), (3, 3, 3)), atol=1e-6)
+    assert np.all(np.linalg.det(rot) > 0)
+    for v in range(3):
+        c, w = cam["camera_mat"][v], cam["world_mat"][v]
+        points, mask = cameras.depth_to_points(depth[v], w, c)
+        pixels, d = cameras.project_to_image(points[mask], c, w, np.eye(4))
+        np.testing.assert_allclose(pixels, cameras.pixel_grid(size, size)[mask], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(d, depth[v][mask], rtol=0, atol=1e-12)  # Positive: in front.
+        # The principal point (the image centre in Texture Fields' pixels, (M / 2, M / 2))
+        # is straight ahead: the point at depth 1 on the optical axis.
+        axis = np.linalg.inv(w) @ np.array([0.0, 0.0, 1.0, 1.0])
+        pixel, _ = cameras.project_to_image(axis[None, :3], c, w, np.eye(4))
+        np.testing.assert_allclose(pixel[0], [1.0 / (size - 1)] * 2, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "camera_mat, world_mat, size, problem",
+    [
+        (_TF_CAMERA_MAT, _TF_WORLD_MATS[0], 1, "size must be an int >= 2"),
+        (_TF_CAMERA_MAT, _TF_WORLD_MATS[0], 8.0, "size must be an int >= 2"),
+        (_TF_CAMERA_MAT, _TF_WORLD_MATS[0], True, "size must be an int >= 2"),
+        (np.eye(3), _TF_WORLD_MATS[0], 8, "camera_mat must be (..., 3, 4) or (..., 4, 4)"),
+        (_TF_CAMERA_MAT, np.eye(3), 8, "world_mat must be (..., 3, 4) or (..., 4, 4)"),
+        (np.zeros((3, 4)), _TF_WORLD_MATS[0], 8, "K[2, 2] == 0 or a singular K[:2, :2]"),
+        (np.diag([1.0, 0.0, 1.0, 0.0])[:3], _TF_WORLD_MATS[0], 8, "singular K[:2, :2]"),
+        (np.full((3, 4), np.nan), _TF_WORLD_MATS[0], 8, "camera_mat has non-finite values"),
+        (_TF_CAMERA_MAT, np.full((4, 4), 2.0), 8, "world_mat must be affine"),
+    ],
+)
+def test_from_texture_fields_errors(camera_mat, world_mat, size, problem):
+    with pytest.raises(ValueError) as err:
+        cameras.from_texture_fields(camera_mat, world_mat, size)
+    assert problem in str(err.value)
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (2, 6, 4)])
+def test_depth_to_points_projects_back_to_its_pixels(shape):
+    """Lifted depth pixels project to their own pixels at their own depth; no-surface pixels are masked."""
+    rng = np.random.default_rng(len(shape))
+    views = shape[0] if len(shape) == 3 else 1
+    cams = cameras.sample_views(views, radius=2.5, seed=3, focal=1.8)
+    world, camera = cams["world_mat"], cams["camera_mat"]
+    if len(shape) == 2:
+        world, camera = world[0][:3], camera[0]  # A 3 x 4 world matrix is padded as the original's.
+    depth = rng.uniform(1.0, 3.0, size=shape)
+    depth.reshape(-1)[rng.choice(depth.size, 5, replace=False)] = [np.inf, -np.inf, np.nan, 0.0, -1.0]
+    points, mask = cameras.depth_to_points(depth, world, camera)
+    np.testing.assert_array_equal(mask, np.isfinite(depth) & (depth > 0))
+    assert points.shape == shape + (3,) and np.isfinite(points).all()
+    w4 = np.broadcast_to(np.vstack([np.asarray(world).reshape(-1, 4)[-3:], [0, 0, 0, 1]]), (4, 4))
+    flat_w = cams["world_mat"] if len(shape) == 3 else w4[None]
+    flat_c = cams["camera_mat"] if len(shape) == 3 else np.asarray(camera)[None]
+    pts = points.reshape(views, -1, 3)
+    pixels, d = cameras.project_to_image(pts, flat_c, flat_w, np.eye(4))
+    grid = np.broadcast_to(cameras.pixel_grid(*shape[-2:]).reshape(-1, 2), pixels.shape)
+    m = mask.reshape(views, -1)
+    np.testing.assert_allclose(pixels[m], grid[m], atol=1e-9)
+    np.testing.assert_allclose(d[m], depth.reshape(views, -1)[m], rtol=1e-12)
+    # The jitted JAX path agrees with numpy (float32).
+    pj, mj = jax.jit(cameras.depth_to_points)(
+        jnp.asarray(depth, jnp.float32), jnp.asarray(world, jnp.float32), jnp.asarray(camera, jnp.float32)
+    )
+    np.testing.assert_array_equal(np.asarray(mj), mask)
+    np.testing.assert_allclose(np.asarray(pj)[mask], points[mask], atol=1e-5)

@@ -49,8 +49,22 @@ def test_schedules():
     )
     with pytest.raises(ValueError, match="unknown optim.schedule 'linear'"):
         train_utils.learning_rate_schedule(_optim(schedule="linear"), 10)
-    with pytest.raises(ValueError, match="only 'adam'"):
+    with pytest.raises(ValueError, match="unknown optim.optimizer 'sgd'"):
         train_utils.create_optimizer(_optim(optimizer="sgd"))
+
+
+def test_rmsprop_is_pytorchs():
+    """PyTorch's RMSprop (alpha 0.99, eps outside the root), written out for three steps."""
+    params = {"w": jnp.zeros(3)}
+    tx = train_utils.create_optimizer(_optim(optimizer="rmsprop", learning_rate=0.1))
+    state, v, p = tx.init(params), np.zeros(3), np.zeros(3)
+    for g in ([1.0, -2.0, 0.5], [0.3, 0.0, -4.0], [2.0, 1.0, 1.0]):
+        g = np.asarray(g)
+        v = 0.99 * v + 0.01 * g * g
+        p = p - 0.1 * g / (np.sqrt(v) + 1e-8)
+        u, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+        params = optax.apply_updates(params, u)
+    np.testing.assert_allclose(np.asarray(params["w"]), p, rtol=1e-5)
 
 
 def test_gradient_clipping_acts_before_adam():

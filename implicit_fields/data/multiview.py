@@ -6,7 +6,7 @@ The on-disk layout is the original's (DVR ``configs/default.yaml``: ``img_folder
     OBJECT/image/0000.png ...   RGB images (the original also reads .jpg)
     OBJECT/mask/0000.png ...    object masks (any non-zero first channel is the object)
     OBJECT/depth/0000.npy ...   optional camera-depth maps, float32 (H, W), inf where
-                                no surface (the original stores .exr; see below)
+                                no surface (or .exr, as the original stores them)
     OBJECT/cameras.npz          world_mat_i, camera_mat_i, scale_mat_i (+ *_inv_i),
                                 see :mod:`implicit_fields.cameras`
     OBJECT/multiview.json       ours only: how the views were rendered (and the
@@ -16,9 +16,9 @@ Files of each folder are matched by sorted position, as in the original (view ``
 the ``i``-th file of ``image/`` and ``mask/`` and uses ``*_mat_i``). For the built-in
 dataset, OBJECT is the object folder ``DATASET/<synset>/<model_id>/`` next to
 ``points.npz``, exactly where the original's ShapeNet renderings put them (its single-view
-inputs live in ``img_choy2016/``, a separate folder). Depth maps are written as ``.npy``
-because reading OpenEXR needs a dependency we do not have; ``.exr`` depth folders are
-reported with a clear error (convert them to .npy float32 with inf background).
+inputs live in ``img_choy2016/``, a separate folder). Depth maps are written as ``.npy``;
+the original's OpenEXR depth maps (``.exr``, scanline with NONE / RLE / ZIPS / ZIP
+compression) are read too, by our own reader (:mod:`implicit_fields.data.exr`).
 
 The views are exact renders of :mod:`implicit_fields.data.shape_render` (the colours of
 its :class:`~implicit_fields.data.shape_render.Appearance`, stored in ``multiview.json``,
