@@ -68,7 +68,10 @@ def main(argv):
             ]
         shown = {k: None if result[k] is None else round(result[k], 4) for k in keys}
         path = os.path.join(_WORKDIR.value, "metrics.json")
-        print(f"metrics (Chamfer-L1 x10): {json.dumps(shown)} -> {path}")
+        unit = " (Chamfer-L1 x10)" if "chamfer_l1" in shown else ""
+        print(f"metrics{unit}: {json.dumps(shown)} -> {path}")
+        if result.get("fid_note"):  # Metrics that were not computed, and why.
+            print(f"fid, feature_l1: {result['fid_note']}")
 
 
 if __name__ == "__main__":

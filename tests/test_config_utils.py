@@ -7,17 +7,20 @@ import pytest
 
 import experiment_configs
 from implicit_fields import config_utils, trainer
-from implicit_fields.methods import dvr, onet
+from implicit_fields.methods import dvr, onet, texture_fields
 
 SHIPPED = [
     f"onet.py:{v},{s}"
-    for v in ("pointcloud", "voxels", "img", "img_pixel", "unconditional")
+    for v in ("pointcloud", "voxels", "img", "img_pixel", "img_textured", "unconditional")
     for s in ("full", "cpu", "tiny")
 ]
 SHIPPED += [
     f"convonet.py:{v},{s}"
     for v in ("planes", "grid", "rooms", "rooms_grid", "rooms_sliding")
     for s in ("full", "cpu", "tiny")
+]
+SHIPPED += [
+    f"texture_fields.py:{m},{s}" for m in ("conditional", "vae", "gan") for s in ("full", "cpu", "tiny")
 ]
 SHIPPED += ["onet.py", "onet.py:cpu", "dvr.py", "dvr.py:cpu", "dvr.py:full", "dvr.py:tiny"]
 
@@ -34,6 +37,7 @@ def test_config_arguments_pick_variants_and_sizes():
     assert full.train.num_steps == 300_000 and cpu.train.num_steps == 2000 and tiny.train.num_steps == 2
     assert experiment_configs.load("onet.py").to_dict() == onet.get_config().to_dict()
     assert experiment_configs.load("dvr.py").to_dict() == dvr.get_config().to_dict()
+    assert experiment_configs.load("texture_fields.py").to_dict() == texture_fields.get_config().to_dict()
     with pytest.raises(ValueError, match="unknown config argument 'huge'"):
         experiment_configs.load("onet.py:img,huge")
     with pytest.raises(ValueError, match="unknown config argument 'huge'"):

@@ -15,8 +15,14 @@ from implicit_fields import config_utils, trainer
 from implicit_fields.methods.convonet import config as convonet_config
 from implicit_fields.methods.dvr import config as dvr_config
 from implicit_fields.methods.onet import config as onet_config
+from implicit_fields.methods.texture_fields import config as texture_fields_config
 
-METHODS = {"onet": onet_config, "dvr": dvr_config, "convonet": convonet_config}
+METHODS = {
+    "onet": onet_config,
+    "dvr": dvr_config,
+    "convonet": convonet_config,
+    "texture_fields": texture_fields_config,
+}
 
 
 def _checks(name):
@@ -42,7 +48,7 @@ def _bad_values(check, default):
     if isinstance(check, config_utils.Choice):
         return ["no-such-choice", 3, None]
     if isinstance(check, config_utils.Str):
-        return ["", "  ", 3, None]
+        return [3, None] if check.empty else ["", "  ", 3, None]
     if isinstance(check, (config_utils.Strings, config_utils.Steps)):
         return [5, "abc", [3.5], None]
     if isinstance(check, config_utils.Ints):
@@ -96,6 +102,10 @@ def test_values_no_key_accepts_are_refused_naming_the_key(name):
         ("dvr", "loss.lambda_rgb", -1.0),
         ("dvr", "rays.render_steps", 1),
         ("dvr", "eval.n_points", 0),
+        ("texture_fields", "train.batch_size", 0),
+        ("texture_fields", "data.pointcloud_n", 0),
+        ("texture_fields", "eval.ssim_data_range", 0.0),
+        ("texture_fields", "loss.r1", -1.0),
     ],
 )
 def test_degenerate_settings_stop_before_any_work(name, key, value, tmp_path):
@@ -115,6 +125,19 @@ def test_degenerate_settings_stop_before_any_work(name, key, value, tmp_path):
         ("dvr", {"rays.steps_max": 32}, r"config.rays.steps_max=32 must be >= config.rays.steps_start=64"),
         ("dvr", {"data.val_views": 24}, r"config.data.val_views=24 must be in \[0, 24\)"),
         ("dvr", {"data.builtin_category": "spaceship"}, r"config.data.builtin_category: unknown category"),
+        (
+            "texture_fields",
+            {"model.kind": "gan", "model.encoder": "", "data.img_size": 96},
+            r"img_size=96 must be 4",
+        ),
+        ("texture_fields", {"model.kind": "vae"}, r"config.model.encoder='resnet18': the vae model has no"),
+        ("texture_fields", {"model.encoder": ""}, r"config.model.encoder='': the conditional model needs"),
+        (
+            "texture_fields",
+            {"data.builtin_categories": ("spaceship",)},
+            r"config.data.builtin_categories: unknown",
+        ),
+        ("texture_fields", {"loss.w_pix": 0.0}, r"config.loss.w_pix=0: the conditional model's only loss"),
     ],
 )
 def test_values_that_contradict_each_other_are_named(name, changes, message):

@@ -8,7 +8,11 @@ ARG is a comma-separated list of a variant and a size, both optional:
   scratch), `img_pixel` (single-image reconstruction from pixel-aligned
   features, PIFu's idea: ResNet-18's layer1-3 as one feature map, sampled at
   each query point's projection into the view, with the point's camera depth;
-  same renders as `img`) and `unconditional` (the generative model: a latent
+  same renders as `img`), `img_textured` (the `img` model on the condition
+  views of the built-in textured dataset of Texture Fields, `input_image/`:
+  the shape half of a textured mesh from one image, `python -m
+  experiments.textured_mesh`; make that dataset first with a Texture Fields
+  run of the same size) and `unconditional` (the generative model: a latent
   of size 128, no input, chairs);
 * sizes: `full` (default: the original sizes, for a GPU or TPU), `cpu` (a
   short run on the built-in data, 10-20 minutes on two CPU cores; with
@@ -23,8 +27,8 @@ ARG is a comma-separated list of a variant and a size, both optional:
 
 from implicit_fields.methods.onet import config as onet_config
 
-VARIANTS = ("pointcloud", "voxels", "img", "img_pixel", "unconditional")
-IMAGE_VARIANTS = ("img", "img_pixel")
+VARIANTS = ("pointcloud", "voxels", "img", "img_pixel", "img_textured", "unconditional")
+IMAGE_VARIANTS = ("img", "img_pixel", "img_textured")
 SIZES = ("full", "cpu", "tiny")
 
 
@@ -51,7 +55,7 @@ def get_config(arg=None):
         model.encoder = "voxel_simple"
         model.encoder_hidden = 32  # Channels of conv_in (then 64, 128, 256, 512).
         model.c_dim = 256
-    elif variant == "img":
+    elif variant in ("img", "img_textured"):
         data.input_type = "img"  # One view of img_choy2016/ (a random one in training, view 0 to evaluate).
         model.encoder = "resnet18"
         model.encoder_hidden = 64  # torchvision's ResNet-18 widths 64, 128, 256, 512.
@@ -72,6 +76,12 @@ def get_config(arg=None):
         model.decoder = "simple"
         model.decoder_hidden = 128
         model.z_dim = 128
+
+    if variant == "img_textured":  # Texture Fields' dataset (experiments/configs/texture_fields.py).
+        data.builtin = False  # It is made by the Texture Fields run of the same size.
+        data.img_folder = "input_image"
+        paths = {"full": "data/textured_builtin", "cpu": "data/textured_cpu", "tiny": "data/textured_tiny"}
+        data.path = paths[size]
 
     if size == "cpu":
         data.builtin_objects_per_category = 60
@@ -97,6 +107,8 @@ def get_config(arg=None):
         elif variant in IMAGE_VARIANTS:  # 64 x 64 renders used at their size.
             data.img_size = 64
             data.builtin_img_resolution = 64
+            if variant == "img_textured":  # 56 training objects (texture_fields.py:cpu's dataset).
+                config.train.num_steps = 1500
             if variant == "img_pixel":
                 model.c_dim = 128  # A 16^2 map of 128 channels; 256 costs ~20% more per step.
         elif variant == "unconditional":  # 200 chairs (140 for training), 16 per step, 1000 steps.
