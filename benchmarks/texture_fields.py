@@ -5,7 +5,7 @@ In one run, on synthetic inputs of the configured sizes (no dataset needed):
   * the jitted training step (loss, gradient, RMSprop update) of the conditional,
     VAE and GAN models: pixels per second (batch x img_size^2 per step), compile
     time, and each model's rate as a ratio to the conditional model's;
-  * rendering one eval_size^2 view with the texture field (lift every depth pixel,
+  * rendering one 256^2 view (`--render_size`) with the texture field (lift every depth pixel,
     one decoder query per pixel: no ray marching), against the network queries a
     ray-marched renderer of the same field would make for the same view
     (`--march_steps` points per pixel, DVR's first-stage count), measured, not
@@ -108,9 +108,8 @@ def train_step_rate(kind, full, repeats):
     }
 
 
-def render_rates(full, march_steps, repeats):
+def render_rates(full, march_steps, repeats, size):
     config = load_config("conditional", full)
-    size = config.eval.img_size
     model = task.create_model(config)
     variables = task.init_variables(config, model, jax.random.PRNGKey(0))
     variables = {"params": variables["params"]["generator"], "batch_stats": variables["batch_stats"]}
@@ -186,6 +185,7 @@ def main():
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--march_steps", type=int, default=64)
+    parser.add_argument("--render_size", type=int, default=256, help="Side of the rendered view.")
     args = parser.parse_args()
     sizes = "full" if args.full else "cpu"
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), sizes: {sizes}")
@@ -198,7 +198,7 @@ def main():
             f"{r['pixels_per_s']:>10,.0f} pixels/s ({r['pixels_per_s'] / base:.2f}x conditional), "
             f"compile {r['compile']:.1f} s"
         )
-    rr = render_rates(args.full, args.march_steps, args.repeats)
+    rr = render_rates(args.full, args.march_steps, args.repeats, args.render_size)
     print(f"rendering one {rr['size']}^2 view (conditional field, codes given):")
     print(
         f"  depth-lifted (1 query per pixel): {rr['lifted'] * 1e3:8.1f} ms, "

@@ -1,4 +1,8 @@
-"""Texture Fields' whole job on the tiny config: train -> renderings + picture -> metrics; textured meshes."""
+"""Texture Fields' whole job on a tiny config: train -> renderings + picture -> metrics; textured meshes.
+
+The VAE's tiny config: the whole job is the same for the three models (the conditional model's
+ResNet-18 steps are tested in test_model.py), and it compiles in a fraction of the time.
+"""
 
 import json
 import os
@@ -16,7 +20,7 @@ from implicit_fields.methods.texture_fields import evaluation, generation
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tf")
-    config = experiment_configs.load("texture_fields.py:tiny")
+    config = experiment_configs.load("texture_fields.py:vae,tiny")
     config.data.path = str(root / "data")
     workdir = str(root / "run")
     result = trainer.run(config, workdir, "all")
@@ -92,3 +96,28 @@ def test_render_coloured_mesh_interpolates_vertex_colours():
     np.testing.assert_allclose(centre, (colors[0] + colors[2]) / 2, atol=0.05)
     inside = img[(img != 1).any(-1)]
     assert len(inside) > 50 and inside.min() >= 0 and inside.max() <= 1
+
+
+def test_the_batch_of_a_step_is_a_pure_function_of_the_seed_and_step(tiny_run):
+    """So a resumed run sees an unbroken one's batches: any order, a fresh cache, the same arrays."""
+    from implicit_fields.methods.texture_fields import task
+
+    config, _, _ = tiny_run
+    dataset, n = task.load_split(config, "train", config.data.img_size)
+    first = task.ObjectCache(dataset, n)
+    again = task.ObjectCache(dataset, n)
+    forward = [task.make_batch(config, first, s) for s in range(4)]
+    backward = [task.make_batch(config, again, s) for s in reversed(range(4))][::-1]
+    for a, b in zip(forward, backward):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(forward[0]["image"], forward[1]["image"])
+    # Epochs: every object once in each run of n positions (here steps of one object).
+    for epoch in range(2):
+        seen = [int(task.epoch_objects(config.seed, epoch * n + s, 1, n)[0]) for s in range(n)]
+        assert sorted(seen) == list(range(n))
+    # Two processes' shares are the single-process batch.
+    halves = [task.make_batch(config, first, 1, process_index=i, process_count=2) for i in range(2)]
+    for k in forward[1]:
+        np.testing.assert_array_equal(np.concatenate([h[k] for h in halves]), forward[1][k])
