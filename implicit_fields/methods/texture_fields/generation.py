@@ -89,7 +89,7 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
         codes = task.object_codes(config, codes_fn, variables, obj, object_key(config, i))
         views = list(range(obj["images"].shape[0]))
         t0 = time.perf_counter()
-        fakes = task.render_object(config, model, variables, obj, views, codes, colour_fn)
+        fakes = task.render_object(config, variables, obj, views, codes, colour_fn)
         if i:  # The first object pays the compilation.
             seconds += time.perf_counter() - t0
             num_views += len(views)
@@ -149,21 +149,25 @@ def sample_surface(vertices, faces, n: int, seed: int = 0):
     return points.astype(np.float32), normals.astype(np.float32)
 
 
-def colour_vertices(config, model, state, vertices, faces, condition=None, key=None, batch: int = 65536):
+def colour_vertices(
+    config, model, state, vertices, faces, condition=None, key=None, batch: int = 65536, fns=None
+):
     """Colours a mesh's vertices with a trained texture field.
 
     The shape code is that of `data.pointcloud_n` points and normals sampled on
     the mesh (area-weighted, seed 0), as the field was trained with points of
     the true surface; the image code is that of `condition`, an RGB image in
     [0, 1] of side `data.input_size` (conditional model), or a prior draw of
-    `key` (VAE, GAN; None: the prior mean).
+    `key` (VAE, GAN; None: the prior mean). `fns`: the jitted
+    `(task.create_codes_fn(...), task.create_colour_fn(...))` to reuse across meshes
+    (made here when None, which compiles them again).
 
     Returns:
       float32 [V, 3] RGB in [0, 1].
     """
     variables = task.variables_of(state)
     points, normals = sample_surface(vertices, faces, config.data.pointcloud_n)
-    codes_fn = task.create_codes_fn(config, model)
+    codes_fn, colour_fn = fns or (task.create_codes_fn(config, model), task.create_colour_fn(model))
     if config.model.kind == "conditional":
         if condition is None:
             raise ValueError("the conditional texture field needs a condition image")
@@ -178,7 +182,6 @@ def colour_vertices(config, model, state, vertices, faces, condition=None, key=N
     c, z = codes_fn(
         variables, jnp.asarray(points)[None], jnp.asarray(normals)[None], jnp.asarray(condition)[None], key
     )
-    colour_fn = task.create_colour_fn(model)
     # A power-of-two chunk (at most `batch`): meshes of similar size share one compilation.
     chunk = int(min(batch, max(1024, 2 ** int(np.ceil(np.log2(max(len(vertices), 1)))))))
     return task.colour_points(colour_fn, variables, vertices, (c, z), chunk)
@@ -225,6 +228,7 @@ def textured_meshes(config, workdir: str, mesh_fn, out_dir: str, num_objects: in
     dataset, count = task.load_split(config, split, size, which="visualize", limit=num_objects)
     model, state, meta = trainer.restore(config, workdir, config.generate.checkpoint)
     os.makedirs(out_dir, exist_ok=True)
+    fns = (task.create_codes_fn(config, model), task.create_colour_fn(model))
     rows, labels, objects = [], [], []
     for i in tqdm.trange(count, desc="textured meshes", unit="mesh", disable=not config.logging.progress):
         obj = dataset[i]
@@ -234,7 +238,7 @@ def textured_meshes(config, workdir: str, mesh_fn, out_dir: str, num_objects: in
         t_shape = time.perf_counter() - t0
         t0 = time.perf_counter()
         colors = colour_vertices(
-            config, model, state, vertices, faces, obj["input_images"][0], object_key(config, i)
+            config, model, state, vertices, faces, obj["input_images"][0], object_key(config, i), fns=fns
         )
         t_colour = time.perf_counter() - t0
         path = os.path.join(out_dir, f"{name}.ply")

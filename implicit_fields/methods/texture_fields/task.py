@@ -33,6 +33,7 @@ from typing import Any, Dict, Mapping, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 from jax.sharding import Mesh
 
 from implicit_fields import cameras, config_utils, image_metrics, train_utils, trainer
@@ -259,7 +260,7 @@ class ObjectCache:
 
     def __init__(self, dataset, count: int, progress: bool = False):
         self.items = []
-        for i in range(count):
+        for i in tqdm.trange(count, desc="load objects", unit="object", disable=not progress):
             o = dataset[i]
             self.items.append(
                 {
@@ -354,7 +355,7 @@ def create_colour_fn(model: tf_model.TextureFieldsModel):
     return jax.jit(lambda variables, p, c, z: g.apply(variables, p, c, z, method=g.decode))
 
 
-def render_object(config, model, variables, obj: Mapping[str, np.ndarray], views, codes, colour_fn):
+def render_object(config, variables, obj: Mapping[str, np.ndarray], views, codes, colour_fn):
     """The field's images of `views` of one object, condition view 0 (as the original's evaluation).
 
     Args:
@@ -407,7 +408,7 @@ def create_task(config, workdir: str, model: tf_model.TextureFieldsModel, mesh: 
             f"{num_devices} devices the batch is split over"
         )
     train_set, n_train = load_split(config, "train", config.data.img_size)
-    cache = ObjectCache(train_set, n_train)
+    cache = ObjectCache(train_set, n_train, progress=config.logging.progress)
     logger.info("cached %d training objects", len(cache))
     val_set, n_val = None, 0
     try:
@@ -424,7 +425,7 @@ def create_task(config, workdir: str, model: tf_model.TextureFieldsModel, mesh: 
             o = val_set[i]
             v = i % o["images"].shape[0]
             codes = object_codes(config, codes_fn, variables, o)
-            fake = render_object(config, model, variables, o, [v], codes, colour_fn)[0]
+            fake = render_object(config, variables, o, [v], codes, colour_fn)[0]
             real = np.asarray(o["images"][v], np.float32)
             l1s.append(image_metrics.l1(fake, real))
             psnrs.append(image_metrics.psnr(np.clip(fake, 0, 1), real))
