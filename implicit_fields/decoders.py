@@ -300,6 +300,47 @@ class PixelAlignedDecoder(nn.Module):
         return out[..., 0]
 
 
+class VelocityField(nn.Module):
+    """Occupancy Flow's velocity field v(p, t | c, z) (`im2mesh/oflow/models/velocity_field.py`).
+
+    `fc_p` on (x, y, z, t) (4 -> hidden); per block `net += fc_c[i](c)` and
+    `net += fc_z[i](z)` (when given), then `ResnetBlockFC`; finally
+    `fc_out(act(net))` (hidden -> 3). The original's input/output packing for
+    torchdiffeq's adjoint (codes appended to the state with zero velocity) is not
+    needed with diffrax: the codes are arguments of the field.
+
+    Attributes:
+      hidden_size: width (original class default 512; 128 in the point-cloud config).
+      n_blocks: ResNet blocks (original: 5).
+      leaky: LeakyReLU 0.2 before the output layer instead of ReLU.
+    """
+
+    hidden_size: int = 512
+    n_blocks: int = 5
+    leaky: bool = False
+
+    @nn.compact
+    def __call__(self, p, t, c=None, z=None):
+        """Args:
+          p: points [batch, n, 3]; t: times, a scalar or [batch]; c: [batch, c_dim] or None;
+          z: [batch, z_dim] or None.
+
+        Returns:
+          Velocities [batch, n, 3].
+        """
+        b, n, _ = p.shape
+        t = jnp.broadcast_to(jnp.asarray(t, p.dtype).reshape(-1)[:, None, None], (b, n, 1))
+        net = layers.Dense(self.hidden_size, name="fc_p")(jnp.concatenate([p, t], axis=-1))
+        for i in range(self.n_blocks):
+            if c is not None and c.shape[-1]:
+                net = net + layers.Dense(self.hidden_size, name=f"fc_c_{i}")(c)[:, None, :]
+            if z is not None and z.shape[-1]:
+                net = net + layers.Dense(self.hidden_size, name=f"fc_z_{i}")(z)[:, None, :]
+            net = layers.ResnetBlockFC(name=f"blocks_{i}")(net)
+        act = (lambda x: nn.leaky_relu(x, 0.2)) if self.leaky else nn.relu
+        return layers.Dense(3, name="fc_out")(act(net))
+
+
 DECODERS = {
     "cbatchnorm": DecoderCBatchNorm,
     "simple": DecoderSimple,

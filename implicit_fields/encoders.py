@@ -86,6 +86,36 @@ class ResnetPointnet(nn.Module):
         return layers.Dense(self.c_dim, name="fc_c")(nn.relu(net))
 
 
+class TemporalResnetPointnet(nn.Module):
+    """Occupancy Flow's temporal encoder (`im2mesh/encoder/pointnet.py: TemporalResnetPointnet`).
+
+    A `ResnetPointnet` whose points are the trajectories of corresponding points:
+    a sequence [batch, T, n, 3] becomes [batch, n, 3 T] (the original's
+    `x.transpose(1, 2).view(batch, n, -1)`: per point the T positions, frame by
+    frame), so with 17 frames each point is 51-d.
+
+    Attributes:
+      c_dim: output code size (original: the config's c_dim, 128 for point clouds).
+      hidden_dim: h (original class default 512; 128 in the point-cloud config).
+    """
+
+    c_dim: int = 128
+    hidden_dim: int = 512
+
+    @nn.compact
+    def __call__(self, sequences, train: bool = False):
+        """Args:
+          sequences: corresponding point clouds, float32 [batch, T, n, 3].
+
+        Returns:
+          Codes c, float32 [batch, c_dim].
+        """
+        assert sequences.ndim == 4 and sequences.shape[-1] == 3, sequences.shape
+        b, t, n, _ = sequences.shape
+        per_point = jnp.transpose(sequences, (0, 2, 1, 3)).reshape(b, n, 3 * t)
+        return ResnetPointnet(self.c_dim, self.hidden_dim, name="pointnet")(per_point, train)
+
+
 class VoxelEncoder(nn.Module):
     """The original 3-D CNN voxel encoder (`im2mesh/encoder/voxels.py: VoxelEncoder`).
 
@@ -525,6 +555,7 @@ def _concat_pooled(net, pool):
 
 ENCODERS = {
     "pointnet_resnet": ResnetPointnet,
+    "pointnet_resnet_temporal": TemporalResnetPointnet,
     "voxel_simple": VoxelEncoder,
     "resnet18": Resnet18,
     "resnet18_pixel": Resnet18Pixel,

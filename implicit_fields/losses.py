@@ -56,6 +56,21 @@ def kl_normal_std(mean: jnp.ndarray, logstd: jnp.ndarray) -> jnp.ndarray:
     return jnp.sum(0.5 * (jnp.exp(2.0 * logstd) + jnp.square(mean) - 1.0) - logstd, axis=-1)
 
 
+def correspondence_l2(predicted: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
+    """Occupancy Flow's L_corr: the mean Euclidean distance of predicted points to their correspondences.
+
+    `torch.norm(pred - gt, 2, dim=-1).mean()` over every point of every frame and sample. A
+    point exactly on its correspondence contributes 0 with a zero gradient (not the NaN of
+    the square root's derivative at 0).
+
+    Args:
+      predicted, target: [..., 3] corresponding points.
+    """
+    d2 = jnp.sum((predicted - target) ** 2, axis=-1)
+    positive = d2 > 0
+    return jnp.mean(jnp.where(positive, jnp.sqrt(jnp.where(positive, d2, 1.0)), 0.0))
+
+
 def probability_to_logit(threshold: float) -> float:
     """`log(t) - log(1 - t)`: the original's conversion of a probability threshold."""
     if not 0.0 < threshold < 1.0:
