@@ -138,3 +138,13 @@ def test_bad_arguments_are_named():
     np.testing.assert_array_equal(
         np.asarray(flow.integrate(rotation, 1.0, points + 1, jnp.asarray([0.3]))[0]), 1
     )
+
+
+def test_function_evaluations_are_counted_and_grow_with_the_tolerance():
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), _swirl_params(8))
+    points = jnp.asarray(np.random.default_rng(9).uniform(-0.5, 0.5, size=(5, 3)), jnp.float32)
+    times = jnp.linspace(0.0, 1.0, 17)
+    loose = flow.num_function_evaluations(swirl, params, points, times)
+    tight = flow.num_function_evaluations(swirl, params, points, times, rtol=1e-6, atol=1e-8)
+    # Dopri5: at least one step of 6 new stages, plus the start; more steps when asked for more accuracy.
+    assert 7 <= loose < tight
