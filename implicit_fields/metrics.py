@@ -478,3 +478,36 @@ def mesh_metrics(
         )
     )
     return out
+
+
+def correspondence_errors(vertices, points):
+    """Occupancy Flow's correspondence error per frame (`im2mesh/eval.py: eval_correspondences_mesh`).
+
+    Each vertex of the first frame's mesh is matched to its nearest ground-truth point at
+    frame 0; at every frame the error is the mean Euclidean distance between the vertex's
+    position and that point's position in the frame (the original's `project_to_final_mesh`
+    option, off by default there, is not applied).
+
+    Args:
+      vertices: (T, V, 3) a mesh's vertices at each frame (fixed faces: vertex v corresponds
+        across frames, as Occupancy Flow's flowed meshes).
+      points: (T, M, 3) ground-truth points that correspond across frames (`pcl_seq`).
+
+    Returns:
+      (T,) float64: the error of each frame.
+
+    Raises:
+      ValueError: mismatched shapes, no vertices or points, or non-finite values.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    p = np.asarray(points, dtype=np.float64)
+    if v.ndim != 3 or p.ndim != 3 or v.shape[-1] != 3 or p.shape[-1] != 3 or v.shape[0] != p.shape[0]:
+        raise ValueError(
+            f"vertices (T, V, 3) and points (T, M, 3) of one T expected, got {v.shape} and {p.shape}"
+        )
+    if v.shape[1] == 0 or p.shape[1] == 0:
+        raise ValueError(f"correspondence errors need vertices and points, got {v.shape} and {p.shape}")
+    if not (np.isfinite(v).all() and np.isfinite(p).all()):
+        raise ValueError("vertices and points must be finite")
+    _, index = spatial.cKDTree(p[0]).query(v[0])
+    return np.linalg.norm(v - p[:, index], axis=-1).mean(axis=-1)

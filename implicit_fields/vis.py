@@ -68,6 +68,54 @@ def write_png(path, image):
         raise
 
 
+def write_gif(path, frames, duration_ms=100, loop=0):
+    """Writes an animated GIF atomically (e.g. a mesh in motion, one picture per frame).
+
+    Args:
+      path: str or path-like, output file.
+      frames: sequence of uint8 (H, W, 3) RGB images of one size (at least one).
+      duration_ms: display time of each frame, in milliseconds (> 0).
+      loop: how often to loop (0: forever).
+
+    Raises:
+      TypeError: a frame is not uint8.
+      ValueError: no frames, frames of different sizes or shapes other than (H, W, 3), or
+        a non-positive duration.
+    """
+    frames = [np.asarray(f) for f in frames]
+    if not frames:
+        raise ValueError("write_gif needs at least one frame")
+    if duration_ms <= 0:
+        raise ValueError(f"write_gif: duration_ms={duration_ms} must be > 0")
+    for i, f in enumerate(frames):
+        if f.dtype != np.uint8:
+            raise TypeError(f"write_gif expects uint8 frames, frame {i} is {f.dtype}")
+        if f.ndim != 3 or f.shape[2] != 3 or f.shape != frames[0].shape:
+            raise ValueError(
+                f"write_gif: frame {i} has shape {f.shape}, expected {frames[0].shape[:2] + (3,)}"
+            )
+    pictures = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pictures[0].save(
+                f,
+                format="GIF",
+                save_all=True,
+                append_images=pictures[1:],
+                duration=int(duration_ms),
+                loop=loop,
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def read_png(path):
     """Reads an 8-bit PNG.
 

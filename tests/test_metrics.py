@@ -310,3 +310,24 @@ def test_eval_options_are_checked(key, value, match):
         metrics.check_eval_config(dict(good, **{key: value}))
     with pytest.raises(ValueError, match="undefined="):
         metrics.pointcloud_metrics(np.zeros((1, 3)), None, np.zeros((1, 3)), None, undefined="zero")
+
+
+def test_correspondence_errors_follow_the_matched_points():
+    """Vertices near ground-truth points, both moved rigidly: the error is the offset's mean length."""
+    rng = np.random.default_rng(0)
+    pcl0 = rng.uniform(-0.5, 0.5, size=(200, 3))
+    idx = rng.choice(200, size=40, replace=False)
+    offset = rng.normal(size=(40, 3)) * 1e-3  # Small: each vertex's nearest point is its own.
+    angles = np.linspace(0.0, 1.2, 5)
+    rot = np.stack([[[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]] for a in angles])
+    pcl = np.einsum("tij,mj->tmi", rot, pcl0)
+    verts = np.einsum("tij,vj->tvi", rot, pcl0[idx] + offset)
+    errors = metrics.correspondence_errors(verts, pcl)
+    np.testing.assert_allclose(errors, np.linalg.norm(offset, axis=1).mean(), rtol=1e-9)
+    # Vertices that stay put while the truth moves: the error grows with the motion.
+    still = metrics.correspondence_errors(np.broadcast_to(verts[:1], verts.shape), pcl)
+    assert still[0] == pytest.approx(errors[0]) and np.all(np.diff(still) > 0)
+    with pytest.raises(ValueError, match="of one T"):
+        metrics.correspondence_errors(verts[:3], pcl)
+    with pytest.raises(ValueError, match="finite"):
+        metrics.correspondence_errors(np.where(verts > 0.4, np.nan, verts), pcl)

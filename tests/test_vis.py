@@ -250,3 +250,22 @@ def test_image_grid_layout_and_labels():
     assert first[:, pad : pad + 60].any() and first[:, 2 * pad + 60 :].any()
     assert changed[pad + label_h + 15 + pad :, pad : pad + 60].any()
     assert first[:, pad : pad + 60].sum() > first[:, 2 * pad + 60 :].sum()
+
+
+def test_write_gif_round_trip_and_errors(tmp_path):
+    frames = [np.full((12, 16, 3), 40 * i, np.uint8) for i in range(4)]
+    frames[2][3:6, 4:9] = (255, 0, 0)
+    path = tmp_path / "motion.gif"
+    vis.write_gif(path, frames, duration_ms=80)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 4 and gif.size == (16, 12)
+        gif.seek(2)
+        assert gif.info["duration"] == 80
+        np.testing.assert_array_equal(np.asarray(gif.convert("RGB"))[4, 5], (255, 0, 0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["motion.gif"]  # No temporary file left.
+    with pytest.raises(ValueError, match="at least one frame"):
+        vis.write_gif(tmp_path / "x.gif", [])
+    with pytest.raises(ValueError, match="frame 1 has shape"):
+        vis.write_gif(tmp_path / "x.gif", [frames[0], frames[1][:5]])
+    with pytest.raises(TypeError, match="uint8"):
+        vis.write_gif(tmp_path / "x.gif", [frames[0].astype(np.float32)])
