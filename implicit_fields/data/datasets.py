@@ -166,6 +166,42 @@ def view_cameras(data: Dict[str, np.ndarray], view: int) -> Dict[str, np.ndarray
     return {"inputs.world_mat": data["world_mat"][view], "inputs.camera_mat": data["camera_mat"][view]}
 
 
+def check_object_files(category_dir: str, split: str, models: Sequence[str], required: Sequence[str]) -> None:
+    """Checks (a stat each) that every object of a split has the files a dataset needs.
+
+    Args:
+      category_dir: the category folder; split: the split's name (for the message).
+      models: the object folders the split lists.
+      required: file names, and folder names ending in '/', relative to an object folder.
+
+    Raises:
+      DataFormatError: naming the split file, how many objects lack files, and the
+        first few of them with what they lack.
+    """
+    problems = []
+    for model in models:
+        folder = os.path.join(category_dir, model)
+        if not os.path.isdir(folder):
+            problems.append(f"{model} (no object folder)")
+            continue
+        missing = [
+            name
+            for name in required
+            if not (os.path.isdir if name.endswith("/") else os.path.isfile)(os.path.join(folder, name))
+        ]
+        if missing:
+            problems.append(f"{model} (missing {', '.join(missing)})")
+    if problems:
+        shown = 5
+        listed = "; ".join(problems[:shown])
+        if len(problems) > shown:
+            listed += f"; and {len(problems) - shown} more"
+        raise onet_format.DataFormatError(
+            f"{os.path.join(category_dir, split + '.lst')}: {len(problems)} of the {len(models)} "
+            f"objects it lists lack files this dataset needs ({', '.join(required)}): {listed}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelRef:
     """One object of a split: its category id and model id."""
@@ -281,35 +317,8 @@ class ShapesDataset:
         return files
 
     def _check_objects(self, category_dir: str, split: str, models: Sequence[str]) -> None:
-        """Checks (a stat each) that every object of a split has the files the options need.
-
-        Raises:
-          DataFormatError: naming the split file, how many objects lack files, and the
-            first few of them with what they lack.
-        """
-        required = self.required_files()
-        problems = []
-        for model in models:
-            folder = os.path.join(category_dir, model)
-            if not os.path.isdir(folder):
-                problems.append(f"{model} (no object folder)")
-                continue
-            missing = [
-                name
-                for name in required
-                if not (os.path.isdir if name.endswith("/") else os.path.isfile)(os.path.join(folder, name))
-            ]
-            if missing:
-                problems.append(f"{model} (missing {', '.join(missing)})")
-        if problems:
-            shown = 5
-            listed = "; ".join(problems[:shown])
-            if len(problems) > shown:
-                listed += f"; and {len(problems) - shown} more"
-            raise onet_format.DataFormatError(
-                f"{os.path.join(category_dir, split + '.lst')}: {len(problems)} of the {len(models)} "
-                f"objects it lists lack files this dataset needs ({', '.join(required)}): {listed}"
-            )
+        """Checks that every object of a split has the files the options need (`check_object_files`)."""
+        check_object_files(category_dir, split, models, self.required_files())
 
     def __len__(self) -> int:
         return len(self.items)

@@ -117,17 +117,6 @@ _SEED_TAG = 2019  # Separates the motion streams of an object from its other str
 _TMP_PREFIX = onet_format.TMP_PREFIX
 
 
-def _count(name, value, minimum):
-    """An integer argument >= ``minimum`` (ValueError naming ``name`` otherwise)."""
-    try:
-        ok = not isinstance(value, (bool, np.bool_)) and float(value) == int(value)
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok or int(value) < minimum:
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _as_points(points):
     p = np.asarray(points, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3:
@@ -171,7 +160,7 @@ def frame_times(n_frames):
     Returns:
         (n_frames,) float64.
     """
-    n = _count("n_frames", n_frames, 2)
+    n = onet_format.check_count("n_frames", n_frames, 2)
     return np.arange(n, dtype=np.float64) / (n - 1)
 
 
@@ -722,7 +711,7 @@ class MotionSequence:
         Returns:
             points (n, 3) float64 at t = 0, normals (n, 3) float64, labels (n,) int64.
         """
-        n = _count("n", n, 1)
+        n = onet_format.check_count("n", n, 1)
         pts, nrm, lab = [], [], []
         have = 0
         for _ in range(50):
@@ -982,10 +971,10 @@ def generate_sequence(category, index, seed=0, n_frames=24, num_points=100_000, 
     """
     synset = category_synset(category)
     cat_index = list(CATEGORIES).index(synset)
-    index = _count("index", index, 0)
+    index = onet_format.check_count("index", index, 0)
     times = frame_times(n_frames)
-    num_points = _count("num_points", num_points, 1)
-    num_pcl_points = _count("num_pcl_points", num_pcl_points, 1)
+    num_points = onet_format.check_count("num_points", num_points, 1)
+    num_pcl_points = onet_format.check_count("num_pcl_points", num_pcl_points, 1)
     shape_rng = builtin._object_rngs(seed, cat_index, index)[0]
     shape, loc, scale = normalize(make_shape(synset, shape_rng))
     seeds = _seeds(seed, cat_index, index)
@@ -1182,11 +1171,11 @@ def ensure_motion_dataset(
         NotADirectoryError: ``path`` is a file.
     """
     path = os.fspath(path)
-    n_seq = _count("sequences_per_category", sequences_per_category, 1)
-    n_frames = _count("n_frames", n_frames, 2)
-    num_points = _count("num_points", num_points, 1)
-    num_pcl_points = _count("num_pcl_points", num_pcl_points, 1)
-    seed = _count("seed", seed, 0)
+    n_seq = onet_format.check_count("sequences_per_category", sequences_per_category, 1)
+    n_frames = onet_format.check_count("n_frames", n_frames, 2)
+    num_points = onet_format.check_count("num_points", num_points, 1)
+    num_pcl_points = onet_format.check_count("num_pcl_points", num_pcl_points, 1)
+    seed = onet_format.check_count("seed", seed, 0)
     if isinstance(categories, str):
         categories = [categories]
     synsets = (
@@ -1353,8 +1342,8 @@ class MotionDataset:
             raise FileNotFoundError(f"dataset folder {path!r} does not exist")
         self.path = path
         self.split = split
-        self.length = _count("length", length, 1)
-        self.offset = _count("offset", offset, 0)
+        self.length = onet_format.check_count("length", length, 1)
+        self.offset = onet_format.check_count("offset", offset, 0)
         self.points = bool(points)
         self.cache = cache
         self._cache = {}

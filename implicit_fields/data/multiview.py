@@ -74,17 +74,6 @@ _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 # --------------------------------------------------------------------------------------
 
 
-def _count(name, value, minimum):
-    """An integer argument >= ``minimum`` (ValueError naming ``name`` otherwise)."""
-    try:
-        ok = not isinstance(value, (bool, np.bool_)) and float(value) == int(value)
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok or int(value) < minimum:
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _resolution(resolution):
     if np.ndim(resolution) == 0:
         h = w = int(resolution)
@@ -136,7 +125,7 @@ def write_multiview(
         dict: the multiview.json content.
     """
     height, width = _resolution(resolution)
-    n_views = _count("n_views", n_views, 1)
+    n_views = onet_format.check_count("n_views", n_views, 1)
     seed_seq = np.random.SeedSequence(seed)
     cam_seed, app_seed = seed_seq.spawn(2)
     view_focal = shape_render.fit_focal(shape, radius) if focal is None else float(focal)
@@ -242,10 +231,10 @@ def generate_multiview_dataset(
     dataset_dir = os.fspath(dataset_dir)
     if not os.path.isdir(dataset_dir):
         raise DataFormatError(f"{dataset_dir}: dataset folder not found")
-    n_views = _count("n_views", n_views, 1)
-    seed = _count("seed", seed, 0)
+    n_views = onet_format.check_count("n_views", n_views, 1)
+    seed = onet_format.check_count("seed", seed, 0)
     if max_objects is not None:
-        max_objects = _count("max_objects", max_objects, 1)
+        max_objects = onet_format.check_count("max_objects", max_objects, 1)
     objects, per_synset = [], {}
     for synset, model, _ in onet_format.object_folders(dataset_dir, categories):
         per_synset[synset] = per_synset.get(synset, 0) + 1

@@ -589,6 +589,17 @@ def _split_path(category_dir, split):
     return os.path.join(os.fspath(category_dir), f"{split}.lst")
 
 
+def check_count(name, value, minimum):
+    """An integer argument >= ``minimum`` (ValueError naming ``name`` otherwise)."""
+    try:
+        ok = not isinstance(value, (bool, np.bool_)) and float(value) == int(value)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or int(value) < minimum:
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def read_split(category_dir, split):
     """Model ids of a split, from ``<category_dir>/<split>.lst``.
 

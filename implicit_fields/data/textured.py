@@ -66,7 +66,7 @@ from PIL import Image
 
 from implicit_fields import cameras as cam_lib
 from implicit_fields import vis
-from implicit_fields.data import builtin, image_io, onet_format, shape_render
+from implicit_fields.data import builtin, datasets, image_io, onet_format, shape_render
 from implicit_fields.data.onet_format import DataFormatError
 from implicit_fields.data.shapes import CATEGORIES, Shape, category_synset
 
@@ -508,17 +508,6 @@ def csg_distance(shape, points):
 # --------------------------------------------------------------------------------------
 
 
-def _count(name, value, minimum):
-    """An integer argument >= ``minimum`` (ValueError naming ``name`` otherwise)."""
-    try:
-        ok = not isinstance(value, (bool, np.bool_)) and float(value) == int(value)
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok or int(value) < minimum:
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def textured_params(
     image_resolution, input_resolution, n_views=10, n_input_views=17, n_visualize_views=5, seed=0
 ):
@@ -531,12 +520,12 @@ def textured_params(
         ValueError: naming the argument that is not an integer in range.
     """
     return {
-        "seed": _count("seed", seed, 0),
-        "image_resolution": _count("image_resolution", image_resolution, 2),
-        "input_resolution": _count("input_resolution", input_resolution, 2),
-        "n_views": _count("n_views", n_views, 1),
-        "n_input_views": _count("n_input_views", n_input_views, 1),
-        "n_visualize_views": _count("n_visualize_views", n_visualize_views, 1),
+        "seed": onet_format.check_count("seed", seed, 0),
+        "image_resolution": onet_format.check_count("image_resolution", image_resolution, 2),
+        "input_resolution": onet_format.check_count("input_resolution", input_resolution, 2),
+        "n_views": onet_format.check_count("n_views", n_views, 1),
+        "n_input_views": onet_format.check_count("n_input_views", n_input_views, 1),
+        "n_visualize_views": onet_format.check_count("n_visualize_views", n_visualize_views, 1),
     }
 
 
@@ -849,9 +838,9 @@ def ensure_textured_dataset(
     params = textured_params(
         image_resolution, input_resolution, n_views, n_input_views, n_visualize_views, seed
     )
-    n_obj = _count("objects_per_category", objects_per_category, 1)
-    num_points = _count("num_points", num_points, 1)
-    num_surface_points = _count("num_surface_points", num_surface_points, 1)
+    n_obj = onet_format.check_count("objects_per_category", objects_per_category, 1)
+    num_points = onet_format.check_count("num_points", num_points, 1)
+    num_surface_points = onet_format.check_count("num_surface_points", num_surface_points, 1)
     if isinstance(categories, str):
         categories = [categories]
     if not categories:
@@ -1084,8 +1073,8 @@ def _read_object(folder, image_size, input_size, which):
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise DataFormatError(f"{folder}: object folder not found")
-    image_size = None if image_size is None else _count("image_size", image_size, 2)
-    input_size = None if input_size is None else _count("input_size", input_size, 2)
+    image_size = None if image_size is None else onet_format.check_count("image_size", image_size, 2)
+    input_size = None if input_size is None else onet_format.check_count("input_size", input_size, 2)
     data = _read_views(folder, which, image_size)
     data["input_images"], _ = _read_images(os.path.join(folder, INPUT_DIR), input_size, "input image")
     data.update(_read_pointcloud(folder))
@@ -1220,7 +1209,7 @@ class TexturedDataset:
             if not os.path.isdir(cat_dir):
                 raise DataFormatError(f"{cat_dir}: category folder not found")
             models = onet_format.read_split(cat_dir, split)
-            self._check_objects(cat_dir, split, models)
+            datasets.check_object_files(cat_dir, split, models, self.required_files())
             self.items.extend((category, m) for m in models)
         self._cache = {}
         self._lock = threading.Lock()
@@ -1234,30 +1223,6 @@ class TexturedDataset:
             f"{base}{DEPTH_DIR}/{CAMERA_FILE}",
             onet_format.POINTCLOUD_FILE,
         ]
-
-    def _check_objects(self, cat_dir, split, models):
-        required = self.required_files()
-        problems = []
-        for model in models:
-            folder = os.path.join(cat_dir, model)
-            if not os.path.isdir(folder):
-                problems.append(f"{model} (no object folder)")
-                continue
-            missing = [
-                name
-                for name in required
-                if not (os.path.isdir if name.endswith("/") else os.path.isfile)(os.path.join(folder, name))
-            ]
-            if missing:
-                problems.append(f"{model} (missing {', '.join(missing)})")
-        if problems:
-            listed = "; ".join(problems[:5]) + (
-                f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-            )
-            raise DataFormatError(
-                f"{os.path.join(cat_dir, split + '.lst')}: {len(problems)} of the {len(models)} objects it "
-                f"lists lack files ({', '.join(required)}): {listed}"
-            )
 
     def __len__(self):
         return len(self.items)

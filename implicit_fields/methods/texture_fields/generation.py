@@ -30,7 +30,7 @@ import numpy as np
 import tqdm
 
 from implicit_fields import image_metrics, meshing, summary, trainer, vis
-from implicit_fields.data import mesh_render
+from implicit_fields.data import mesh_render, textured
 from implicit_fields.methods.texture_fields import task
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ PICTURE = "texture_fields.png"
 
 def _to_uint8(x):
     return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _condition_picture(obj, size: int):
+    """The object's first condition view at the pictures' row height (nearest resize), uint8."""
+    return _to_uint8(textured.resize_nearest(obj["input_images"][0], size))
 
 
 def _picture_grid(rows, labels, size: int):
@@ -101,10 +106,7 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
             pairs.append({"object": dataset.names[i], "view": v, "fake": fake_path, "real": real_path})
         if i < g.picture_objects:
             size = config.eval.img_size
-            cond = _to_uint8(obj["input_images"][0])
-            if cond.shape[0] != size:  # Nearest resize of the condition image to the row height.
-                idx = (np.arange(size) * cond.shape[0]) // size
-                cond = cond[idx][:, idx]
+            cond = _condition_picture(obj, size)
             what = "condition" if config.model.kind == "conditional" else "(z from the prior)"
             row, lab = [cond], [f"{dataset.names[i].split('/')[-1][:10]} {what}"]
             for v in views[: g.picture_views]:
@@ -243,10 +245,7 @@ def textured_meshes(config, workdir: str, mesh_fn, out_dir: str, num_objects: in
         t_colour = time.perf_counter() - t0
         path = os.path.join(out_dir, f"{name}.ply")
         meshing.write_mesh(path, vertices, faces, colors, comments=trainer.mesh_provenance(meta))
-        cond = _to_uint8(obj["input_images"][0])
-        if cond.shape[0] != size:
-            idx = (np.arange(size) * cond.shape[0]) // size
-            cond = cond[idx][:, idx]
+        cond = _condition_picture(obj, size)
         row, lab, scores = [cond], [f"{name.split('_', 1)[-1]} input"], []
         for v in range(obj["images"].shape[0]):
             camera = {"camera_mat": obj["camera_mat"][v], "world_mat": obj["world_mat"][v]}
