@@ -42,6 +42,7 @@ __all__ = [
     "IMAGENET_STD",
     "LocalPoolPointnet",
     "LatentEncoder",
+    "LatentPointnet",
     "ENCODERS",
     "LATENT_ENCODERS",
     "create_encoder",
@@ -547,6 +548,57 @@ class LatentEncoder(nn.Module):
         return mean, logstd
 
 
+class LatentPointnet(nn.Module):
+    """q(z | inputs[, c]) of Occupancy Flow's generative model (`oflow/models/encoder_latent.py: PointNet`).
+
+    With `dim` 3 it reads the first frame of a sequence [batch, T, n, 3]; with
+    `dim` 3 T (51 for 17 frames) the trajectories flattened per point as
+    `TemporalResnetPointnet` does. `fc_pos` (dim -> 2h), then `n_blocks` times:
+    `+ c_layers[i](c)` (when c is given), `ResnetBlockFC(2h -> h)` and, but for the
+    last, the max-pooled features concatenated (-> 2h); a final max-pool and
+    `fc_mean` / `fc_logstd` (h -> z_dim).
+
+    Attributes:
+      z_dim: latent size (the original's generative config: 128).
+      hidden_dim: h (original: 128).
+      n_blocks: ResNet blocks (original: 3).
+      temporal: read the whole trajectories (dim 3 T) instead of frame 0 (dim 3).
+    """
+
+    z_dim: int = 128
+    hidden_dim: int = 128
+    n_blocks: int = 3
+    temporal: bool = False
+
+    @nn.compact
+    def __call__(self, sequences, c: Optional[jnp.ndarray] = None) -> Tuple[jnp.ndarray, jnp.ndarray]:
+        """Args:
+          sequences: corresponding point clouds, float32 [batch, T, n, 3].
+          c: optional condition code [batch, c_dim].
+
+        Returns:
+          (mean, logstd), each float32 [batch, z_dim].
+        """
+        assert sequences.ndim == 4 and sequences.shape[-1] == 3, sequences.shape
+        b, t, n, _ = sequences.shape
+        if self.temporal:
+            x = jnp.transpose(sequences, (0, 2, 1, 3)).reshape(b, n, 3 * t)
+        else:
+            x = sequences[:, 0]
+        h = self.hidden_dim
+        net = layers.Dense(2 * h, name="fc_pos")(x)
+        for i in range(self.n_blocks):
+            if c is not None and c.shape[-1] > 0:
+                net = net + layers.Dense(2 * h, name=f"c_layers_{i}")(c)[:, None, :]
+            net = layers.ResnetBlockFC(size_out=h, name=f"blocks_{i}")(net)
+            if i < self.n_blocks - 1:
+                net = _concat_pooled(net, jnp.max)
+        net = jnp.max(net, axis=1)
+        mean = layers.Dense(self.z_dim, name="fc_mean")(net)
+        logstd = layers.Dense(self.z_dim, name="fc_logstd")(net)
+        return mean, logstd
+
+
 def _concat_pooled(net, pool):
     """[B, T, F] -> [B, T, 2F]: each point's features and the pool over the points."""
     pooled = pool(net, axis=1, keepdims=True)
@@ -563,6 +615,7 @@ ENCODERS = {
 
 LATENT_ENCODERS = {
     "simple": LatentEncoder,
+    "pointnet": LatentPointnet,
 }
 
 

@@ -181,16 +181,18 @@ def integrate_samples(
 
     batched = jax.vmap(one, in_axes=(None, 0, 0, 0))
 
+    # Every array the field reads travels in `args`: the continuous adjoint cannot close over
+    # traced values (the start and end times are often traced, e.g. a batch's frames).
     def field(u, y, args):
-        p, extra = args
-        t = t_start + u * span
-        return span[:, None, None] * batched(p, y, t, extra)
+        p, extra, t0, dt = args
+        t = t0 + u * dt
+        return dt[:, None, None] * batched(p, y, t, extra)
 
     dummy = jnp.zeros((b,), points.dtype) if sample_args is None else sample_args
     sol = _solve(
         field,
         points,
-        (params, dummy),
+        (params, dummy, t_start, span),
         jnp.zeros((), points.dtype),
         jnp.ones((), points.dtype),
         diffrax.SaveAt(t1=True),

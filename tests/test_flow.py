@@ -148,3 +148,27 @@ def test_function_evaluations_are_counted_and_grow_with_the_tolerance():
     tight = flow.num_function_evaluations(swirl, params, points, times, rtol=1e-6, atol=1e-8)
     # Dopri5: at least one step of 6 new stages, plus the start; more steps when asked for more accuracy.
     assert 7 <= loose < tight
+
+
+def test_samples_with_traced_times_differentiate_with_the_continuous_adjoint(x64):
+    # A training batch pulls points back from its frames' times, traced inside the jitted
+    # step; the continuous adjoint must get them as arguments (a closure over them fails).
+    params = jax.tree.map(jnp.asarray, _swirl_params(8))
+    points = jnp.asarray(np.random.default_rng(9).uniform(-0.5, 0.5, size=(2, 5, 3)))
+
+    def loss(p, t, adjoint):
+        return jnp.sum(flow.integrate_samples(swirl, p, points, t, 0.0, adjoint=adjoint, **TIGHT) ** 2)
+
+    t = jnp.asarray([1.0, 0.5])
+    grads = {a: jax.jit(jax.grad(loss), static_argnums=2)(params, t, a) for a in flow.ADJOINTS}
+    for a, b in zip(jax.tree.leaves(grads["backsolve"]), jax.tree.leaves(grads["checkpoint"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    # And with respect to the times themselves.
+    g_t = jax.jit(jax.grad(loss, argnums=1), static_argnums=2)(params, t, "backsolve")
+    eps = 1e-6
+    numeric = [
+        (loss(params, t.at[i].add(eps), "checkpoint") - loss(params, t.at[i].add(-eps), "checkpoint"))
+        / (2 * eps)
+        for i in range(2)
+    ]
+    np.testing.assert_allclose(np.asarray(g_t), np.asarray(numeric), rtol=1e-4)

@@ -85,3 +85,26 @@ def test_correspondence_loss_is_zero_for_the_exact_flow():
     # Exactly on the correspondences: zero loss and a zero (not NaN) gradient.
     g = jax.grad(losses.correspondence_l2)(jnp.asarray(truth), jnp.asarray(truth))
     assert np.all(np.asarray(g) == 0)
+
+
+def test_latent_pointnet_parameters_and_inputs_as_the_original():
+    rng = np.random.default_rng(4)
+    seq = jnp.asarray(rng.normal(size=(2, 17, 11, 3)), jnp.float32)
+    c = jnp.asarray(rng.normal(size=(2, 16)), jnp.float32)
+    h, z, blocks = 128, 32, 3
+    for temporal, dim in ((False, 3), (True, 51)):
+        enc = encoders.LatentPointnet(z_dim=z, hidden_dim=h, n_blocks=blocks, temporal=temporal)
+        params = enc.init(jax.random.PRNGKey(0), seq, c)
+        # encoder_latent.PointNet(z, c 16, dim, hidden 128, 3 blocks): fc_pos, blocks, c_layers,
+        # fc_mean, fc_logstd.
+        block = (2 * h * h + h) + (h * h + h) + 2 * h * h
+        expected = (dim * 2 * h + 2 * h) + blocks * block + blocks * (16 * 2 * h + 2 * h) + 2 * (h * z + z)
+        assert _count(params) == expected, temporal
+        mean, logstd = enc.apply(params, seq, c)
+        assert mean.shape == logstd.shape == (2, z)
+        # Frame 0 only, or every frame: moving a later frame changes only the temporal posterior.
+        moved = seq.at[:, 5].add(0.3)
+        changed = not np.allclose(np.asarray(enc.apply(params, moved, c)[0]), np.asarray(mean))
+        assert changed == temporal
+        # Without a code the c_layers are skipped.
+        assert _count(enc.init(jax.random.PRNGKey(0), seq)) == expected - blocks * (16 * 2 * h + 2 * h)
