@@ -60,7 +60,18 @@ def main(argv):
     if result:
         # The headline metrics (null: undefined for every object, as the original leaves it).
         if "iou" in result:
-            keys = ["iou", "chamfer_l1", "normal_consistency", "fscore"]
+            keys = [
+                k
+                for k in (
+                    "iou",
+                    "chamfer_l1",
+                    "normal_consistency",
+                    "fscore",
+                    "correspondence",
+                    "baseline_iou",
+                )
+                if k in result
+            ]
         else:
             others = ("scale", "_worst", "_original")
             keys = [

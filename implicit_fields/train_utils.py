@@ -152,3 +152,24 @@ def create_train_step(loss_fn: LossFn, mesh: Optional[Mesh] = None, loop_key: Op
         static_argnums=(2,),
         donate_argnums=(0,),
     )
+
+
+def epoch_indices(seed: int, step: int, batch_size: int, count: int, stream: int = 0) -> np.ndarray:
+    """Items of step `step`: positions step*B ... of the concatenated epoch permutations of `seed`.
+
+    Every item is seen once per epoch, and the items of a step are a pure function of
+    (seed, step, stream), so a resumed run draws the items of an unbroken one.
+
+    Args:
+      count: items to draw from (>= 1); stream: separates the draws of different methods.
+
+    Returns:
+      int64 [batch_size] indices in [0, count).
+    """
+    pos = np.arange(step * batch_size, (step + 1) * batch_size, dtype=np.int64)
+    out = np.empty(batch_size, np.int64)
+    for epoch in np.unique(pos // count):
+        perm = np.random.default_rng([int(seed), int(epoch), int(stream)]).permutation(count)
+        sel = pos // count == epoch
+        out[sel] = perm[pos[sel] % count]
+    return out

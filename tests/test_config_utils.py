@@ -7,7 +7,7 @@ import pytest
 
 import experiment_configs
 from implicit_fields import config_utils, trainer
-from implicit_fields.methods import dvr, onet, texture_fields
+from implicit_fields.methods import dvr, oflow, onet, texture_fields
 
 SHIPPED = [
     f"onet.py:{v},{s}"
@@ -21,6 +21,9 @@ SHIPPED += [
 ]
 SHIPPED += [
     f"texture_fields.py:{m},{s}" for m in ("conditional", "vae", "gan") for s in ("full", "cpu", "tiny")
+]
+SHIPPED += [
+    f"oflow.py:{m},{s}" for m in ("pointcloud", "correspond", "generative") for s in ("full", "cpu", "tiny")
 ]
 SHIPPED += ["onet.py", "onet.py:cpu", "dvr.py", "dvr.py:cpu", "dvr.py:full", "dvr.py:tiny"]
 
@@ -38,6 +41,7 @@ def test_config_arguments_pick_variants_and_sizes():
     assert experiment_configs.load("onet.py").to_dict() == onet.get_config().to_dict()
     assert experiment_configs.load("dvr.py").to_dict() == dvr.get_config().to_dict()
     assert experiment_configs.load("texture_fields.py").to_dict() == texture_fields.get_config().to_dict()
+    assert experiment_configs.load("oflow.py").to_dict() == oflow.get_config().to_dict()
     with pytest.raises(ValueError, match="unknown config argument 'huge'"):
         experiment_configs.load("onet.py:img,huge")
     with pytest.raises(ValueError, match="unknown config argument 'huge'"):

@@ -14,6 +14,7 @@ import pytest
 from implicit_fields import config_utils, trainer
 from implicit_fields.methods.convonet import config as convonet_config
 from implicit_fields.methods.dvr import config as dvr_config
+from implicit_fields.methods.oflow import config as oflow_config
 from implicit_fields.methods.onet import config as onet_config
 from implicit_fields.methods.texture_fields import config as texture_fields_config
 
@@ -22,6 +23,7 @@ METHODS = {
     "dvr": dvr_config,
     "convonet": convonet_config,
     "texture_fields": texture_fields_config,
+    "oflow": oflow_config,
 }
 
 
@@ -138,6 +140,12 @@ def test_degenerate_settings_stop_before_any_work(name, key, value, tmp_path):
             r"config.data.builtin_categories: unknown",
         ),
         ("texture_fields", {"loss.w_pix": 0.0}, r"config.loss.w_pix=0: the conditional model's only loss"),
+        ("oflow", {"data.builtin_frames": 16}, r"config.data.builtin_frames=16 is shorter than one window"),
+        ("oflow", {"model.c_dim": 0}, r"config.model.c_dim=0: the encoders need"),
+        ("oflow", {"loss.recon": False}, r"config.loss.recon=False and config.loss.corr=False"),
+        ("oflow", {"model.encoder": ""}, r"config.model.decoder='cbatchnorm' needs the code of frame 0"),
+        ("oflow", {"generate.picture_frames": 18}, r"config.generate.picture_frames=18 is more than the 17"),
+        ("oflow", {"data.builtin_categories": ("spaceship",)}, r"config.data.builtin_categories: unknown"),
     ],
 )
 def test_values_that_contradict_each_other_are_named(name, changes, message):

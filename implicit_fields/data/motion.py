@@ -94,6 +94,7 @@ __all__ = [
     "ensure_motion_dataset",
     "write_pcl_npz",
     "load_pcl_npz",
+    "frame_files",
     "load_motion",
     "subdivide_into_sequences",
     "MotionDataset",
@@ -1266,7 +1267,7 @@ def load_pcl_npz(path):
     return {"points": pts, "loc": loc, "scale": scale}
 
 
-def _frame_files(folder):
+def frame_files(folder):
     """The sorted ``*.npz`` files of a ``*_seq`` folder (as the original's sorted glob)."""
     if not os.path.isdir(folder):
         raise DataFormatError(f"{folder}: folder not found")
@@ -1373,9 +1374,9 @@ class MotionDataset:
                 names = onet_format.read_split(cat_dir, split)
             lengths = []
             for name in names:
-                n = len(_frame_files(os.path.join(cat_dir, name, PCL_SEQ_DIR)))
+                n = len(frame_files(os.path.join(cat_dir, name, PCL_SEQ_DIR)))
                 if self.points:
-                    n_points = len(_frame_files(os.path.join(cat_dir, name, POINTS_SEQ_DIR)))
+                    n_points = len(frame_files(os.path.join(cat_dir, name, POINTS_SEQ_DIR)))
                     if n_points < n:
                         raise DataFormatError(
                             f"{os.path.join(cat_dir, name, POINTS_SEQ_DIR)}: {n_points} frames, fewer "
@@ -1396,7 +1397,7 @@ class MotionDataset:
         want = _read_record(folder).get("n_frames")
         kinds = (PCL_SEQ_DIR, POINTS_SEQ_DIR) if self.points else (PCL_SEQ_DIR,)
         for kind in kinds:
-            have = n if kind == PCL_SEQ_DIR else len(_frame_files(os.path.join(folder, kind)))
+            have = n if kind == PCL_SEQ_DIR else len(frame_files(os.path.join(folder, kind)))
             if have != want:
                 raise DataFormatError(
                     f"{os.path.join(folder, kind)}: {have} frames, but {MOTION_FILE} says n_frames={want}"
@@ -1421,7 +1422,7 @@ class MotionDataset:
         return d
 
     def _frames(self, folder, start, kind):
-        files = _frame_files(folder)[start : start + self.length]
+        files = frame_files(folder)[start : start + self.length]
         if len(files) < self.length:
             raise DataFormatError(f"{folder}: {len(files)} frames from {start}, a window needs {self.length}")
         frames = [self._read(f, kind) for f in files]

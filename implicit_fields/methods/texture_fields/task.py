@@ -280,13 +280,7 @@ class ObjectCache:
 
 def epoch_objects(seed: int, step: int, batch_size: int, num_objects: int) -> np.ndarray:
     """Objects of step `step`: positions step*B ... of the concatenated epoch permutations of `seed`."""
-    pos = np.arange(step * batch_size, (step + 1) * batch_size, dtype=np.int64)
-    out = np.empty(batch_size, np.int64)
-    for epoch in np.unique(pos // num_objects):
-        perm = np.random.default_rng([int(seed), int(epoch), 15]).permutation(num_objects)
-        sel = pos // num_objects == epoch
-        out[sel] = perm[pos[sel] % num_objects]
-    return out
+    return train_utils.epoch_indices(seed, step, batch_size, num_objects, stream=15)
 
 
 def make_batch(
