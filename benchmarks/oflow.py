@@ -94,10 +94,15 @@ def sequences(config, workdir, num_windows):
     )
     # Function evaluations of the vertices' integration (forward, the generation's solve).
     _, c_t, _, z_t = rows[0][5]
-    field = oflow_model.batch_velocity_fn(model, c_t[None], z_t[None])
+    field = oflow_model.batch_velocity_fn(model)
     vertices = jnp.asarray(rows[0][6][0][None])
     nfe = flow.num_function_evaluations(
-        field, state.params, vertices, jnp.asarray(times), rtol=config.ode.rtol, atol=config.ode.atol
+        field,
+        (state.params, c_t[None], z_t[None]),
+        vertices,
+        jnp.asarray(times),
+        rtol=config.ode.rtol,
+        atol=config.ode.atol,
     )
     print(
         f"ODE function evaluations, {vertices.shape[1]} vertices t = 0 -> 1 through {len(times)} times: {nfe}"
@@ -111,10 +116,10 @@ def training_step(config, model, state, adjoints=("backsolve", "checkpoint"), st
     batch = jax.tree.map(jnp.asarray, task.make_batch(config, store, 0))
     c_s, c_t = model.apply(task.variables_of(state), batch["inputs"], method=oflow_model.OccupancyFlow.encode)
     z = jnp.zeros((c_t.shape[0], model.z_dim), jnp.float32)
-    field = oflow_model.batch_velocity_fn(model, c_t, z)
+    field = oflow_model.batch_velocity_fn(model)
     nfe = flow.num_function_evaluations(
         field,
-        state.params,
+        (state.params, c_t, z),
         batch["points_t"],
         jnp.asarray([1.0, 0.0]),
         rtol=config.ode.rtol,

@@ -56,6 +56,7 @@ def get_config(arg=None):
 
     if size == "cpu":
         data.path = "data/motion_cpu"
+        data.builtin_sequences_per_category = 40  # 28 training sequences of each category.
         data.builtin_num_points = 20_000
         data.builtin_num_pcl_points = 10_000
         data.points_subsample = 256
@@ -67,7 +68,7 @@ def get_config(arg=None):
         config.ode.adjoint = "checkpoint"
         config.optim.learning_rate = 5e-4
         train.batch_size = 8
-        train.num_steps = 2500
+        train.num_steps = 3000
         train.eval_every = 500
         train.checkpoint_every = 250
         train.val_windows = 4

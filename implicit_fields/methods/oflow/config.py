@@ -44,7 +44,9 @@ def get_config() -> ml_collections.ConfigDict:
     data.pcl_points = 100  # Corresponding points per window for L_corr (n_training_pcl_points).
     data.input_points = 300  # Input points per frame (input_pointcloud_n) ...
     data.input_noise = 0.001  # ... with this N(0, s^2) noise (input_pointcloud_noise).
-    data.cache = True  # Keep the sequences in memory (float16 points: 8 bytes a point and frame).
+    # Keep the training and validation sequences in memory (float16 points: about 7 bytes a point
+    # and frame); False reads frames when a batch needs them (D-FAUST: 42 GB).
+    data.cache = True
 
     config.model = model = ml_collections.ConfigDict()
     model.encoder = "pointnet_resnet"  # Spatial code c_s of frame 0 ('' for the generative model).

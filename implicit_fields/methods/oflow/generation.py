@@ -5,7 +5,9 @@ next start of each, up to `generate.max_windows`), as the original's
 `Generator3D`:
 
 1. encode the window's input point clouds (a fixed draw of `data.input_points`
-   per frame with the training noise; z, z_t the prior mean);
+   per frame with the training noise; the generative model's z and z_t are its
+   posteriors' means given them, so that its meshes reconstruct the window and
+   can be evaluated);
 2. MISE once, at t = 0 (`generate.resolution0`, `upsampling_steps`,
    `field.threshold`);
 3. the vertices carried to every frame by the ODE (`flow.integrate`, from t = 0
@@ -253,23 +255,17 @@ def generate(config, workdir: str, model=None, state=None) -> Dict:
             rec.update(baseline=bpaths, seconds_baseline=t_base)
         records.append(rec)
         if k < gen.picture_windows:
-            pcl = task.window_pcl(seq, start, config.data.length, _subset(seq["pcl"].shape[1], 20_000))
+            pcl = task.window_pcl(seq, start, config.data.length, _subset(seq.num_pcl, 20_000))
             all_frames = list(range(config.data.length))
             panels = [render_truth(pcl, all_frames, size), render_flowed(trajectory, faces, all_frames, size)]
-            names = ["truth", "Occupancy Flow"]
+            names = ["truth", "OFlow"]
             if baseline is not None:
                 panels.append(render_meshes(baseline, all_frames, size))
-                names.append("baseline (MISE per frame)")
-            title = f"{category}/{name} from frame {start}"
+                names.append("MISE/frame")
             for p, n in zip(panels, names):
                 rows.append([p[i] for i in frames])
-                labels.append(
-                    [
-                        f"{n}: t={times[i]:.2f}" if j == 0 else f"t={times[i]:.2f}"
-                        for j, i in enumerate(frames)
-                    ]
-                )
-            labels[-len(panels)][0] = f"{title}  {labels[-len(panels)][0]}"
+                labels.append([f"{n} t={times[i]:.2f}" for i in frames])
+            labels[-len(panels)][0] = f"{name}:{start} t=0"  # The window, above its first column.
             anim = [
                 vis.image_grid([[p[i] for p in panels]], [[f"{n} t={times[i]:.2f}" for n in names]])
                 for i in all_frames

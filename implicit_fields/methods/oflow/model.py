@@ -157,10 +157,15 @@ def velocity_fn(model: OccupancyFlow):
     return v
 
 
-def batch_velocity_fn(model: OccupancyFlow, c_t, z_t):
-    """The solver's field `v(params, points [B, N, 3], t) -> [B, N, 3]` of a batch at one time."""
+def batch_velocity_fn(model: OccupancyFlow):
+    """The solver's field `v((params, c_t [B, C], z_t [B, Z]), points [B, N, 3], t) -> [B, N, 3]`.
 
-    def v(params, points, t):
+    The codes travel with the parameters as the solver's arguments: the continuous adjoint
+    cannot differentiate a field that closes over traced values.
+    """
+
+    def v(args, points, t):
+        params, c_t, z_t = args
         return model.apply({"params": params}, points, t, c_t, z_t, method=OccupancyFlow.velocity)
 
     return v
@@ -189,8 +194,8 @@ def pull_back(model, params, points, t, c_t, z_t, ode) -> jnp.ndarray:
 def push_forward(model, params, points, times, c_t, z_t, ode) -> jnp.ndarray:
     """Points [B, N, 3] at t = times[0] carried to every time: [T, B, N, 3] (`transform_to_t`)."""
     return flow.integrate(
-        batch_velocity_fn(model, c_t, z_t),
-        params,
+        batch_velocity_fn(model),
+        (params, c_t, z_t),
         points,
         times,
         rtol=ode.rtol,

@@ -160,13 +160,71 @@ def load_split(config, split: str, points: bool = True) -> motion.MotionDataset:
     return ds
 
 
-class SequenceStore:
-    """Every frame of the sequences of a split's windows, read once, kept compact.
+@functools.lru_cache(maxsize=128)
+def _read_points(path: str):
+    d = onet_format.load_points_npz(path)
+    return (
+        d["points"].astype(np.float16),
+        d["occupancies"],
+        np.asarray(d["loc"], np.float64),
+        float(d["scale"]),
+    )
 
-    Only the sequences of `windows` (indices into the dataset's windows; None: all) are read.
-    Points are kept as float16 (as stored), occupancies as bools, and each frame's
-    `loc`/`scale`, so that a window's samples are mapped into its first frame's
-    coordinates as the original's fields do: `(loc_i + scale_i p - loc_0) / scale_0`.
+
+@functools.lru_cache(maxsize=128)
+def _read_pcl(path: str):
+    d = motion.load_pcl_npz(path)
+    return d["points"].astype(np.float16), np.asarray(d["loc"], np.float64), float(d["scale"])
+
+
+class Sequence:
+    """One sequence's frames: `points_seq` (points, occupancies, loc, scale) and `pcl_seq`.
+
+    With `cache` every frame is read at once and kept compact (float16 points, as stored;
+    bool occupancies); without, frames are read when asked (the last 128 files kept), for
+    datasets larger than memory (D-FAUST's 42 GB).
+    """
+
+    def __init__(self, folder: str, points: bool = True, cache: bool = True):
+        self.folder = folder
+        self.pcl_files = motion.frame_files(os.path.join(folder, motion.PCL_SEQ_DIR))
+        self.points_files = motion.frame_files(os.path.join(folder, motion.POINTS_SEQ_DIR)) if points else []
+        self._points = [_read_points.__wrapped__(f) for f in self.points_files] if cache else None
+        self._pcl = [_read_pcl.__wrapped__(f) for f in self.pcl_files] if cache else None
+        if cache:
+            self._check_pcl(self._pcl, range(len(self._pcl)))
+
+    def _check_pcl(self, frames, numbers):
+        counts = {f[0].shape[0] for f in frames}
+        if len(counts) > 1:
+            bad = [
+                self.pcl_files[i] for i, f in zip(numbers, frames) if f[0].shape[0] != frames[0][0].shape[0]
+            ]
+            raise onet_format.DataFormatError(
+                f"{bad[0]}: {sorted(counts)} points in the frames of {os.path.dirname(bad[0])}; the frames "
+                f"of a pcl_seq correspond point by point"
+            )
+
+    def points(self, f: int):
+        """(points float16 [N, 3], occupancies bool [N], loc [3], scale) of frame f."""
+        return self._points[f] if self._points is not None else _read_points(self.points_files[f])
+
+    def pcl(self, f: int):
+        """(points float16 [M, 3], loc [3], scale) of frame f."""
+        return self._pcl[f] if self._pcl is not None else _read_pcl(self.pcl_files[f])
+
+    @property
+    def num_pcl(self) -> int:
+        return self.pcl(0)[0].shape[0]
+
+
+class SequenceStore:
+    """The sequences of a split's windows, for the samples of any window.
+
+    Only the sequences of `windows` (indices into the dataset's windows; None: all) are
+    opened; with `cache` (`data.cache`) they are read at once and kept in memory. A window's
+    samples are mapped into its first frame's coordinates as the original's fields do:
+    `(loc_i + scale_i p - loc_0) / scale_0`.
     """
 
     def __init__(
@@ -174,42 +232,22 @@ class SequenceStore:
         dataset: motion.MotionDataset,
         points: bool = True,
         windows: Optional[List[int]] = None,
+        cache: bool = True,
         progress: bool = False,
     ):
         self.dataset = dataset
         self.windows = list(dataset.windows)
-        self.sequences: Dict[Tuple[str, str], Dict[str, Any]] = {}
+        self.sequences: Dict[Tuple[str, str], Sequence] = {}
         used = range(len(self.windows)) if windows is None else windows
         keys = sorted({self.windows[i][:2] for i in used})
-        for key in tqdm.tqdm(keys, desc="load sequences", unit="sequence", disable=not progress):
-            self.sequences[key] = self._load(os.path.join(dataset.path, *key), points)
-
-    @staticmethod
-    def _load(folder: str, points: bool) -> Dict[str, Any]:
-        out: Dict[str, Any] = {}
-        pcl = [motion.load_pcl_npz(f) for f in motion.frame_files(os.path.join(folder, motion.PCL_SEQ_DIR))]
-        counts = {p["points"].shape[0] for p in pcl}
-        if len(counts) > 1:
-            raise onet_format.DataFormatError(
-                f"{os.path.join(folder, motion.PCL_SEQ_DIR)}: frames hold {sorted(counts)} points; the "
-                f"frames of a pcl_seq correspond point by point"
-            )
-        out["pcl"] = np.stack([p["points"].astype(np.float16) for p in pcl])
-        out["pcl_loc"] = np.stack([p["loc"] for p in pcl]).astype(np.float64)
-        out["pcl_scale"] = np.array([p["scale"] for p in pcl], np.float64)
-        if points:
-            files = motion.frame_files(os.path.join(folder, motion.POINTS_SEQ_DIR))
-            pts = [onet_format.load_points_npz(f) for f in files]
-            out["points"] = [p["points"].astype(np.float16) for p in pts]
-            out["occupancies"] = [p["occupancies"] for p in pts]
-            out["loc"] = np.stack([p["loc"] for p in pts]).astype(np.float64)
-            out["scale"] = np.array([p["scale"] for p in pts], np.float64)
-        return out
+        desc = "load sequences" if cache else "open sequences"
+        for key in tqdm.tqdm(keys, desc=desc, unit="sequence", disable=not progress):
+            self.sequences[key] = Sequence(os.path.join(dataset.path, *key), points, cache)
 
     def __len__(self):
         return len(self.windows)
 
-    def sequence(self, index: int) -> Tuple[Dict[str, Any], int]:
+    def sequence(self, index: int) -> Tuple[Sequence, int]:
         category, name, start = self.windows[index]
         return self.sequences[(category, name)], start
 
@@ -222,35 +260,29 @@ def _to_first(p, loc, scale, loc0, scale0):
     return ((loc + scale * p - loc0) / scale0).astype(np.float32)
 
 
-def window_points(seq, start: int, frame: int, idx=None) -> Tuple[np.ndarray, np.ndarray]:
+def window_points(seq: Sequence, start: int, frame: int, idx=None) -> Tuple[np.ndarray, np.ndarray]:
     """Points (float32, first-frame coordinates) and occupancies (float32) of one frame of a window."""
-    f = start + frame
-    p = seq["points"][f] if idx is None else seq["points"][f][idx]
-    o = seq["occupancies"][f] if idx is None else seq["occupancies"][f][idx]
-    return _to_first(p, seq["loc"][f], seq["scale"][f], seq["loc"][start], seq["scale"][start]), o.astype(
-        np.float32
-    )
+    p, o, loc, scale = seq.points(start + frame)
+    _, _, loc0, scale0 = seq.points(start)
+    if idx is not None:
+        p, o = p[idx], o[idx]
+    return _to_first(p, loc, scale, loc0, scale0), o.astype(np.float32)
 
 
-def window_pcl(seq, start: int, length: int, idx=None) -> np.ndarray:
+def window_pcl(seq: Sequence, start: int, length: int, idx=None) -> np.ndarray:
     """Corresponding points [T, M, 3] of a window (float32, its first pcl frame's coordinates)."""
-    out = []
-    for i in range(length):
-        f = start + i
-        p = seq["pcl"][f] if idx is None else seq["pcl"][f][idx]
-        out.append(
-            _to_first(
-                p, seq["pcl_loc"][f], seq["pcl_scale"][f], seq["pcl_loc"][start], seq["pcl_scale"][start]
-            )
-        )
-    return np.stack(out)
+    frames = [seq.pcl(start + i) for i in range(length)]
+    seq._check_pcl(frames, range(start, start + length))
+    _, loc0, scale0 = frames[0]
+    return np.stack(
+        [_to_first(p if idx is None else p[idx], loc, scale, loc0, scale0) for p, loc, scale in frames]
+    )
 
 
 def window_inputs(config, seq, start: int, rng: np.random.Generator) -> np.ndarray:
     """The input point-cloud sequence [T, n, 3] of a window: one index draw for all frames, plus noise."""
     d = config.data
-    m = seq["pcl"].shape[1]
-    idx = rng.integers(0, m, size=d.input_points)
+    idx = rng.integers(0, seq.num_pcl, size=d.input_points)
     inputs = window_pcl(seq, start, d.length, idx)
     if d.input_noise:
         inputs = inputs + np.float32(d.input_noise) * rng.standard_normal(inputs.shape).astype(np.float32)
@@ -275,10 +307,10 @@ def make_batch(
     rows = []
     for w in windows:
         seq, start = store.sequence(int(w))
-        n0 = seq["points"][start].shape[0]
+        n0 = seq.points(start)[0].shape[0]
         p0, o0 = window_points(seq, start, 0, rng.integers(0, n0, size=d.points_subsample))
         i = int(rng.integers(0, d.length))
-        ni = seq["points"][start + i].shape[0]
+        ni = seq.points(start + i)[0].shape[0]
         pt, ot = window_points(seq, start, i, rng.integers(0, ni, size=d.points_subsample))
         inputs = window_inputs(config, seq, start, rng)
         row = {
@@ -291,7 +323,7 @@ def make_batch(
             "times": frame_times(d.length),
         }
         if config.loss.corr:
-            jdx = rng.integers(0, seq["pcl"].shape[1], size=d.pcl_points)
+            jdx = rng.integers(0, seq.num_pcl, size=d.pcl_points)
             row["pcl"] = window_pcl(seq, start, d.length, jdx)
         rows.append(row)
     local = rows[process_index * b // process_count : (process_index + 1) * b // process_count]
@@ -312,13 +344,20 @@ def variables_of(state) -> Dict[str, Any]:
 
 
 def create_encode_fn(model: oflow_model.OccupancyFlow):
-    """Jitted `encode(variables, inputs [T, n, 3]) -> (c_s, c_t, z, z_t)` of one window (z: prior mean)."""
+    """Jitted `encode(variables, inputs [T, n, 3]) -> (c_s, c_t, z, z_t)` of one window.
+
+    The generative model's z and z_t are its posteriors' means given the window (so that its
+    reconstructions can be validated and evaluated like the conditional model's; the
+    original validates with a posterior sample); without a latent they are empty.
+    """
 
     @jax.jit
     def encode(variables, inputs):
         c_s, c_t = model.apply(variables, inputs[None], method=oflow_model.OccupancyFlow.encode)
-        z = jnp.zeros((1, model.z_dim), jnp.float32)
-        return c_s[0], c_t[0], z[0], z[0]
+        mean_z, _, mean_zt, _ = model.apply(
+            variables, inputs[None], c_t, method=oflow_model.OccupancyFlow.infer_z
+        )
+        return c_s[0], c_t[0], mean_z[0], mean_zt[0]
 
     return encode
 
@@ -385,11 +424,8 @@ def validation_window(config, store: SequenceStore, index: int, num_points: int)
     inputs = window_inputs(config, seq, start, rng)
     pts, occ = [], []
     for i in range(config.data.length):
-        n = (
-            min(num_points, seq["points"][start + i].shape[0])
-            if num_points
-            else seq["points"][start + i].shape[0]
-        )
+        n = seq.points(start + i)[0].shape[0]
+        n = min(num_points, n) if num_points else n
         p, o = window_points(seq, start, i, np.arange(n))
         pts.append(p)
         occ.append(o >= 0.5)
@@ -418,11 +454,11 @@ def create_task(config, workdir: str, model: oflow_model.OccupancyFlow, mesh: Me
             f"{num_devices} devices the batch is split over"
         )
     progress = config.logging.progress
-    store = SequenceStore(load_split(config, "train"), progress=progress)
+    store = SequenceStore(load_split(config, "train"), cache=config.data.cache, progress=progress)
     logger.info("loaded %d training windows of %d sequences", len(store), len(store.sequences))
     val: Optional[SequenceStore] = None
     try:
-        val = SequenceStore(load_split(config, "val"), progress=progress)
+        val = SequenceStore(load_split(config, "val"), cache=config.data.cache, progress=progress)
     except ValueError as e:
         logger.warning("no validation: %s", e)
     n_val = (

@@ -37,8 +37,10 @@ def test_batch_is_exact_and_a_pure_function_of_seed_and_step(tiny_data):
     store = _store(config)
     batch = task.make_batch(config, store, 3)
     again = task.make_batch(config, _store(config), 3)  # A fresh cache.
+    lazy = task.make_batch(config, task.SequenceStore(task.load_split(config, "train"), cache=False), 3)
     for k in batch:
         np.testing.assert_array_equal(batch[k], again[k])
+        np.testing.assert_array_equal(batch[k], lazy[k])
     assert not np.array_equal(batch["points"], task.make_batch(config, store, 4)["points"])
     # Two processes' shares make up the single-process batch.
     halves = [task.make_batch(config, store, 3, process_index=i, process_count=2) for i in range(2)]
@@ -59,6 +61,47 @@ def test_batch_is_exact_and_a_pure_function_of_seed_and_step(tiny_data):
         for key, f in (("", 0), ("_t", frame)):
             inside = seq.contains(batch["points" + key][row].astype(np.float64), seq_times[start + f])
             np.testing.assert_array_equal(inside, batch["occupancies" + key][row] > 0.5)
+
+
+def _dfaust_like(root, name, n_frames, seed=0):
+    """points_seq and pcl_seq as D-FAUST's: every frame normalised by its own loc and scale."""
+    rng = np.random.default_rng(seed)
+    world = rng.normal(size=(50, 3))
+    for kind in ("pcl_seq", "points_seq"):
+        os.makedirs(os.path.join(root, name, kind))
+    for i in range(n_frames):
+        w = world + 0.05 * i
+        loc, scale = rng.normal(size=3).astype(np.float16), float(rng.uniform(1.5, 2.0))
+        points = ((w - loc) / scale).astype(np.float16)
+        np.savez(
+            os.path.join(root, name, "pcl_seq", f"{80 + i:08d}.npz"), points=points, loc=loc, scale=scale
+        )
+        occ = np.packbits(rng.random(50) < 0.3)
+        np.savez(
+            os.path.join(root, name, "points_seq", f"{80 + i:08d}.npz"),
+            points=points,
+            occupancies=occ,
+            loc=loc,
+            scale=scale,
+        )
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_windows_of_dfaust_frames_match_the_loader(tmp_path, cache):
+    # Each frame with its own normalisation is mapped into the window's first frame, as
+    # `motion.MotionDataset` (checked against the original's fields) does; cached or read on demand.
+    _dfaust_like(tmp_path / "D-FAUST", "50002_punching", 9)
+    ds = motion.MotionDataset(tmp_path, None, length=5, offset=2, categories=["D-FAUST"])
+    store = task.SequenceStore(ds, cache=cache)
+    assert len(store) == 3
+    for index in range(len(store)):
+        ref = ds.load(index)
+        seq, start = store.sequence(index)
+        np.testing.assert_array_equal(task.window_pcl(seq, start, 5), ref["pcl"])
+        for i in range(5):
+            p, o = task.window_points(seq, start, i)
+            np.testing.assert_array_equal(p, ref["points"][i])
+            np.testing.assert_array_equal(o > 0.5, ref["occupancies"][i])
 
 
 def test_pull_back_inverts_push_forward_for_every_sample(tiny_data):
@@ -83,12 +126,12 @@ def test_pull_back_inverts_push_forward_for_every_sample(tiny_data):
 def test_each_loss_term_falls_in_a_tiny_run(tiny_data):
     # The generative model with the correspondence loss has all four terms. KL weighted 20 (it
     # is a mean over the latent's entries, about 0.1 at the start) so that it counts within the
-    # run; the checkpointed adjoint compiles faster (its gradients equal the continuous
-    # adjoint's: test_flow).
+    # run. The continuous adjoint, the default: every code the fields read must reach the
+    # solver as an argument for it.
     config = experiment_configs.load("oflow.py:generative,tiny")
     config.data.path = tiny_data.data.path
     config.loss.vae_beta = 20.0
-    config.ode.adjoint = "checkpoint"
+    assert config.ode.adjoint == "backsolve"
     model = task.create_model(config)
     params = task.init_state(config, model, jax.random.key(1)).params
     batch = jax.tree.map(jnp.asarray, task.make_batch(config, _store(config), 0))
