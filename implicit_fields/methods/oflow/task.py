@@ -290,8 +290,8 @@ def window_inputs(config, seq, start: int, rng: np.random.Generator) -> np.ndarr
 
 
 def frame_times(length: int) -> np.ndarray:
-    """Times of a window's frames, i / (length - 1), float32."""
-    return (np.arange(length, dtype=np.float32) / max(length - 1, 1)).astype(np.float32)
+    """Times of a window's frames, i / (length - 1), float32 (`motion.frame_times` of the window)."""
+    return motion.frame_times(length).astype(np.float32)
 
 
 def make_batch(
