@@ -46,9 +46,10 @@ def common_config(method: str) -> ml_collections.ConfigDict:
     optim.optimizer = "adam"  # 'adam' (ONet, DVR, ConvONet) or 'rmsprop' (Texture Fields), as PyTorch's.
     optim.learning_rate = 1e-4  # Peak learning rate.
     # 'constant', 'cosine' (decay to learning_rate * final_lr_fraction over train.num_steps) or
-    # 'multistep' (times gamma at each of `milestones`, PyTorch's MultiStepLR).
+    # 'multistep' (times gamma at each of `milestones`, PyTorch's MultiStepLR) or 'exponential'
+    # (log-linear to learning_rate * final_lr_fraction at train.num_steps, NeRF's).
     optim.schedule = "constant"
-    optim.final_lr_fraction = 0.0  # With 'cosine': the final learning rate as a fraction.
+    optim.final_lr_fraction = 0.0  # With 'cosine' or 'exponential' (> 0): the final rate as a fraction.
     optim.milestones = ()  # With 'multistep': the steps where the learning rate is multiplied by gamma.
     optim.gamma = 0.1  # With 'multistep': the factor at each milestone.
     optim.grad_clip_norm = 0.0  # Clip the global gradient norm to this; 0 disables clipping.
@@ -228,7 +229,7 @@ COMMON_CHECKS = {
     "train.prefetch": Int(0),
     "optim.optimizer": Choice(("adam", "rmsprop")),
     "optim.learning_rate": Float(0.0, min_open=True),
-    "optim.schedule": Choice(("constant", "cosine", "multistep")),
+    "optim.schedule": Choice(("constant", "cosine", "multistep", "exponential")),
     "optim.final_lr_fraction": Float(0.0, 1.0),
     "optim.milestones": Steps(),
     "optim.gamma": Float(0.0, min_open=True),

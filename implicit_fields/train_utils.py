@@ -55,7 +55,7 @@ def shardings(mesh: Mesh) -> Tuple[NamedSharding, NamedSharding]:
     return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
 
-SCHEDULES = ("constant", "cosine", "multistep")
+SCHEDULES = ("constant", "cosine", "multistep", "exponential")
 
 
 def learning_rate_schedule(optim_config, num_steps: int):
@@ -64,7 +64,9 @@ def learning_rate_schedule(optim_config, num_steps: int):
     'constant' (ONet), 'cosine' (decay from `learning_rate` to
     `learning_rate * final_lr_fraction` over `num_steps`, which helps short
     runs) or 'multistep' (times `gamma` at each of `milestones`: PyTorch's
-    MultiStepLR, as DVR).
+    MultiStepLR, as DVR) or 'exponential' (log-linear from `learning_rate` to
+    `learning_rate * final_lr_fraction` at `num_steps`: jaxnerf's
+    `learning_rate_decay`, NeRF's 5e-4 to 5e-6).
     """
     lr = optim_config.learning_rate
     if optim_config.schedule == "constant":
@@ -75,6 +77,14 @@ def learning_rate_schedule(optim_config, num_steps: int):
         return optax.piecewise_constant_schedule(
             lr, {int(m): optim_config.gamma for m in optim_config.milestones}
         )
+    if optim_config.schedule == "exponential":
+        fraction = optim_config.final_lr_fraction
+        if not fraction > 0.0:
+            raise ValueError(
+                f"config.optim.final_lr_fraction={fraction}: must be > 0 with the 'exponential' schedule "
+                f"(the learning rate decays log-linearly to learning_rate * final_lr_fraction)"
+            )
+        return optax.exponential_decay(lr, max(int(num_steps), 1), fraction)
     raise ValueError(f"unknown optim.schedule {optim_config.schedule!r}; use one of {SCHEDULES}")
 
 

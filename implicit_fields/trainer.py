@@ -144,6 +144,7 @@ def check_config(config, source: str = "the config"):
     config_utils.check_keys(config, reference, source=source)
     _check_types(config, reference)
     config_utils.check_values(config, config_utils.COMMON_CHECKS)
+    train_utils.learning_rate_schedule(config.optim, config.train.num_steps)  # Its own cross-checks.
     if hasattr(method, "check_config"):
         method.check_config(config)
     return method
