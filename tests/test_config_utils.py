@@ -7,7 +7,7 @@ import pytest
 
 import experiment_configs
 from implicit_fields import config_utils, trainer
-from implicit_fields.methods import dvr, oflow, onet, texture_fields
+from implicit_fields.methods import dvr, nerf, oflow, onet, texture_fields
 
 SHIPPED = [
     f"onet.py:{v},{s}"
@@ -25,6 +25,8 @@ SHIPPED += [
 SHIPPED += [
     f"oflow.py:{m},{s}" for m in ("pointcloud", "correspond", "generative") for s in ("full", "cpu", "tiny")
 ]
+SHIPPED += [f"nerf.py:{s}{o}" for s in ("full", "cpu", "tiny") for o in ("", ",blender", ",specular")]
+SHIPPED += ["nerf.py:synthetic", "nerf.py:full,synthetic"]
 SHIPPED += ["onet.py", "onet.py:cpu", "dvr.py", "dvr.py:cpu", "dvr.py:full", "dvr.py:tiny"]
 
 
@@ -42,6 +44,10 @@ def test_config_arguments_pick_variants_and_sizes():
     assert experiment_configs.load("dvr.py").to_dict() == dvr.get_config().to_dict()
     assert experiment_configs.load("texture_fields.py").to_dict() == texture_fields.get_config().to_dict()
     assert experiment_configs.load("oflow.py").to_dict() == oflow.get_config().to_dict()
+    nerf_full = experiment_configs.load("nerf.py:full").to_dict()
+    assert nerf_full == nerf.get_config().to_dict()
+    with pytest.raises(ValueError, match="unknown config argument 'huge'"):
+        experiment_configs.load("nerf.py:cpu,huge")
     with pytest.raises(ValueError, match="unknown config argument 'huge'"):
         experiment_configs.load("onet.py:img,huge")
     with pytest.raises(ValueError, match="unknown config argument 'huge'"):

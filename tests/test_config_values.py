@@ -14,6 +14,7 @@ import pytest
 from implicit_fields import config_utils, trainer
 from implicit_fields.methods.convonet import config as convonet_config
 from implicit_fields.methods.dvr import config as dvr_config
+from implicit_fields.methods.nerf import config as nerf_config
 from implicit_fields.methods.oflow import config as oflow_config
 from implicit_fields.methods.onet import config as onet_config
 from implicit_fields.methods.texture_fields import config as texture_fields_config
@@ -24,6 +25,7 @@ METHODS = {
     "convonet": convonet_config,
     "texture_fields": texture_fields_config,
     "oflow": oflow_config,
+    "nerf": nerf_config,
 }
 
 
@@ -146,6 +148,11 @@ def test_degenerate_settings_stop_before_any_work(name, key, value, tmp_path):
         ("oflow", {"model.encoder": ""}, r"config.model.decoder='cbatchnorm' needs the code of frame 0"),
         ("oflow", {"generate.picture_frames": 18}, r"config.generate.picture_frames=18 is more than the 17"),
         ("oflow", {"data.builtin_categories": ("spaceship",)}, r"config.data.builtin_categories: unknown"),
+        ("nerf", {"data.near": 2.0}, r"config.data.near=2.0, config.data.far=0.0: give both"),
+        ("nerf", {"data.near": 6.0, "data.far": 2.0}, r"config.data.near=6.0, config.data.far=2.0: give both"),
+        ("nerf", {"data.val_views": 0}, r"config.data.val_views=0 must be in \[1, 24\)"),
+        ("nerf", {"data.builtin_category": "spaceship"}, r"config.data.builtin_category: "),
+        ("nerf", {"optim.final_lr_fraction": 0.0}, r"config.optim.final_lr_fraction=0.0: must be > 0"),
     ],
 )
 def test_values_that_contradict_each_other_are_named(name, changes, message):

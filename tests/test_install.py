@@ -62,6 +62,6 @@ def test_pip_install_into_a_fresh_environment_works_from_another_folder(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     location, methods, checked = proc.stdout.strip().splitlines()
     assert location.startswith(str(env_dir)), location  # the copy installed into the environment
-    assert methods.split(",") == ["convonet", "dvr", "oflow", "onet", "texture_fields"]
+    assert methods.split(",") == ["convonet", "dvr", "nerf", "oflow", "onet", "texture_fields"]
     assert checked == "implicit_fields.methods.onet"
     assert sys.prefix != str(env_dir)
