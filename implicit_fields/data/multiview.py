@@ -97,6 +97,7 @@ def write_multiview(
     elevation_range=(-20.0, 60.0),
     focal=None,
     info=None,
+    material="diffuse",
 ):
     """Renders views of a shape and writes them in the original's multi-view layout.
 
@@ -120,6 +121,12 @@ def write_multiview(
         focal: float focal length; None fits the shape's bounding sphere (about the
             origin, plus 3%) into the image, the same for all views.
         info: optional JSON-able dict stored under ``"info"`` in multiview.json.
+        material: 'diffuse' or 'specular' (view-dependent highlights) for the random
+            appearance; a given ``appearance`` brings its own (asking for another
+            non-diffuse one is a ValueError). A non-diffuse material is recorded as
+            ``params["material"]``; a diffuse render's params are those written before
+            there were materials (so :func:`generate_multiview_dataset` still
+            recognises its renders), and a record without the key is diffuse.
 
     Returns:
         dict: the multiview.json content.
@@ -130,8 +137,17 @@ def write_multiview(
     cam_seed, app_seed = seed_seq.spawn(2)
     view_focal = shape_render.fit_focal(shape, radius) if focal is None else float(focal)
     cams = cam_lib.sample_views(n_views, radius, cam_seed, elevation_range, view_focal)
+    if material not in shape_render.MATERIALS:
+        raise ValueError(f"material must be one of {shape_render.MATERIALS}, got {material!r}")
     if appearance is None:
-        appearance = shape_render.Appearance.random(len(shape.primitives), app_seed, texture)
+        num_prims = len(shape.primitives)
+        appearance = shape_render.Appearance.random(num_prims, app_seed, texture, material=material)
+    elif material != "diffuse" and getattr(appearance, "material", "diffuse") != material:
+        raise ValueError(
+            f"material={material!r} differs from the given appearance's material "
+            f"{getattr(appearance, 'material', 'diffuse')!r}"
+        )
+    material = getattr(appearance, "material", "diffuse")
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     for entry in os.listdir(folder):  # Leftovers of an interrupted run.
@@ -165,6 +181,7 @@ def write_multiview(
             "radius": float(radius),
             "elevation_range": [float(e) for e in elevation_range],
             "focal": None if focal is None else float(focal),
+            **({} if material == "diffuse" else {"material": material}),
         },
         "appearance": appearance.to_dict(),
         "mask_fraction": mask_fraction,

@@ -1,4 +1,4 @@
-"""Exact renders of the built-in shapes: a CSG ray tracer and view-independent shading.
+"""Exact renders of the built-in shapes: a CSG ray tracer and Lambert (or Blinn-Phong) shading.
 
 Renders a :class:`~implicit_fields.data.shapes.Shape` with the cameras of
 :mod:`implicit_fields.cameras` (one ray per pixel centre, no anti-aliasing); the
@@ -16,6 +16,8 @@ parts are never missed and masks equal the set of rays that meet the shape. Colo
 per-primitive base colour (optionally with a solid stripe texture) times view-independent
 Lambert shading under two fixed world-space lights, so a surface point has the same
 colour in every view (what DVR's photo-consistency assumes); the background is white.
+``Appearance(material='specular')`` adds white Blinn-Phong highlights of the same lights,
+a view-dependent colour (for colour heads that see the view direction, as IDR's).
 """
 
 import numpy as np
@@ -26,6 +28,7 @@ from implicit_fields.data.shapes import Box, Capsule, Cylinder, Sphere, Torus
 
 __all__ = [
     "trace",
+    "MATERIALS",
     "Appearance",
     "surface_color",
     "render_view",
@@ -372,6 +375,10 @@ def _hsv_to_rgb(h, s, v):
     return v[:, None] - v[:, None] * s[:, None] * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
+MATERIALS = ("diffuse", "specular")
+"""Materials of :class:`Appearance`: Lambert only, or Lambert plus Blinn-Phong highlights."""
+
+
 class Appearance:
     """Colours of a shape's surface: per-primitive albedo, optional stripes, fixed lights.
 
@@ -381,6 +388,11 @@ class Appearance:
     the albedo is ``colors[k] * (1 - contrast * (0.5 + 0.5 sin(2 pi f a_k . p + phi_k)))``,
     a solid texture of planar stripes (direction ``a_k``, phase ``phi_k``).
 
+    With ``material='specular'`` each light adds a white Blinn-Phong highlight
+    ``specular * I_l * max(0, n . h_l)^shininess`` with ``h_l = normalize(l - v)`` and
+    ``v`` the unit view direction (from the camera to the point); the sum is clipped to
+    [0, 1]. The colour then depends on the view, and :meth:`color` needs ``view_dirs``.
+
     Args:
         colors: (P, 3) float RGB in [0, 1], one per primitive of the shape (positives
             first, as in ``Shape.primitives``; negatives colour the cut faces).
@@ -389,15 +401,38 @@ class Appearance:
         contrast: float in [0, 1], stripe darkening.
         stripe_dirs: (P, 3) unit directions (required for stripes).
         phases: (P,) radians (required for stripes).
+        material: 'diffuse' (view-independent) or 'specular' (plus highlights).
+        specular: float >= 0, highlight strength ``ks`` (used by 'specular').
+        shininess: float > 0, Blinn-Phong exponent (used by 'specular').
     """
 
-    def __init__(self, colors, texture="none", frequency=6.0, contrast=0.35, stripe_dirs=None, phases=None):
+    def __init__(
+        self,
+        colors,
+        texture="none",
+        frequency=6.0,
+        contrast=0.35,
+        stripe_dirs=None,
+        phases=None,
+        material="diffuse",
+        specular=0.6,
+        shininess=32.0,
+    ):
         self.colors = np.asarray(colors, dtype=np.float64).reshape(-1, 3)
         if texture not in ("none", "stripes"):
             raise ValueError(f"texture must be 'none' or 'stripes', got {texture!r}")
+        if material not in MATERIALS:
+            raise ValueError(f"material must be one of {MATERIALS}, got {material!r}")
         self.texture = texture
         self.frequency = float(frequency)
         self.contrast = float(contrast)
+        self.material = material
+        self.specular = float(specular)
+        self.shininess = float(shininess)
+        if not (np.isfinite(self.specular) and self.specular >= 0.0):
+            raise ValueError(f"specular must be a finite number >= 0, got {specular!r}")
+        if not (np.isfinite(self.shininess) and self.shininess > 0.0):
+            raise ValueError(f"shininess must be a finite number > 0, got {shininess!r}")
         p = self.colors.shape[0]
         self.stripe_dirs = (
             np.tile([0.0, 1.0, 0.0], (p, 1))
@@ -408,15 +443,33 @@ class Appearance:
         if self.stripe_dirs.shape[0] != p or self.phases.shape[0] != p:
             raise ValueError("colors, stripe_dirs and phases need one row per primitive")
 
+    @property
+    def view_dependent(self):
+        """Whether colours depend on the view direction (:meth:`color` then needs ``view_dirs``)."""
+        return self.material != "diffuse"
+
     @classmethod
-    def random(cls, num_primitives, seed=0, texture="stripes", frequency=6.0, contrast=0.35):
+    def random(
+        cls,
+        num_primitives,
+        seed=0,
+        texture="stripes",
+        frequency=6.0,
+        contrast=0.35,
+        material="diffuse",
+        specular=0.6,
+        shininess=32.0,
+    ):
         """Deterministic colours (and stripes) for ``num_primitives`` primitives.
+
+        The material does not change the random colours: a specular appearance has
+        the albedo of the diffuse one of the same seed.
 
         Args:
             num_primitives: int P.
             seed: int, list of ints or numpy SeedSequence.
             texture: 'none' or 'stripes'.
-            frequency, contrast: see the class.
+            frequency, contrast, material, specular, shininess: see the class.
 
         Returns:
             :class:`Appearance`.
@@ -428,7 +481,8 @@ class Appearance:
         val = rng.uniform(0.7, 0.95, p)
         dirs = rng.standard_normal((p, 3))
         phases = rng.uniform(0.0, 2.0 * np.pi, p)
-        return cls(_hsv_to_rgb(hue, sat, val), texture, frequency, contrast, dirs, phases)
+        colors = _hsv_to_rgb(hue, sat, val)
+        return cls(colors, texture, frequency, contrast, dirs, phases, material, specular, shininess)
 
     def to_dict(self):
         """JSON-able dict (inverse: :meth:`from_dict`)."""
@@ -439,12 +493,26 @@ class Appearance:
             "contrast": self.contrast,
             "stripe_dirs": self.stripe_dirs.tolist(),
             "phases": self.phases.tolist(),
+            "material": self.material,
+            "specular": self.specular,
+            "shininess": self.shininess,
         }
 
     @classmethod
     def from_dict(cls, d):
-        """Inverse of :meth:`to_dict`."""
-        return cls(d["colors"], d["texture"], d["frequency"], d["contrast"], d["stripe_dirs"], d["phases"])
+        """Inverse of :meth:`to_dict` (a record without a material, written before there were
+        materials, is diffuse)."""
+        return cls(
+            d["colors"],
+            d["texture"],
+            d["frequency"],
+            d["contrast"],
+            d["stripe_dirs"],
+            d["phases"],
+            d.get("material", "diffuse"),
+            d.get("specular", 0.6),
+            d.get("shininess", 32.0),
+        )
 
     def albedo(self, points, prim_index):
         """Albedo at surface points.
@@ -475,12 +543,58 @@ class Appearance:
             s = s + intensity * np.maximum(normals @ light, 0.0)
         return np.minimum(s, 1.0)
 
-    def color(self, points, normals, prim_index):
-        """Shaded colour (N, 3) in [0, 1] of surface points with their normals and owners."""
-        return self.albedo(points, prim_index) * self.shading(np.asarray(normals))[:, None]
+    def highlight(self, normals, view_dirs):
+        """Blinn-Phong highlight (N,) of unit normals (N, 3) seen along unit ``view_dirs`` (N, 3).
+
+        ``specular * sum_l I_l max(0, n . h_l)^shininess`` with ``h_l = normalize(l - v)``.
+        """
+        normals = np.asarray(normals, dtype=np.float64)
+        v = np.asarray(view_dirs, dtype=np.float64)
+        s = np.zeros(normals.shape[0])
+        for direction, intensity in _LIGHTS:
+            light = np.asarray(direction) / np.linalg.norm(direction)
+            h = _normalize_rows(light[None, :] - v)
+            s = s + intensity * np.maximum(_dot(normals, h), 0.0) ** self.shininess
+        return self.specular * s
+
+    def color(self, points, normals, prim_index, view_dirs=None):
+        """Shaded colour (N, 3) in [0, 1] of surface points with their normals and owners.
+
+        Args:
+            points: (N, 3) object-space surface points.
+            normals: (N, 3) unit outward normals.
+            prim_index: (N,) int owning primitives.
+            view_dirs: (N, 3) unit view directions, from the camera to the points;
+                required by a view-dependent material, ignored by a diffuse one.
+
+        Returns:
+            (N, 3) float64 RGB.
+        """
+        normals = np.asarray(normals)
+        diffuse = self.albedo(points, prim_index) * self.shading(normals)[:, None]
+        if not self.view_dependent:
+            return diffuse
+        if view_dirs is None:
+            raise ValueError(
+                f"Appearance(material={self.material!r}) is view-dependent: color() needs view_dirs"
+            )
+        view_dirs = np.asarray(view_dirs, dtype=np.float64)
+        if view_dirs.shape != normals.shape:
+            raise ValueError(
+                f"view_dirs must have the shape of normals {normals.shape}, got {view_dirs.shape}"
+            )
+        return np.clip(diffuse + self.highlight(normals, view_dirs)[:, None], 0.0, 1.0)
 
 
-def surface_color(shape, appearance, points, normals=None):
+def _shade(appearance, points, normals, prim_index, view_dirs):
+    """``appearance.color``, given the view directions only when its colours depend on them
+    (appearances without a material, such as ``textured.TexturedAppearance``, take none)."""
+    if getattr(appearance, "view_dependent", False):
+        return appearance.color(points, normals, prim_index, view_dirs=view_dirs)
+    return appearance.color(points, normals, prim_index)
+
+
+def surface_color(shape, appearance, points, normals=None, view_dirs=None):
     """Colour of points on the shape's surface (for evaluating predicted colours).
 
     Each point is owned by the primitive whose boundary is nearest (exact primitive
@@ -491,6 +605,8 @@ def surface_color(shape, appearance, points, normals=None):
         appearance: :class:`Appearance` of the shape.
         points: (N, 3) surface points (object space).
         normals: optional (N, 3) unit outward normals.
+        view_dirs: (N, 3) unit view directions (camera to point); required when the
+            appearance is view-dependent (``material='specular'``), else ignored.
 
     Returns:
         colors (N, 3) float64 in [0, 1] and the owning primitive indices (N,) int64.
@@ -503,7 +619,10 @@ def surface_color(shape, appearance, points, normals=None):
     owner = np.argmin(dist, axis=1).astype(np.int64)
     if normals is None:
         normals = _primitive_normals(shape, points, owner)
-    return appearance.color(points, np.asarray(normals, dtype=np.float64), owner), owner
+    normals = np.asarray(normals, dtype=np.float64)
+    if view_dirs is not None:
+        view_dirs = np.asarray(view_dirs, dtype=np.float64).reshape(-1, 3)
+    return _shade(appearance, points, normals, owner, view_dirs), owner
 
 
 # --------------------------------------------------------------------------------------
@@ -518,7 +637,8 @@ def render_view(shape, camera, height, width, appearance=None, background=(1.0, 
         shape: :class:`~implicit_fields.data.shapes.Shape` in object space.
         camera: dict with ``camera_mat``, ``world_mat``, ``scale_mat`` (4, 4).
         height, width: int image size.
-        appearance: :class:`Appearance`; None gives a neutral grey.
+        appearance: :class:`Appearance`; None gives a neutral grey. A view-dependent
+            one is shaded with each pixel's unit ray direction.
         background: RGB in [0, 1] (white, like the original's renderings).
 
     Returns:
@@ -538,7 +658,8 @@ def render_view(shape, camera, height, width, appearance=None, background=(1.0, 
     rgb[:] = np.asarray(background, dtype=np.float64)
     hit = np.flatnonzero(mask)
     points = origins[hit] + depth[hit, None] * directions[hit]
-    rgb[hit] = appearance.color(points, normals[hit], prim[hit])
+    view_dirs = _normalize_rows(directions[hit])  # Camera to point (for specular materials).
+    rgb[hit] = _shade(appearance, points, normals[hit], prim[hit], view_dirs)
     image = np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
     return {
         "image": image.reshape(height, width, 3),

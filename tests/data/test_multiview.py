@@ -171,3 +171,33 @@ def test_jpeg_images_are_read_and_broken_ones_name_the_file(tmp_path):
     (tmp_path / "image" / "000.jpg").write_bytes(b"\xff\xd8\xff")
     with pytest.raises(DataFormatError, match=r"image/000.jpg: unreadable image"):
         multiview.load_multiview(tmp_path)
+
+
+def test_a_specular_scene_records_its_material_and_a_diffuse_one_keeps_the_old_record(tmp_path):
+    shape = Shape([Sphere(0.3)])
+    kwargs = dict(n_views=2, resolution=24, seed=3, progress=False)
+    plain = multiview.write_multiview(shape, tmp_path / "d", **kwargs)
+    shiny = multiview.write_multiview(shape, tmp_path / "s", material="specular", **kwargs)
+    assert "material" not in plain["params"]  # a diffuse record is the one written before materials
+    assert shiny["params"]["material"] == "specular" and shiny["appearance"]["material"] == "specular"
+    assert {k: v for k, v in shiny["params"].items() if k != "material"} == plain["params"]
+    d, s = multiview.load_multiview(tmp_path / "d"), multiview.load_multiview(tmp_path / "s")
+    np.testing.assert_array_equal(d.masks, s.masks)
+    np.testing.assert_array_equal(d.depths, s.depths)
+    assert np.all(s.images >= d.images) and (s.images - d.images).max() > 0.1  # highlights
+    app = shape_render.Appearance.from_dict(shiny["appearance"])
+    view = shape_render.render_view(shape, s.camera(1), 24, 24, app)
+    np.testing.assert_array_equal(s.images[1], view["image"].astype(np.float32) / 255)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"material": "shiny"}, "material must be one of"),
+        ({"material": "specular", "appearance": shape_render.Appearance([[0.5] * 3])}, "differs from"),
+    ],
+)
+def test_a_bad_material_is_refused_before_anything_is_written(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        multiview.write_multiview(Shape([Sphere(0.3)]), tmp_path / "x", n_views=1, progress=False, **kwargs)
+    assert not (tmp_path / "x").exists()

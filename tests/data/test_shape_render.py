@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from implicit_fields import cameras
 from implicit_fields.data import shape_render
@@ -139,3 +140,149 @@ def test_fit_focal_frames_the_shape_and_render_views_stacks_the_views():
         # The padded bounding sphere fits the image: the shape never touches the border.
         m = one["mask"]
         assert m.any() and not (m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
+
+
+# --------------------------------------------------------------------------------------
+# The specular (Blinn-Phong) material.
+# --------------------------------------------------------------------------------------
+
+
+def _unit(v):
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("texture", ["none", "stripes"])
+@pytest.mark.parametrize("specular, shininess", [(0.6, 32.0), (2.0, 4.0)])
+def test_the_diffuse_material_gives_the_old_colours_exactly(texture, specular, shininess):
+    shape = csg_shape()
+    prims = len(shape.primitives)
+    app = shape_render.Appearance.random(prims, seed=5, texture=texture)
+    assert app.material == "diffuse" and not app.view_dependent
+    # The specular settings are ignored by a diffuse material, and so are view directions.
+    other = shape_render.Appearance.random(prims, 5, texture, specular=specular, shininess=shininess)
+    cam = _camera(3, focal=2.4)
+    view = shape_render.render_view(shape, cam, 32, 32, app)
+    o, d = pixel_rays(cam, 32, 32)
+    depth, prim, normals = shape_render.trace(shape, o, d)
+    hit = prim >= 0
+    p = o[hit] + depth[hit, None] * d[hit]
+    old = app.albedo(p, prim[hit]) * app.shading(normals[hit])[:, None]  # The formula before materials.
+    expected = np.full((32 * 32, 3), 255, np.uint8)
+    expected[hit] = np.rint(np.clip(old, 0.0, 1.0) * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(view["image"].reshape(-1, 3), expected)
+    np.testing.assert_array_equal(shape_render.render_view(shape, cam, 32, 32, other)["image"], view["image"])
+    v = _unit(d[hit])
+    np.testing.assert_array_equal(app.color(p, normals[hit], prim[hit], view_dirs=v), old)
+    np.testing.assert_array_equal(app.color(p, normals[hit], prim[hit]), old)
+
+
+@pytest.mark.parametrize("specular, shininess", [(0.6, 32.0), (0.3, 8.0), (1.0, 100.0)])
+def test_a_specular_colour_is_the_hand_computed_blinn_phong_value(specular, shininess):
+    app = shape_render.Appearance(
+        [[0.5, 0.4, 0.3]], material="specular", specular=specular, shininess=shininess
+    )
+    p = np.zeros((1, 3))
+    lights = [(_unit(np.array([0.4, 0.8, -0.45])), 0.55), (_unit(np.array([-0.5, -0.3, 0.6])), 0.3)]
+    v = _unit([[-0.2, -0.6, 0.8]])  # camera to point
+    n = _unit(_unit(lights[0][0] - v[0]) + [0.05, -0.03, 0.02])[None]  # near the first light's highlight
+    # By hand: Lambert of the two lights, then one highlight per light.
+    lambert = min(1.0, 0.45 + sum(i * max(0.0, float(n[0] @ light)) for light, i in lights))
+    spec = sum(i * max(0.0, float(n[0] @ _unit(light - v[0]))) ** shininess for light, i in lights)
+    want = np.clip(np.array([0.5, 0.4, 0.3]) * lambert + specular * spec, 0.0, 1.0)
+    np.testing.assert_allclose(app.color(p, n, [0], view_dirs=v)[0], want, rtol=1e-12, atol=1e-15)
+    # Another view direction, another colour; the diffuse part is the same.
+    v2 = _unit([[0.7, -0.1, 0.7]])
+    assert np.abs(app.color(p, n, [0], view_dirs=v2) - app.color(p, n, [0], view_dirs=v)).max() > 1e-3
+    diffuse = shape_render.Appearance([[0.5, 0.4, 0.3]])
+    assert np.all(app.color(p, n, [0], view_dirs=v2) >= diffuse.color(p, n, [0]) - 1e-15)
+
+
+@pytest.mark.parametrize("shininess", [4.0, 32.0, 128.0])
+@pytest.mark.parametrize("view", [[0.0, 0.0, 1.0], [0.3, -0.8, 0.5], [-0.6, 0.2, -0.3]])
+def test_the_highlight_peaks_where_the_half_vector_is_the_normal(shininess, view, monkeypatch):
+    light, intensity = _unit(np.array([0.4, 0.8, -0.45])), 0.55
+    monkeypatch.setattr(shape_render, "_LIGHTS", ((tuple(light), intensity),))  # One light.
+    app = shape_render.Appearance([[0.2, 0.2, 0.2]], material="specular", specular=0.5, shininess=shininess)
+    v = _unit(view)
+    h = _unit(light - v)
+    # Normals tilted away from h by up to 0.5 rad in a random set of directions.
+    rng = np.random.default_rng(0)
+    axes = np.cross(h, rng.standard_normal((200, 3)))
+    axes = _unit(axes)
+    angles = rng.uniform(0.0, 0.5, 200)
+    tilted = np.cos(angles)[:, None] * h + np.sin(angles)[:, None] * axes
+    normals = np.concatenate([h[None], tilted])
+    s = app.highlight(normals, np.tile(v, (len(normals), 1)))
+    assert s[0] == pytest.approx(0.5 * intensity, rel=1e-12)  # n . h = 1
+    np.testing.assert_allclose(s[1:], 0.5 * intensity * np.cos(angles) ** shininess, rtol=1e-9)
+    assert np.argmax(s) == 0 and np.all(s[1:] < s[0])
+
+
+@pytest.mark.parametrize("material", ["diffuse", "specular"])
+def test_an_appearance_survives_its_json_form(material):
+    app = shape_render.Appearance.random(3, seed=2, material=material, specular=0.4, shininess=20.0)
+    back = shape_render.Appearance.from_dict(json.loads(json.dumps(app.to_dict())))
+    got, want = back.to_dict(), app.to_dict()
+    assert got.keys() == want.keys()
+    for key in ("colors", "stripe_dirs", "phases"):  # stripe_dirs are normalised again: equal to rounding
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-15)
+    assert {k: v for k, v in got.items() if not isinstance(v, list)} == {
+        k: v for k, v in want.items() if not isinstance(v, list)
+    }
+    assert (back.texture, back.material, back.specular, back.shininess) == ("stripes", material, 0.4, 20.0)
+    # A record written before there were materials is diffuse.
+    old = {k: v for k, v in app.to_dict().items() if k not in ("material", "specular", "shininess")}
+    assert shape_render.Appearance.from_dict(old).material == "diffuse"
+    # The material does not change the random colours.
+    np.testing.assert_array_equal(back.colors, shape_render.Appearance.random(3, seed=2).colors)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"material": "glossy"}, "material must be one of"),
+        ({"material": "specular", "specular": -1.0}, "specular must be"),
+        ({"material": "specular", "shininess": 0.0}, "shininess must be"),
+        ({"material": "specular", "shininess": float("nan")}, "shininess must be"),
+    ],
+)
+def test_bad_material_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        shape_render.Appearance([[0.5, 0.5, 0.5]], **kwargs)
+
+
+def test_a_specular_colour_needs_view_directions():
+    app = shape_render.Appearance([[0.5, 0.5, 0.5]], material="specular")
+    n = np.array([[0.0, 0.0, 1.0]])
+    with pytest.raises(ValueError, match="view-dependent: color\\(\\) needs view_dirs"):
+        app.color(np.zeros((1, 3)), n, [0])
+    with pytest.raises(ValueError, match="view_dirs must have the shape of normals"):
+        app.color(np.zeros((1, 3)), n, [0], view_dirs=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="needs view_dirs"):
+        shape_render.surface_color(Shape([Sphere(0.3)]), app, np.array([[0.0, 0.0, 0.3]]))
+
+
+def test_specular_renders_match_surface_colours_and_change_with_the_view():
+    shape = Shape([Sphere(0.35)])
+    spec = shape_render.Appearance.random(1, seed=0, texture="none", material="specular")
+    diffuse = shape_render.Appearance.random(1, seed=0, texture="none")
+    cams = cameras.sample_views(2, radius=2.0, seed=3, focal=2.5)
+    peaks = []
+    for i in range(2):
+        cam = cameras.camera_at(cams, i)
+        view = shape_render.render_view(shape, cam, 32, 32, spec)
+        plain = shape_render.render_view(shape, cam, 32, 32, diffuse)
+        np.testing.assert_array_equal(view["mask"], plain["mask"])
+        gain = view["image"].astype(int) - plain["image"]
+        assert gain.min() >= 0 and gain.max() > 40  # a visible highlight, only ever brighter
+        peaks.append(np.unravel_index(np.argmax(gain.sum(-1)), (32, 32)))
+        o, d = pixel_rays(cam, 32, 32)
+        depth, prim, normals = shape_render.trace(shape, o, d)
+        hit = prim >= 0
+        p = o[hit] + depth[hit, None] * d[hit]
+        col, _ = shape_render.surface_color(shape, spec, p, normals[hit], view_dirs=_unit(d[hit]))
+        rendered = view["image"].reshape(-1, 3)[hit].astype(np.float64) / 255.0
+        assert np.abs(col - rendered).max() <= 0.5 / 255 + 1e-9
+    # The highlight moves with the view (the diffuse shading does not).
+    assert peaks[0] != peaks[1]

@@ -32,6 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
     data.n_views = 24  # Views rendered.
     data.resolution = 64  # Rendered image size (pixels per side).
     data.texture = "stripes"  # 'stripes' or 'none' (plain per-part colours).
+    # 'diffuse' (Lambert: a point's colour is the same in every view, as DVR assumes) or
+    # 'specular' (plus white Blinn-Phong highlights that move with the view; for `model.view_dependent`).
+    data.material = "diffuse"
     data.val_views = 4  # The last views are held out from training (validation and evaluation).
     # Occupancy loss at the visual-hull depth (carved from the training masks) instead of
     # a random depth: the original's `depth_from_visual_hull` (used for its NMR data).
@@ -41,12 +44,23 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = model = ml_collections.ConfigDict()
     model.hidden_dim = 128  # Decoder width (original 512; 128 in its `ours_rgb` configs).
     model.n_blocks = 5  # ResNet blocks (original 5).
+    # IDR's view-dependent colour (Yariv et al. 2020): the decoder gives [logit, feature] and a
+    # rendering MLP maps (x, normal from the logit's gradient, encoded view direction, feature)
+    # to RGB. Off: DVR's texture field (one colour per point, whatever the view).
+    model.view_dependent = False
+    model.feature_dim = 64  # Feature from the geometry network (IDR 256).
+    model.render_hidden = 128  # Rendering MLP width (IDR 512).
+    model.render_layers = 4  # Rendering MLP hidden layers (IDR 4).
+    model.view_freqs = 4  # Octaves of the view direction's positional encoding (IDR 4).
 
     config.loss = loss = ml_collections.ConfigDict()
     loss.lambda_rgb = 1.0  # Photo-consistency (L1) at the rendered surface point (original 1).
     loss.lambda_depth = 0.0  # Depth L1 (0: images and masks only; original ours_depth 1, combined 10).
-    loss.lambda_freespace = 1.0  # BCE to free at a random in-cube point of rays outside the mask.
-    loss.lambda_occupied = 1.0  # BCE to occupied on rays inside the mask that found no surface.
+    loss.lambda_freespace = 1.0  # BCE to free at a random in-cube point of rays outside the mask (surface).
+    loss.lambda_occupied = 1.0  # BCE to occupied on rays inside the mask that found no surface (surface).
+    # BCE of the rendered opacity against the mask; rays.mode 'volume' only (there it replaces the
+    # freespace and occupancy terms; the experiment config's `volume` option sets 1.0).
+    loss.lambda_mask = 0.0
     loss.lambda_normal = 0.1  # Normal smoothness (DTU: 0.1, ShapeNet 0.05).
     loss.n_secant = 8  # Secant steps refining the first crossing (original 8).
 
@@ -56,6 +70,11 @@ def get_config() -> ml_collections.ConfigDict:
     rays.steps_milestones = (1000,)  # Original: 50k, 100k, 250k iterations.
     rays.steps_max = 128  # Original: 128.
     rays.render_steps = 256  # Marching steps for rendering views (original: 1024).
+    # 'surface': DVR (the colour at the first crossing of the threshold, depth gradient by
+    # implicit differentiation). 'volume': the occupancy field composited along each ray with
+    # alpha = occupancy probability (UNISURF), for training and rendered views; the mesh is the same.
+    rays.mode = "surface"
+    rays.volume_samples = 64  # Volume mode: stratified samples per ray (training and rendering).
 
     config.optim.learning_rate = 5e-4  # Original 1e-4; larger for a run of minutes.
     config.optim.schedule = "multistep"  # The original's MultiStepLR.
@@ -95,22 +114,31 @@ CHECKS = {
     "data.n_views": Int(2, meaning="at least one for training and one held out"),
     "data.resolution": Int(8),
     "data.texture": Choice(("stripes", "none")),
+    "data.material": Choice(("diffuse", "specular")),
     "data.val_views": Int(0),
     "data.visual_hull_depth": Bool(),
     "data.visual_hull_resolution": Int(8),
     "model.hidden_dim": Int(1),
     "model.n_blocks": Int(1),
+    "model.view_dependent": Bool(),
+    "model.feature_dim": Int(1),
+    "model.render_hidden": Int(1),
+    "model.render_layers": Int(1),
+    "model.view_freqs": Int(0),
     "loss.lambda_rgb": Float(0.0),
     "loss.lambda_depth": Float(0.0),
     "loss.lambda_freespace": Float(0.0),
     "loss.lambda_occupied": Float(0.0),
     "loss.lambda_normal": Float(0.0),
+    "loss.lambda_mask": Float(0.0),
     "loss.n_secant": Int(1),
     "rays.per_step": Int(1),
     "rays.steps_start": Int(2),
     "rays.steps_milestones": Steps(),
     "rays.steps_max": Int(2),
     "rays.render_steps": Int(2),
+    "rays.mode": Choice(("surface", "volume")),
+    "rays.volume_samples": Int(1),
     "generate.resolution0": Int(1),
     "generate.upsampling_steps": Int(0),
     "generate.batch_points": Int(0, meaning="0: the device's default"),

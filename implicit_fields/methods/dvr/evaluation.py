@@ -103,7 +103,8 @@ def evaluate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
         held_out = record.get("held_out_views", [])
 
     def mean(key):
-        return float(np.mean([v[key] for v in held_out])) if held_out else float("nan")
+        values = [v[key] for v in held_out if v.get(key) is not None]
+        return float(np.mean(values)) if values else float("nan")
 
     result = {
         "field_iou": float(field_iou),
@@ -113,6 +114,8 @@ def evaluate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
         "fscore": m["fscore"],
         "held_out_mask_iou": mean("mask_iou"),
         "held_out_psnr_in_mask": mean("psnr_in_mask"),
+        "held_out_psnr": mean("psnr"),
+        "held_out_ssim": mean("ssim"),
         "step": int(jax.device_get(state.step)),
         "chamfer_scale": metrics.CHAMFER_REPORT_SCALE,
         "empty_mesh": metrics.is_empty(original),

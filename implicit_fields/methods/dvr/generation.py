@@ -3,6 +3,8 @@
 Writes `WORKDIR/mesh.ply`, `WORKDIR/renderings.png` (each held-out view: the
 truth, our rendering and the absolute error, then the mesh from two sides)
 and `WORKDIR/generation.json` (paths, timings, per-view mask IoU and PSNR).
+The mesh is the field's threshold surface in either `rays.mode`; the views are
+rendered as the model was trained (surface or volume).
 """
 
 import logging
@@ -26,6 +28,31 @@ def _to_uint8(img):
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def vertex_colors(model, params, vertices, batch: int = 65_536) -> np.ndarray:
+    """The colour field at mesh vertices (N, 3) in [0, 1], in batches.
+
+    A view-dependent colour (`ViewDependentDecoder`) is taken looking straight at the
+    surface: the view direction at a vertex is minus the field's outward normal there
+    (`model.autodiff_normals`), the colour of a camera facing the surface head-on.
+    """
+    if not len(vertices):
+        return np.zeros((0, 3))
+    logit_fn, rgb_fn = dvr_model.make_field_fns(model)
+
+    if isinstance(model, dvr_model.ViewDependentDecoder):
+
+        def colors(p):
+            return rgb_fn(params, p, -dvr_model.autodiff_normals(logit_fn, params, p))
+    else:
+
+        def colors(p):
+            return rgb_fn(params, p)
+
+    colors = jax.jit(colors)
+    v = jnp.asarray(vertices, jnp.float32)
+    return np.concatenate([np.asarray(colors(v[i : i + batch])) for i in range(0, len(v), batch)])
+
+
 def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     """Meshes and renders the trained scene in `workdir` (restored unless `model` and `state` are given).
 
@@ -43,7 +70,7 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     path = os.path.join(workdir, "generation.json")
     started = trainer.start_generation(path, meta, settings=config.generate.to_dict())
     params = state.params
-    logit_fn, rgb_fn = dvr_model.make_field_fns(model)
+    logit_fn, _ = dvr_model.make_field_fns(model)
     t0 = time.perf_counter()
     vertices, faces, stats = mise.extract_mesh(
         jax.jit(lambda p: logit_fn(params, p)),
@@ -55,7 +82,7 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
         return_stats=True,
     )
     t_mesh = time.perf_counter() - t0
-    colors = np.asarray(rgb_fn(params, jnp.asarray(vertices))) if len(vertices) else np.zeros((0, 3))
+    colors = vertex_colors(model, params, vertices)
     mesh_path = os.path.join(workdir, "mesh.ply")
     meshing.write_mesh(mesh_path, vertices, faces, colors, comments=trainer.mesh_provenance(meta))
 
@@ -73,9 +100,13 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     def up(im):
         return np.repeat(np.repeat(im, scale, 0), scale, 1)
 
+    view_dir = os.path.join(workdir, "views")  # Each rendering alone, for experiments.side_by_side.
+    os.makedirs(view_dir, exist_ok=True)
     for v, (rgb, _, m) in zip(views, rendered):
         gt = data.images[v]
         per_view.append({"view": int(v), **m})
+        vis.write_png(os.path.join(view_dir, f"view_{int(v):04d}.png"), _to_uint8(rgb))
+        vis.write_png(os.path.join(view_dir, f"view_{int(v):04d}_truth.png"), _to_uint8(gt))
         rows.append([up(_to_uint8(gt)), up(_to_uint8(rgb)), up(_to_uint8(np.abs(rgb - gt)))])
         labels.append([f"view {int(v)} truth", f"ours  mask IoU {m['mask_iou']:.2f}", "abs. error"])
     # Last row: the extracted mesh from two sides.

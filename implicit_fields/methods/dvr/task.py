@@ -7,12 +7,13 @@ evaluation). Each step samples `rays.per_step` random pixels of the training
 views (a pure function of the seed and the step, so a resumed run matches an
 unbroken one) and minimises DVR's losses (`model.dvr_losses`); the marching
 steps follow the original's doubling schedule (a compile-time setting of the
-step). Validation renders the held-out views and measures their mask IoU and
-PSNR; the best model by mask IoU is kept.
+step). With `rays.mode` 'volume' the field is rendered as a volume instead
+(`model.dvr_volume_losses`), and with `model.view_dependent` the colour depends
+on the view (IDR's rendering network). Validation renders the held-out views
+and measures their mask IoU and PSNR; the best model by mask IoU is kept.
 """
 
 import functools
-import json
 import logging
 import os
 from typing import Dict
@@ -21,8 +22,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from implicit_fields import cameras, config_utils, summary, train_utils, trainer
-from implicit_fields.data import builtin, multiview, onet_format, shapes, visual_hull
+from implicit_fields import cameras, config_utils, train_utils, trainer
+from implicit_fields.data import multiview, onet_format, scenes, shapes, visual_hull
 from implicit_fields.methods.dvr import config as dvr_config
 from implicit_fields.methods.dvr import model as dvr_model
 
@@ -30,90 +31,9 @@ logger = logging.getLogger(__name__)
 
 
 def ensure_scene(data_config, progress: bool = True) -> str:
-    """Returns the scene folder, rendering the built-in object there if it is missing."""
-    folder = os.path.abspath(data_config.path)
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise NotADirectoryError(f"config.data.path={data_config.path!r}: is a file, not a scene folder")
-    info_path = os.path.join(folder, multiview.INFO_FILE)
-    complete = os.path.exists(info_path)
-    if complete and data_config.builtin:
-        _check_rendered_scene(data_config, info_path)
-    if complete or not data_config.builtin:
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(
-                f"config.data.path={data_config.path!r}: no such multi-view scene folder "
-                f"(config.data.builtin=True renders the built-in object there)"
-            )
-        return folder
-    shape = builtin.generate_object(
-        data_config.builtin_category,
-        data_config.builtin_index,
-        seed=data_config.builtin_seed,
-        num_points=1,
-        num_surface_points=1,
-    )["shape"]
-    os.makedirs(folder, exist_ok=True)
-    summary.write_json(os.path.join(folder, "shape.json"), shape.to_dict(), indent=None)
-    info = {
-        "category": data_config.builtin_category,
-        "index": int(data_config.builtin_index),
-        "seed": int(data_config.builtin_seed),
-    }
-    multiview.write_multiview(
-        shape,
-        folder,
-        n_views=data_config.n_views,
-        resolution=data_config.resolution,
-        seed=[int(data_config.builtin_seed), int(data_config.builtin_index)],
-        progress=progress,
-        texture=data_config.texture,
-        info=info,
-    )
-    return folder
-
-
-def _check_rendered_scene(data_config, info_path: str) -> None:
-    """Refuses a built-in scene rendered with other settings than `data_config` asks for.
-
-    The scene is never rendered over (nothing saved is lost): the message lists each
-    differing key, the rendered value and the asked one.
-    """
-    try:
-        with open(info_path, encoding="utf-8") as f:
-            stored = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{info_path}: unreadable scene record ({e})") from None
-    info, params = stored.get("info") or {}, stored.get("params") or {}
-    if not info:
-        return  # Not a built-in scene (rendered by other means): nothing to compare.
-    asked = {
-        "builtin_category": shapes.category_synset(data_config.builtin_category),
-        "builtin_index": int(data_config.builtin_index),
-        "builtin_seed": int(data_config.builtin_seed),
-        "n_views": int(data_config.n_views),
-        "resolution": int(data_config.resolution),
-        "texture": data_config.texture,
-    }
-    category = info.get("category")
-    rendered = {
-        "builtin_category": shapes.category_synset(category) if category else None,
-        "builtin_index": info.get("index"),
-        "builtin_seed": info.get("seed"),
-        "n_views": params.get("n_views"),
-        "resolution": (params.get("resolution") or [None])[0],
-        "texture": params.get("texture"),
-    }
-    differ = [
-        f"config.data.{k}: rendered {rendered[k]!r}, asked {asked[k]!r}"
-        for k in asked
-        if rendered[k] != asked[k]
-    ]
-    if differ:
-        raise ValueError(
-            f"{os.path.dirname(info_path)}: the built-in scene there was rendered with other settings "
-            f"({'; '.join(differ)}); use another config.data.path (or move that folder away to render "
-            f"it again)"
-        )
+    """Returns the scene folder, rendering the built-in object there if it is missing
+    (`data.scenes.ensure_scene`: a scene rendered with other settings is refused)."""
+    return scenes.ensure_scene(data_config, progress=progress)
 
 
 def split_views(num_views: int, val_views: int):
@@ -125,9 +45,20 @@ def split_views(num_views: int, val_views: int):
     return np.arange(num_views - val_views), np.arange(num_views - val_views, num_views)
 
 
-def create_model(config) -> dvr_model.DVRDecoder:
-    """The decoder of `config.model` (occupancy logit and colour; no encoder, per-scene)."""
-    return dvr_model.DVRDecoder(hidden_dim=config.model.hidden_dim, n_blocks=config.model.n_blocks)
+def create_model(config):
+    """The decoder of `config.model` (occupancy logit and colour; no encoder, per-scene): a
+    `DVRDecoder`, or with `model.view_dependent` a `ViewDependentDecoder` (IDR's colour)."""
+    m = config.model
+    if m.view_dependent:
+        return dvr_model.ViewDependentDecoder(
+            hidden_dim=m.hidden_dim,
+            n_blocks=m.n_blocks,
+            feature_dim=m.feature_dim,
+            render_hidden=m.render_hidden,
+            render_layers=m.render_layers,
+            view_freqs=m.view_freqs,
+        )
+    return dvr_model.DVRDecoder(hidden_dim=m.hidden_dim, n_blocks=m.n_blocks)
 
 
 def init_state(config, model: dvr_model.DVRDecoder, key) -> train_utils.TrainState:
@@ -146,8 +77,9 @@ def ray_steps(config, step: int) -> int:
     return dvr_model.ray_steps(step, r.steps_start, tuple(r.steps_milestones), r.steps_max)
 
 
-def loss_fn(model: dvr_model.DVRDecoder, config, params, batch_stats, batch, rng, ray_steps: int):
-    """DVR's losses on one batch of rays (`model.dvr_losses`, the sums divided by one image).
+def loss_fn(model, config, params, batch_stats, batch, rng, ray_steps: int):
+    """DVR's losses on one batch of rays (`model.dvr_losses`, or `model.dvr_volume_losses` with
+    `rays.mode` 'volume'; the sums divided by one image).
 
     Returns:
       (loss, (the loss terms and mask diagnostics, None)).
@@ -155,6 +87,24 @@ def loss_fn(model: dvr_model.DVRDecoder, config, params, batch_stats, batch, rng
     del batch_stats
     logit_fn, rgb_fn = dvr_model.make_field_fns(model)
     lo = config.loss
+    if config.rays.mode == "volume":
+        total, stats = dvr_model.dvr_volume_losses(
+            logit_fn,
+            rgb_fn,
+            params,
+            batch,
+            rng,
+            num_samples=config.rays.volume_samples,
+            num_images=1,
+            threshold=config.field.threshold,
+            padding=config.field.padding,
+            lambda_rgb=lo.lambda_rgb,
+            lambda_mask=lo.lambda_mask,
+            lambda_depth=lo.lambda_depth,
+            lambda_normal=lo.lambda_normal,
+        )
+        stats.pop("loss")
+        return total, (stats, None)
     total, stats = dvr_model.dvr_losses(
         logit_fn,
         rgb_fn,
@@ -179,9 +129,11 @@ def loss_fn(model: dvr_model.DVRDecoder, config, params, batch_stats, batch, rng
 def hull_depths(config, data, train_views, workdir=None):
     """Visual-hull depth maps from the training views' masks (cached in the workdir), or None.
 
-    The cache `workdir/visual_hull_depth.npy` is written by the lead process only.
+    None without `data.visual_hull_depth` and in volume mode (`rays.mode='volume'`, whose
+    loss has no occupancy term at a depth). The cache `workdir/visual_hull_depth.npy` is
+    written by the lead process only.
     """
-    if not config.data.visual_hull_depth:
+    if not config.data.visual_hull_depth or config.rays.mode == "volume":
         return None
     path = os.path.join(workdir, "visual_hull_depth.npy") if workdir else None
     if path and os.path.exists(path):
@@ -240,10 +192,15 @@ def render_views(renderer, params, data, views, n_steps: int):
     return out
 
 
-def create_renderer(config, model: dvr_model.DVRDecoder):
-    """`model.create_renderer` with the config's surface and secant settings."""
+def create_renderer(config, model):
+    """`model.create_renderer` with the config's surface, secant and volume settings."""
     return dvr_model.create_renderer(
-        model, n_secant=config.loss.n_secant, threshold=config.field.threshold, padding=config.field.padding
+        model,
+        n_secant=config.loss.n_secant,
+        threshold=config.field.threshold,
+        padding=config.field.padding,
+        mode=config.rays.mode,
+        volume_samples=config.rays.volume_samples,
     )
 
 
@@ -260,6 +217,11 @@ def check_config(config) -> None:
             f"config.rays.steps_max={config.rays.steps_max} must be >= "
             f"config.rays.steps_start={config.rays.steps_start}"
         )
+    if config.loss.lambda_mask and config.rays.mode != "volume":
+        raise ValueError(
+            f"config.loss.lambda_mask={config.loss.lambda_mask} is used only with config.rays.mode='volume' "
+            f"(surface mode uses lambda_freespace and lambda_occupied); set it to 0"
+        )
     if not 0 <= config.data.val_views < config.data.n_views:
         raise ValueError(
             f"config.data.val_views={config.data.val_views} must be in [0, {config.data.n_views}) "
@@ -267,7 +229,7 @@ def check_config(config) -> None:
         )
 
 
-def create_task(config, workdir: str, model: dvr_model.DVRDecoder, mesh: Mesh) -> trainer.Task:
+def create_task(config, workdir: str, model, mesh: Mesh) -> trainer.Task:
     """The training task of one scene; renders the built-in scene first if it is missing."""
     num_devices = mesh.devices.size
     if config.rays.per_step % num_devices:

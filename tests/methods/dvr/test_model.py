@@ -39,8 +39,8 @@ def sphere_logit(params, points):
     return 30.0 * (params["radius"] - jnp.linalg.norm(points, axis=-1))
 
 
-def sphere_rgb(params, points):
-    del params
+def sphere_rgb(params, points, directions=None):
+    del params, directions
     return jnp.clip(points + 0.5, 0.0, 1.0)
 
 

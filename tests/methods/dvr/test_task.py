@@ -114,7 +114,7 @@ def test_missing_scene_without_builtin_is_a_clear_error(tmp_path):
     config = experiment_configs.load("dvr.py:tiny")
     config.data.path = str(tmp_path / "nowhere")
     config.data.builtin = False
-    with pytest.raises(FileNotFoundError, match="no such multi-view scene folder"):
+    with pytest.raises(FileNotFoundError, match="no scene there"):
         task.ensure_scene(config.data)
     with pytest.raises(ValueError, match=r"config.data.val_views=6 must be in \[0, 6\)"):
         task.split_views(6, 6)
@@ -128,6 +128,8 @@ def test_missing_scene_without_builtin_is_a_clear_error(tmp_path):
         ("builtin_category", "chair", "config.data.builtin_category: rendered '03797390', asked '03001627'"),
         ("builtin_seed", 3, "config.data.builtin_seed: rendered 0, asked 3"),
         ("texture", "none", "config.data.texture: rendered 'stripes', asked 'none'"),
+        # A scene rendered before there were materials has none in its record: diffuse.
+        ("material", "specular", "config.data.material: rendered 'diffuse', asked 'specular'"),
     ],
 )
 def test_a_scene_rendered_with_other_settings_is_refused_not_reused(dvr_config, key, value, shown):
