@@ -149,7 +149,7 @@ def test_degenerate_settings_stop_before_any_work(name, key, value, tmp_path):
         ("oflow", {"generate.picture_frames": 18}, r"config.generate.picture_frames=18 is more than the 17"),
         ("oflow", {"data.builtin_categories": ("spaceship",)}, r"config.data.builtin_categories: unknown"),
         ("nerf", {"data.near": 2.0}, r"config.data.near=2.0, config.data.far=0.0: give both"),
-        ("nerf", {"data.near": 6.0, "data.far": 2.0}, r"config.data.near=6.0, config.data.far=2.0: give both"),
+        ("nerf", {"data.near": 6.0, "data.far": 2.0}, r"config.data.near=6.0, config.data.far=2.0: give"),
         ("nerf", {"data.val_views": 0}, r"config.data.val_views=0 must be in \[1, 24\)"),
         ("nerf", {"data.builtin_category": "spaceship"}, r"config.data.builtin_category: "),
         ("nerf", {"optim.final_lr_fraction": 0.0}, r"config.optim.final_lr_fraction=0.0: must be > 0"),
