@@ -29,7 +29,16 @@ import numpy as np
 
 from implicit_fields import render, volume
 
-__all__ = ["NeRFMLP", "NeRF", "ray_bounds", "render_rays", "nerf_loss", "create_renderer", "density_fn"]
+__all__ = [
+    "NeRFMLP",
+    "NeRF",
+    "ray_bounds",
+    "render_rays",
+    "nerf_loss",
+    "create_renderer",
+    "ray_max_density",
+    "density_fn",
+]
 
 
 class NeRFMLP(nn.Module):
@@ -218,6 +227,25 @@ def nerf_loss(model: NeRF, params, batch, key, **render_kwargs):
         metrics[f"mse_{level}"] = mse
         metrics[f"psnr_{level}"] = -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))
     return loss, metrics
+
+
+def ray_max_density(model: NeRF, params, origins, directions, **render_kwargs):
+    """The largest density along each ray at its rendering samples (the finest level's), [N].
+
+    A ray crosses the level set {sigma > s} exactly when its maximum exceeds s, so these
+    maxima give the silhouettes of every level set at once (`generation.auto_threshold`).
+    Rays without an interval get 0.
+    """
+    out = render_rays(model, params, origins, directions, None, **render_kwargs)
+    level = "fine" if "fine" in out else "coarse"
+    t = out[level]["t"]
+    valid = render.valid_rays(origins, directions)
+    o = jnp.where(valid[:, None], origins, 0.0)
+    w = jnp.where(valid[:, None], directions, 1.0)
+    _, _, inside = ray_bounds(o, w, render_kwargs["padding"], render_kwargs["near"], render_kwargs["far"])
+    points = o[:, None, :] + t[..., None] * w[:, None, :]
+    _, sigma = model.apply({"params": params}, points, jnp.zeros_like(points), level)
+    return jnp.where(inside, jnp.max(sigma, axis=-1), 0.0)
 
 
 def density_fn(model: NeRF, params, level: str = "fine"):

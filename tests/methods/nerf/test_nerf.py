@@ -164,12 +164,27 @@ def test_mesh_is_the_density_level_set(tiny, monkeypatch):
 
     monkeypatch.setattr(nerf_model, "density_fn", sphere_density)
     for thr in (20.0, 50.0):
-        config.generate.density_threshold = thr
-        vertices, faces, colors, _ = generation.extract_mesh(config, model, params)
+        vertices, faces, colors, _ = generation.extract_mesh(config, model, params, thr)
         r = np.linalg.norm(vertices, axis=1)
         expected = 0.3 - thr / 200.0
         assert len(faces) > 100 and abs(np.median(r) - expected) < 0.01, (thr, np.median(r))
         assert colors.shape == vertices.shape and (colors >= 0).all() and (colors <= 1).all()
+
+
+def test_the_automatic_threshold_matches_the_masks():
+    rng = np.random.default_rng(0)
+    mask = rng.random(5000) < 0.3
+    # Densities along object rays peak at 8-20, along background rays at 0-3 (and some exactly 0).
+    maxima = np.where(mask, rng.uniform(8, 20, 5000), rng.uniform(0, 3, 5000) * (rng.random(5000) < 0.7))
+    s, iou = generation.threshold_from_maxima(maxima, mask)
+    assert 3 <= s and (maxima[mask] > s).all() and iou == 1.0
+    # Overlapping ranges: the chosen level is the best of all levels.
+    maxima = np.where(mask, rng.uniform(4, 20, 5000), rng.uniform(0, 6, 5000))
+    s, iou = generation.threshold_from_maxima(maxima, mask)
+    ious = [np.sum((maxima > t) & mask) / np.sum((maxima > t) | mask) for t in np.linspace(0, 20, 201)]
+    assert iou >= max(ious) - 1e-9 and 4 <= s <= 6.1
+    with pytest.raises(ValueError, match="density is 0 along every"):
+        generation.threshold_from_maxima(np.zeros(10), mask[:10])
 
 
 def test_tiny_run_end_to_end(scene_folders, tmp_path):
