@@ -152,12 +152,13 @@ def generate(config, workdir: str, model=None, state=None) -> Dict[str, Any]:
     os.makedirs(view_dir, exist_ok=True)
     for v, (rgb, _, acc, m) in zip(views, rendered):
         gt = data.images[v]
-        per_view.append({"view": int(v), **m})
-        vis.write_png(os.path.join(view_dir, f"view_{int(v):04d}.png"), _to_uint8(rgb))
-        vis.write_png(os.path.join(view_dir, f"view_{int(v):04d}_truth.png"), _to_uint8(gt))
+        view_id = int(data.view_ids[v])  # The view's number in the scene (the multi-view layout's 20-23).
+        per_view.append({"view": view_id, **m})
+        vis.write_png(os.path.join(view_dir, f"view_{view_id:04d}.png"), _to_uint8(rgb))
+        vis.write_png(os.path.join(view_dir, f"view_{view_id:04d}_truth.png"), _to_uint8(gt))
         grey = _to_uint8(np.repeat(acc[..., None], 3, axis=-1))
         rows.append([up(_to_uint8(gt)), up(_to_uint8(rgb)), up(_to_uint8(np.abs(rgb - gt))), up(grey)])
-        labels.append([f"view {int(v)} truth", f"NeRF  {m['psnr']:.1f} dB", "abs. error", "opacity"])
+        labels.append([f"view {view_id} truth", f"NeRF  {m['psnr']:.1f} dB", "abs. error", "opacity"])
     if len(faces):
         size = rows[0][0].shape[0] if rows else 128
         rows.append(

@@ -267,8 +267,8 @@ def test_the_mask_loss_is_the_bce_of_the_opacity_and_keeps_a_gradient_when_opaqu
     s = samples * np.log1p(np.exp(logit))  # -log transmittance = sum of softplus(logit).
     opacity = -np.expm1(-s)
     expected = 2 * (-np.log(max(opacity, 1e-30))) + 2 * s
-    np.testing.assert_allclose(float(mask_loss(c)), expected, rtol=1e-4)
-    g = float(jax.grad(mask_loss)(c))
+    np.testing.assert_allclose(float(jax.jit(mask_loss)(c)), expected, rtol=1e-4)
+    g = float(jax.jit(jax.grad(mask_loss))(c))
     assert np.isfinite(g) and g > 0  # Half the rays are background: more occupancy costs more.
 
 
