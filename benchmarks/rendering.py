@@ -7,8 +7,9 @@ experiment configs:
   * rays per second of the step (median of warm runs);
   * XLA's compiled memory analysis of the step (temporary buffers: the peak working
     memory beyond inputs and outputs) and the compile time;
-  * the points the field is evaluated at per ray, and the ratios to the first model
-    (the baseline: DVR's surface rendering).
+  * the points the field is evaluated at per ray (DVR's marching points without
+    gradient), and the ratios to the first model (the baseline: DVR's surface rendering,
+    with the marching steps its schedule ends with).
 
   python benchmarks/rendering.py                     # the cpu sizes, 1024 rays
   python benchmarks/rendering.py --size full --rays 4096
@@ -53,7 +54,7 @@ def models(size):
     out = []
     for name, spec in (("DVR surface", ""), ("DVR volume", ",volume"), ("DVR surface + IDR colour", ",view")):
         config = dvr_configs.get_config(size + spec)
-        steps = config.rays.steps_max
+        steps = dvr_task.ray_steps(config, config.train.num_steps - 1)  # The schedule's last.
         if config.rays.mode == "volume":
             points = config.rays.volume_samples
         else:

@@ -4,7 +4,9 @@ The method package the trainer runs for `config.method = 'dvr'` (per-scene
 multi-view reconstruction from RGB images and masks):
 
 * `config.py`: the defaults and schema;
-* `model.py`: the decoder (occupancy and colour), DVR's losses, the ray-step
+* `model.py`: the decoder (occupancy and colour; with `model.view_dependent` IDR's
+  rendering network of position, normal, view direction and feature), DVR's losses,
+  the losses of the field rendered as a volume (`rays.mode='volume'`), the ray-step
   schedule and a ray renderer;
 * `task.py`: the scene (rendered from a built-in object when missing), the
   rays of a step, the loss, validation on held-out views;
