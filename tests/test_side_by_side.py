@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from experiments import side_by_side
 from implicit_fields import vis
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,13 +58,15 @@ def test_table_and_picture(tmp_path):
         (["--run", "x=/no/such/run"], "no such run folder"),
     ],
 )
-def test_bad_arguments_are_one_line_errors(args, message):
-    out = run(*args)
-    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+def test_bad_arguments_are_one_line_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        side_by_side.main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_run_without_metrics_is_named(tmp_path):
+def test_a_run_without_metrics_is_named(tmp_path, capsys):
     os.makedirs(tmp_path / "empty")
-    out = run("--run", f"x={tmp_path / 'empty'}")
-    assert out.returncode == 2 and "metrics.json: does not exist" in out.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        side_by_side.main(["--run", f"x={tmp_path / 'empty'}"])
+    assert exit_info.value.code == 2 and "metrics.json: does not exist" in capsys.readouterr().err

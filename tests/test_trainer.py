@@ -146,8 +146,8 @@ def test_run_dispatches_the_modes_to_the_method(fake, tmp_path):
 def test_methods_are_found_by_name():
     assert {"onet", "dvr"} <= set(trainer.available_methods())
     assert trainer.load_method("onet") is onet
-    with pytest.raises(ValueError, match=r"unknown config.method 'nerf'.*available: .*dvr.*onet"):
-        trainer.load_method("nerf")
+    with pytest.raises(ValueError, match=r"unknown config.method 'siren'.*available: .*dvr.*onet"):
+        trainer.load_method("siren")
 
 
 def test_every_method_provides_the_protocol():
