@@ -370,13 +370,24 @@ def dvr_losses(
 
     # Normal smoothness: normals at the surface point and at a random neighbour.
     if lambda_normal:
-        p_n = jax.lax.stop_gradient(p_surface)
-        jitter = (jax.random.uniform(k_normal, p_n.shape, dtype=p_n.dtype) - 0.5) * normal_h_sample
-        n0 = central_difference_normals(logit_fn, params, p_n, normal_h_difference)
-        n1 = central_difference_normals(logit_fn, params, p_n + jitter, normal_h_difference)
-        diff = jnp.sqrt(jnp.sum((n0 - n1) ** 2, axis=-1) + 1e-12)
+        diff = _normal_differences(
+            logit_fn, params, p_surface, k_normal, normal_h_sample, normal_h_difference
+        )
         terms["normal"] = lambda_normal * inv_b * jnp.sum(jnp.where(mask_pred, diff, 0.0))
+    return _total_and_stats(terms, mask_pred, mask_gt)
 
+
+def _normal_differences(logit_fn, params, points, key, h_sample, h_difference):
+    """|n(p) - n(p + jitter)| per point (DVR's normal smoothness; no gradient to the points)."""
+    p_n = jax.lax.stop_gradient(points)
+    jitter = (jax.random.uniform(key, p_n.shape, dtype=p_n.dtype) - 0.5) * h_sample
+    n0 = central_difference_normals(logit_fn, params, p_n, h_difference)
+    n1 = central_difference_normals(logit_fn, params, p_n + jitter, h_difference)
+    return jnp.sqrt(jnp.sum((n0 - n1) ** 2, axis=-1) + 1e-12)
+
+
+def _total_and_stats(terms, mask_pred, mask_gt):
+    """(the sum of the terms, the terms with the mask diagnostics and the loss)."""
     total = sum(terms.values())
     stats = dict(terms)
     stats["mask_accuracy"] = jnp.mean((mask_pred == mask_gt).astype(jnp.float32))
@@ -519,20 +530,10 @@ def dvr_volume_losses(
         diff = jnp.abs(d_hat - jnp.where(mask_depth, depth_gt, 0.0))
         terms["depth"] = lambda_depth * inv_b * jnp.sum(jnp.where(mask_depth, diff, 0.0))
     if lambda_normal:
-        p_n = jax.lax.stop_gradient(o + d_hat[:, None] * w)
-        jitter = (jax.random.uniform(k_normal, p_n.shape, dtype=p_n.dtype) - 0.5) * normal_h_sample
-        n0 = central_difference_normals(logit_fn, params, p_n, normal_h_difference)
-        n1 = central_difference_normals(logit_fn, params, p_n + jitter, normal_h_difference)
-        diff = jnp.sqrt(jnp.sum((n0 - n1) ** 2, axis=-1) + 1e-12)
+        p_n = o + d_hat[:, None] * w
+        diff = _normal_differences(logit_fn, params, p_n, k_normal, normal_h_sample, normal_h_difference)
         terms["normal"] = lambda_normal * inv_b * jnp.sum(jnp.where(mask_pred, diff, 0.0))
-    total = sum(terms.values())
-    stats = dict(terms)
-    stats["mask_accuracy"] = jnp.mean((mask_pred == mask_gt).astype(jnp.float32))
-    inter = jnp.sum((mask_pred & mask_gt).astype(jnp.float32))
-    union = jnp.sum((mask_pred | mask_gt).astype(jnp.float32))
-    stats["mask_iou"] = inter / jnp.maximum(union, 1.0)
-    stats["loss"] = total
-    return total, stats
+    return _total_and_stats(terms, mask_pred, mask_gt)
 
 
 def init_decoder(key, decoder):
