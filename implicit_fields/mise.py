@@ -745,10 +745,44 @@ def extract_mesh(
     t1 = time.perf_counter()
     vertices, faces = mc(values, losses.probability_to_logit(threshold), padding)
     t2 = time.perf_counter()
+    vertices, faces, times = finish_mesh(
+        logit_fn,
+        vertices,
+        faces,
+        threshold=threshold,
+        simplify_nfaces=simplify_nfaces,
+        refinement_steps=refinement_steps,
+        refinement_lr=refinement_lr,
+        refinement_key=refinement_key,
+        refinement_second_order=refinement_second_order,
+    )
+    if not return_stats:
+        return vertices, faces
+    stats.update(time_marching_cubes=t2 - t1, **times, time_total=time.perf_counter() - t0)
+    return vertices, faces, stats
+
+
+def finish_mesh(
+    logit_fn: LogitFn,
+    vertices,
+    faces,
+    *,
+    threshold: float = 0.2,
+    simplify_nfaces: Optional[int] = None,
+    refinement_steps: int = 0,
+    refinement_lr: float = 1e-4,
+    refinement_key=None,
+    refinement_second_order: bool = True,
+):
+    """The optional steps after marching cubes, as `extract_mesh` takes them: simplification, refinement.
+
+    Returns:
+      (vertices, faces, {'time_simplify', 'time_refinement'} in seconds).
+    """
+    t0 = time.perf_counter()
     if simplify_nfaces and len(faces) > 0:
         vertices, faces = meshing.simplify_mesh(vertices, faces, simplify_nfaces)
-    t_simplify = time.perf_counter() - t2
-    t2 = time.perf_counter()
+    t1 = time.perf_counter()
     if refinement_steps > 0 and len(faces) > 0:
         vertices = refine_mesh(
             logit_fn,
@@ -760,16 +794,7 @@ def extract_mesh(
             key=refinement_key,
             second_order=refinement_second_order,
         )
-    t3 = time.perf_counter()
-    if not return_stats:
-        return vertices, faces
-    stats.update(
-        time_marching_cubes=t2 - t1 - t_simplify,
-        time_simplify=t_simplify,
-        time_refinement=t3 - t2,
-        time_total=t3 - t0,
-    )
-    return vertices, faces, stats
+    return vertices, faces, {"time_simplify": t1 - t0, "time_refinement": time.perf_counter() - t1}
 
 
 # ---------------------------------------------------------------------------

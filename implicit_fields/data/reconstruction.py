@@ -96,6 +96,51 @@ def extract(config, logit_fn, second_order: bool = True):
     raise ValueError(f"unknown generate.method {gen.method!r}; use 'mise' or 'dense'")
 
 
+def extract_batched(config, logit_fn_batched, codes, logit_fns, second_order: bool = True):
+    """Meshes several fields at once with MISE (`mise.extract_meshes_batched`), then finishes each.
+
+    Gives the meshes of `extract` one object at a time (the same grids, then the
+    same simplification and refinement, `mise.finish_mesh`, with each object's
+    own `logit_fns[i]`), with one jitted call per MISE level for the batch.
+
+    Args:
+      logit_fn_batched: jitted `(codes, points [B, N, 3]) -> logits [B, N]`.
+      codes: pytree of arrays with leading dimension B.
+      logit_fns: B jitted `points [N, 3] -> logits [N]`, for the refinement.
+
+    Returns:
+      B (vertices, faces, stats), the stats holding the batch's MISE seconds
+      divided among its objects.
+    """
+    gen = config.generate
+    meshes, stats = mise.extract_meshes_batched(
+        logit_fn_batched,
+        codes,
+        resolution0=gen.resolution0,
+        upsampling_steps=gen.upsampling_steps,
+        threshold=config.field.threshold,
+        padding=config.field.padding,
+        batch_points=gen.batch_points or None,
+        return_stats=True,
+        subdivision=gen.get("subdivision", "cells"),
+        marching_cubes=gen.get("marching_cubes", "pymcubes"),
+    )
+    out = []
+    for (vertices, faces), logit_fn, queries in zip(meshes, logit_fns, stats["num_queries"]):
+        vertices, faces, times = mise.finish_mesh(
+            logit_fn,
+            vertices,
+            faces,
+            threshold=config.field.threshold,
+            simplify_nfaces=gen.get("simplify_nfaces", 0) or None,
+            refinement_steps=gen.refinement_steps,
+            refinement_key=jax.random.key(config.seed),
+            refinement_second_order=second_order,
+        )
+        out.append((vertices, faces, {"num_queries": int(queries), **times}))
+    return out
+
+
 def mesh_split(
     config,
     workdir: str,
@@ -104,6 +149,7 @@ def mesh_split(
     comments=(),
     second_order: bool = True,
     picture_input: Optional[Callable] = None,
+    batched_logit_fn: Optional[Callable] = None,
 ) -> List[Dict]:
     """Meshes every object of `split` (at most `config.generate.max_objects`).
 
@@ -113,6 +159,13 @@ def mesh_split(
     beside the input), the mesh by `extract`, written with the PLY header
     `comments`. The first object of each category (up to
     `generate.num_pictures`) goes into `workdir/reconstruction.png`.
+
+    With `batched_logit_fn` (`(codes, points [B, N, 3]) -> logits [B, N]`) and
+    `generate.batch_objects` > 1, MISE meshes that many objects at once
+    (`extract_batched`: the same meshes, one jitted call per level); then
+    `field_fn` must return `(logit_fn, extra, codes)`, the object's codes
+    without the batch axis. The last group is padded with copies of its last
+    object, so one program serves every group.
 
     Args:
       picture_input: `(inputs, extra) -> what the picture shows as the input`
@@ -127,40 +180,49 @@ def mesh_split(
     if gen.method not in ("mise", "dense"):
         raise ValueError(f"unknown generate.method {gen.method!r}; use 'mise' or 'dense'")
     input_type = datasets.input_type_of(config.data)
-    out_dir = os.path.join(workdir, "meshes")
+    group = int(gen.get("batch_objects", 1) or 1)
+    if batched_logit_fn is None or gen.method != "mise":
+        group = 1
     records, pictures = [], []
-    bar = tqdm.tqdm(range(count), desc=f"generate {split}", unit="mesh", disable=not config.logging.progress)
-    for i in bar:
-        item = ds.items[i]
-        data = ds.load(i)
-        inputs = datasets.eval_inputs(
-            data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed, input_type
-        )
+    bar = tqdm.tqdm(total=count, desc=f"generate {split}", unit="mesh", disable=not config.logging.progress)
+    for start in range(0, count, group):
+        indices = list(range(start, min(start + group, count)))
+        objects = []
         t0 = time.perf_counter()
-        logit_fn, extra = field_fn(i, data, inputs)
-        vertices, faces, stats = extract(config, logit_fn, second_order)
-        seconds = time.perf_counter() - t0
-        path = os.path.join(out_dir, item.category, f"{item.model}.ply")
-        meshing.write_mesh(path, vertices, faces, comments=comments)
-        inputs_path = os.path.join(out_dir, item.category, f"{item.model}_inputs.npz")
-        np.savez_compressed(inputs_path, inputs=inputs, **extra)
-        records.append(
-            {
-                "category": item.category,
-                "category_name": ds.category_name(item.category),
-                "model": item.model,
-                "mesh": os.path.relpath(path, workdir),
-                "seconds": seconds,
-                "num_queries": stats["num_queries"],
-                "num_vertices": int(vertices.shape[0]),
-                "num_faces": int(faces.shape[0]),
-            }
-        )
-        # The picture shows the first object of each category.
-        shown = {p[0] for p in pictures}
-        if len(pictures) < gen.num_pictures and ds.category_name(item.category) not in shown:
-            shown_input = picture_input(inputs, extra) if picture_input else inputs
-            pictures.append((ds.category_name(item.category), shown_input, vertices, faces, data))
+        for i in indices:
+            data = ds.load(i)
+            inputs = datasets.eval_inputs(
+                data, i, config.data.pointcloud_n, config.data.pointcloud_noise, config.seed, input_type
+            )
+            objects.append((i, data, inputs, field_fn(i, data, inputs)))
+        if group == 1:
+            meshes = [extract(config, objects[0][3][0], second_order)]
+        else:
+            fields = [o[3] for o in objects] + [objects[-1][3]] * (group - len(objects))
+            codes = jax.tree.map(lambda *x: jax.numpy.stack(x), *[f[2] for f in fields])
+            meshes = extract_batched(config, batched_logit_fn, codes, [f[0] for f in fields], second_order)
+        seconds = (time.perf_counter() - t0) / len(objects)
+        for (i, data, inputs, field), (vertices, faces, stats) in zip(objects, meshes):
+            extra = field[1]
+            _write_object(
+                config,
+                workdir,
+                ds,
+                i,
+                data,
+                inputs,
+                extra,
+                vertices,
+                faces,
+                stats,
+                seconds,
+                comments,
+                records,
+                pictures,
+                picture_input,
+            )
+            bar.update(1)
+    bar.close()
     if pictures:
         write_comparison_picture(
             os.path.join(workdir, "reconstruction.png"),
@@ -169,6 +231,48 @@ def mesh_split(
             input_type=input_type,
         )
     return records
+
+
+def _write_object(
+    config,
+    workdir,
+    ds,
+    i,
+    data,
+    inputs,
+    extra,
+    vertices,
+    faces,
+    stats,
+    seconds,
+    comments,
+    records,
+    pictures,
+    picture_input,
+):
+    """Writes one object's mesh and input, appends its record, and keeps it for the picture if it is shown."""
+    item = ds.items[i]
+    out_dir = os.path.join(workdir, "meshes", item.category)
+    path = os.path.join(out_dir, f"{item.model}.ply")
+    meshing.write_mesh(path, vertices, faces, comments=comments)
+    np.savez_compressed(os.path.join(out_dir, f"{item.model}_inputs.npz"), inputs=inputs, **extra)
+    records.append(
+        {
+            "category": item.category,
+            "category_name": ds.category_name(item.category),
+            "model": item.model,
+            "mesh": os.path.relpath(path, workdir),
+            "seconds": seconds,
+            "num_queries": stats["num_queries"],
+            "num_vertices": int(vertices.shape[0]),
+            "num_faces": int(faces.shape[0]),
+        }
+    )
+    # The picture shows the first object of each category.
+    shown = {p[0] for p in pictures}
+    if len(pictures) < config.generate.num_pictures and ds.category_name(item.category) not in shown:
+        shown_input = picture_input(inputs, extra) if picture_input else inputs
+        pictures.append((ds.category_name(item.category), shown_input, vertices, faces, data))
 
 
 INPUT_LABELS = {"pointcloud": "input", "voxels": "voxels", "img": "image", None: "encoded pts"}

@@ -149,15 +149,21 @@ def generate_meshes(
     with_cameras = models.needs_cameras(model.encoder)
 
     def field_fn(i, data, inputs):
+        # (logit_fn, extra, codes): the codes are what `decode_batched` takes, without the batch axis.
         if with_cameras:  # The feature map is computed once; MISE only decodes.
             cameras = object_cameras(data)
-            return functools.partial(decode, encode(inputs, cameras)), cameras
+            c = encode(inputs, cameras)
+            return functools.partial(decode, c), cameras, {"c": c, "z": None}
         c = encode(inputs)
         if posterior_mean is None:
-            return functools.partial(decode, c), {}
+            return functools.partial(decode, c), {}, {"c": c, "z": None}
         z, latent_points, latent_occ = object_latent(config, posterior_mean, c, data, i)
         extra = {"z": np.asarray(z), "latent_points": latent_points, "latent_occupancies": latent_occ}
-        return functools.partial(decode, c, z=z), extra
+        return functools.partial(decode, c, z=z), extra, {"c": c, "z": z}
+
+    @jax.jit
+    def decode_batched(codes, points):
+        return model.apply(variables, points, codes["c"], codes["z"], method=models.OccupancyNetwork.decode)
 
     def picture_input(inputs, extra):
         # The unconditional model shows the occupied points its latent encodes.
@@ -179,6 +185,7 @@ def generate_meshes(
         comments=trainer.mesh_provenance(meta),
         second_order=refinement_second_order(config),
         picture_input=picture_input,
+        batched_logit_fn=decode_batched,
     )
     trainer.finish_generation(record_path, record, objects=records)
     return records
