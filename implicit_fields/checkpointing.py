@@ -174,19 +174,30 @@ class Checkpointer:
     Args:
       directory: where the checkpoints go (made absolute).
       max_to_keep: how many recent checkpoints survive.
+      all_processes: every process of a multi-host run uses it together
+        (training: each saves its part, and they wait for one another);
+        False: this process alone reads it (inference on the lead process),
+        without waiting for the others; the folder must exist.
     """
 
-    def __init__(self, directory: str, max_to_keep: int = 2):
+    def __init__(self, directory: str, max_to_keep: int = 2, all_processes: bool = True):
         self.directory = os.path.abspath(directory)
         self.max_to_keep = max_to_keep
+        self.all_processes = all_processes
         self.skipped: List[Tuple[int, str]] = []  # (step, reason) of checkpoints that did not read
         self.manager = self._manager()
 
     def _manager(self):
-        return ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True),
+        alone = {}
+        if not self.all_processes:  # Its own primary host, in a group of one: no barriers.
+            me = jax.process_index()
+            alone["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                primary_host=me, active_processes={me}
+            )
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=self.max_to_keep, create=self.all_processes, **alone
         )
+        return ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()

@@ -41,6 +41,12 @@ def common_config(method: str) -> ml_collections.ConfigDict:
     train.checkpoint_every = 1000  # Steps between checkpoints.
     train.max_to_keep = 2  # Recent checkpoints kept.
     train.prefetch = 2  # Batches prepared ahead on a background thread (0: none).
+    # Worker processes that build the batches (grain's `mp_prefetch`); 0 builds them in the
+    # trainer's process. The batch of a step is the same whatever the count.
+    train.workers = 0
+    # 'float32', or 'bfloat16': the forward and backward passes compute in bfloat16 while the
+    # parameters, the optimiser state, batch-norm statistics and the loss stay float32.
+    train.compute_dtype = "float32"
 
     config.optim = optim = ml_collections.ConfigDict()
     optim.optimizer = "adam"  # 'adam' (ONet, DVR, ConvONet) or 'rmsprop' (Texture Fields), as PyTorch's.
@@ -227,6 +233,8 @@ COMMON_CHECKS = {
     "train.checkpoint_every": Int(1),
     "train.max_to_keep": Int(1),
     "train.prefetch": Int(0),
+    "train.workers": Int(0),
+    "train.compute_dtype": Choice(("float32", "bfloat16")),
     "optim.optimizer": Choice(("adam", "rmsprop")),
     "optim.learning_rate": Float(0.0, min_open=True),
     "optim.schedule": Choice(("constant", "cosine", "multistep", "exponential")),

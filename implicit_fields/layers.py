@@ -18,6 +18,15 @@ initialisations and, later, its checkpoints carry over:
   `conv2d` (bias-free, as torchvision's ResNet) and `BatchNorm2d`: the
   convolutions of the voxel and image encoders. On the CPU they run as strided
   slices and one matmul (im2col) where XLA's CPU convolution gradients are slow.
+
+Mixed precision (`config.train.compute_dtype='bfloat16'`, see
+`train_utils.create_train_step`): the linear layers and convolutions compute in
+the dtype of their parameters (the train step hands them bfloat16 copies of the
+float32 parameters) and cast their input to it, so a float32 input (points,
+images) still enters a bfloat16 network. Batch norm computes its statistics and
+the normalisation in float32 whatever the input, keeps its running statistics
+in float32 and returns the input's dtype. With float32 parameters and inputs
+none of these casts does anything.
 """
 
 import functools
@@ -68,16 +77,17 @@ def linear(x, kernel, bias):
 
 
 def _linear_fwd(x, kernel, bias):
-    # Residuals: the input and the kernel.
-    return linear(x, kernel, bias), (x, kernel)
+    # Residuals: the input, the kernel and the bias (for its dtype).
+    return linear(x, kernel, bias), (x, kernel, bias)
 
 
 def _linear_bwd(res, g):
-    x, kernel = res
+    x, kernel, bias = res
     x, g = jax.lax.optimization_barrier((x, g))
     x2 = x.reshape(-1, x.shape[-1])
     g2 = g.reshape(-1, g.shape[-1])
-    return g @ kernel.T, x2.T @ g2, g2.sum(0)
+    # Each cotangent in its primal's dtype (no-ops when the three share one).
+    return (g @ kernel.T).astype(x.dtype), (x2.T @ g2).astype(kernel.dtype), g2.sum(0).astype(bias.dtype)
 
 
 linear.defvjp(_linear_fwd, _linear_bwd)
@@ -103,7 +113,7 @@ class Dense(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        """Applies the layer to `x` of shape [..., in] and returns [..., features]."""
+        """Applies the layer to `x` of shape [..., in] and returns [..., features], in the kernel's dtype."""
         fan_in = x.shape[-1]
         kernel_init = nn.initializers.zeros if self.zero_init else torch_uniform_init(fan_in)
         if self.bias_value is None:
@@ -115,7 +125,7 @@ class Dense(nn.Module):
             bias = self.param("bias", bias_init, (self.features,))
         else:
             bias = jnp.zeros((self.features,), kernel.dtype)
-        return linear(x, kernel, bias)
+        return linear(x.astype(kernel.dtype), kernel, bias.astype(kernel.dtype))
 
 
 class ResnetBlockFC(nn.Module):
@@ -157,6 +167,9 @@ class BatchNorm(nn.Module):
 
     Under `jax.jit` with the batch sharded over devices the reduction runs over
     the global batch, so the statistics do not depend on the device count.
+    Mean, variance and the normalisation are computed in float32 for any input
+    dtype (a bfloat16 mean over 131k points would keep 3 digits); the running
+    statistics stay float32 and the output has the input's dtype.
 
     Attributes:
       use_running_average: evaluate with the running statistics.
@@ -179,6 +192,9 @@ class BatchNorm(nn.Module):
             bias = self.param("bias", nn.initializers.zeros, (features,))
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        # Statistics and normalisation in float32 (or wider) whatever the input; out in its dtype.
+        dtype = x.dtype
+        x = x.astype(jnp.promote_types(dtype, jnp.float32))
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
@@ -192,9 +208,11 @@ class BatchNorm(nn.Module):
                 ra_var.value = (1.0 - self.momentum) * ra_var.value + self.momentum * unbiased
         shape = (1,) * (x.ndim - 1) + (features,)
         if not self.affine:
-            return (x - mean.reshape(shape)) * jax.lax.rsqrt(var + self.epsilon).reshape(shape)
+            return ((x - mean.reshape(shape)) * jax.lax.rsqrt(var + self.epsilon).reshape(shape)).astype(
+                dtype
+            )
         mul = (jax.lax.rsqrt(var + self.epsilon) * scale).reshape(shape)
-        return (x - mean.reshape(shape)) * mul + bias.reshape(shape)
+        return ((x - mean.reshape(shape)) * mul + bias.reshape(shape)).astype(dtype)
 
 
 class CBatchNorm(nn.Module):
@@ -297,8 +315,9 @@ def conv3d(x, kernel, stride: int = 1, impl: str = "auto"):
         convolution are slow, XLA's convolution elsewhere), 'im2col' or 'xla'.
 
     Returns:
-      [batch, D', H', W', out] with D' = (D - 1) // stride + 1.
+      [batch, D', H', W', out] with D' = (D - 1) // stride + 1, in the kernel's dtype (x is cast to it).
     """
+    x = x.astype(kernel.dtype)  # Computes in the kernel's dtype (a no-op when they match).
     k = kernel.shape[0]
     if k == 1:  # a 1^3 convolution is a matmul over the channels
         if stride != 1:
@@ -428,8 +447,10 @@ def conv2d(x, kernel, stride: int = 1, padding: int = 0, impl: str = "auto"):
         and small outputs, XLA's convolution for large ones), 'im2col' or 'xla'.
 
     Returns:
-      [batch, H', W', out] with H' = (H + 2 padding - kh) // stride + 1 (W' alike).
+      [batch, H', W', out] with H' = (H + 2 padding - kh) // stride + 1 (W' alike), in the
+      kernel's dtype (x is cast to it).
     """
+    x = x.astype(kernel.dtype)  # Computes in the kernel's dtype (a no-op when they match).
     if impl == "auto":
         impl = _auto_conv2d_impl(x.shape, kernel.shape, stride, padding)
     if impl == "xla":

@@ -1,9 +1,25 @@
-"""Training losses."""
+"""Training losses.
+
+Each loss computes in float32 (or wider) whatever its inputs' dtype: under
+`config.train.compute_dtype='bfloat16'` the network's logits arrive in
+bfloat16, and a bfloat16 sum over thousands of points, or the log-sigmoid of
+a bfloat16 logit, would keep about three significant digits. Float32 inputs
+are used as they are.
+"""
 
 import math
 
 import jax.numpy as jnp
 import optax
+
+
+def at_least_float32(x: jnp.ndarray) -> jnp.ndarray:
+    """`x` with at least float32 precision: bfloat16, float16, integers and booleans become float32.
+
+    Float32 (and float64) arrays are returned as they are, so float32 losses are unchanged.
+    """
+    x = jnp.asarray(x)
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def occupancy_bce(logits: jnp.ndarray, occupancies: jnp.ndarray) -> jnp.ndarray:
@@ -17,6 +33,7 @@ def occupancy_bce(logits: jnp.ndarray, occupancies: jnp.ndarray) -> jnp.ndarray:
       Scalar loss.
     """
     assert logits.shape == occupancies.shape, (logits.shape, occupancies.shape)
+    logits, occupancies = at_least_float32(logits), at_least_float32(occupancies)
     return optax.sigmoid_binary_cross_entropy(logits, occupancies).sum(-1).mean()
 
 
@@ -53,6 +70,7 @@ def kl_normal_std(mean: jnp.ndarray, logstd: jnp.ndarray) -> jnp.ndarray:
       [...].
     """
     assert mean.shape == logstd.shape, (mean.shape, logstd.shape)
+    mean, logstd = at_least_float32(mean), at_least_float32(logstd)
     return jnp.sum(0.5 * (jnp.exp(2.0 * logstd) + jnp.square(mean) - 1.0) - logstd, axis=-1)
 
 
@@ -66,7 +84,7 @@ def correspondence_l2(predicted: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarra
     Args:
       predicted, target: [..., 3] corresponding points.
     """
-    d2 = jnp.sum((predicted - target) ** 2, axis=-1)
+    d2 = jnp.sum((at_least_float32(predicted) - at_least_float32(target)) ** 2, axis=-1)
     positive = d2 > 0
     return jnp.mean(jnp.where(positive, jnp.sqrt(jnp.where(positive, d2, 1.0)), 0.0))
 

@@ -8,17 +8,29 @@ the global batch), so the same code runs on one CPU, eight GPUs or a TPU slice
 and gives the same result. The step's randomness is
 `fold_in(loop_key, state.step)`, so a resumed run draws what an unbroken one
 would have drawn.
+
+Mixed precision (`config.train.compute_dtype='bfloat16'`): the state stays
+float32 (parameters, optimiser state, batch-norm statistics); inside the
+differentiated function the step hands the loss bfloat16 copies of the
+parameters, the layers compute in their parameters' dtype
+(`implicit_fields.layers`), batch norm and the losses compute their
+reductions in float32, and the loss comes back as float32. The gradient
+reaches the float32 parameters through the cast, in float32.
 """
 
+import dataclasses
 import functools
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from implicit_fields import config_utils
 
 # A method's loss: (params, batch_stats, batch, rng, **static) -> (loss, (metrics, new_batch_stats)).
 LossFn = Callable[..., Tuple[jax.Array, Tuple[Dict[str, jax.Array], Any]]]
@@ -110,6 +122,63 @@ def create_optimizer(optim_config, num_steps: int = 1) -> optax.GradientTransfor
     return tx
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+"""The dtypes a train step may compute in (`config.train.compute_dtype`)."""
+
+
+def compute_dtype_of(compute_dtype) -> np.dtype:
+    """The numpy dtype of a compute dtype given by name ('float32', 'bfloat16') or as a dtype.
+
+    Raises:
+      ValueError: for any other dtype (float16 would need loss scaling; float64 is not a speed-up).
+    """
+    try:
+        dtype = jnp.dtype(compute_dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.name not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"compute dtype {compute_dtype!r} (config.train.compute_dtype): use one of {COMPUTE_DTYPES}"
+        )
+    return dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class Float32Only(config_utils.Choice):
+    """The check of `config.train.compute_dtype` for a method that trains in float32 only.
+
+    A method whose loss needs float32 (root finding, an adaptive ODE solver,
+    volume compositing) lists it in its `CHECKS`, so that 'bfloat16' is refused
+    before any work with the reason, rather than silently training on noise.
+
+    Attributes:
+      method: the method's name, for the message.
+      reason: why bfloat16 does not work for it.
+    """
+
+    choices: Sequence[Any] = ("float32",)
+    method: str = ""
+    reason: str = ""
+
+    def check(self, name: str, value) -> None:
+        if isinstance(value, bool) or value not in tuple(self.choices):
+            raise ValueError(
+                f"{name}={value!r}: {self.method} trains in float32 only ({self.reason}); use 'float32'"
+            )
+
+
+def cast_floating(tree, dtype):
+    """`tree` with its floating-point array leaves cast to `dtype`; other leaves (integers,
+    booleans, PRNG keys, None) as they are."""
+
+    def cast(x):
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating):
+            return x.astype(dtype)
+        return x
+
+    return jax.tree.map(cast, tree)
+
+
 def train_step(
     state: TrainState,
     batch: Mapping[str, jax.Array],
@@ -117,6 +186,7 @@ def train_step(
     *,
     loss_fn: LossFn,
     loop_key: jax.Array,
+    compute_dtype="float32",
 ):
     """One optimiser step on `loss_fn`.
 
@@ -128,15 +198,31 @@ def train_step(
       loss_fn: `(params, batch_stats, batch, rng, **static) -> (loss,
         (metrics, new_batch_stats))`; `new_batch_stats` None keeps the state's.
       loop_key: the run's loop key; the step draws from `fold_in(loop_key, state.step)`.
+      compute_dtype: 'float32' (the loss sees the state's parameters, nothing
+        is cast) or 'bfloat16': the loss sees bfloat16 copies of the floating
+        parameters (the batch and the batch-norm statistics are passed as
+        they are: geometry such as points, depths and cameras keeps float32,
+        and the layers cast their inputs to their parameters' dtype); its
+        loss, floating metrics and new batch statistics are cast to float32,
+        so the state keeps float32 everywhere and the gradient, taken with
+        respect to the float32 parameters through the cast, is float32.
 
     Returns:
       (new_state, metrics): the loss function's metrics plus 'loss' and
       'grad_norm' (global norm of the gradient).
     """
     rng = jax.random.fold_in(loop_key, state.step)
+    dtype = compute_dtype_of(compute_dtype)
 
     def objective(params):
-        return loss_fn(params, state.batch_stats, batch, rng, **dict(static))
+        if dtype == jnp.float32:  # No cast at all: the float32 step is unchanged.
+            return loss_fn(params, state.batch_stats, batch, rng, **dict(static))
+        loss, (metrics, batch_stats) = loss_fn(
+            cast_floating(params, dtype), state.batch_stats, batch, rng, **dict(static)
+        )
+        if batch_stats is not None:
+            batch_stats = cast_floating(batch_stats, jnp.float32)
+        return loss.astype(jnp.float32), (cast_floating(metrics, jnp.float32), batch_stats)
 
     (loss, (metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     if batch_stats is None:
@@ -146,17 +232,31 @@ def train_step(
     return new_state, metrics
 
 
-def create_train_step(loss_fn: LossFn, mesh: Optional[Mesh] = None, loop_key: Optional[jax.Array] = None):
+def create_train_step(
+    loss_fn: LossFn,
+    mesh: Optional[Mesh] = None,
+    loop_key: Optional[jax.Array] = None,
+    compute_dtype="float32",
+):
     """`train_step` for `loss_fn`, jitted over `mesh` (default: all devices), donating the state.
 
     The returned function is `step(state, batch, static=()) -> (state, metrics)`;
     `static` is hashable and recompiles the step when it changes.
+    `compute_dtype` ('float32' or 'bfloat16', `config.train.compute_dtype`): with
+    'bfloat16' the forward and backward passes run on bfloat16 copies of the
+    parameters while the state (parameters, optimiser state, batch-norm
+    statistics) and the loss stay float32 (see `train_step`); 'float32' is the
+    plain step, without a single cast.
+
+    Raises:
+      ValueError: for a compute dtype not in `COMPUTE_DTYPES`.
     """
+    compute_dtype = compute_dtype_of(compute_dtype)
     mesh = create_mesh() if mesh is None else mesh
     loop_key = rng_keys(0)[1] if loop_key is None else loop_key
     repl, data = shardings(mesh)
     return jax.jit(
-        functools.partial(train_step, loss_fn=loss_fn, loop_key=loop_key),
+        functools.partial(train_step, loss_fn=loss_fn, loop_key=loop_key, compute_dtype=compute_dtype),
         in_shardings=(repl, data),
         out_shardings=(repl, repl),
         static_argnums=(2,),

@@ -45,6 +45,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import jax
 import numpy as np
 import tqdm
+from jax.experimental import multihost_utils
 
 from implicit_fields import checkpointing, config_utils, meshing, summary, train_utils
 
@@ -165,6 +166,7 @@ RESUMABLE_KEYS = (
     "train.checkpoint_every",
     "train.max_to_keep",
     "train.prefetch",
+    "train.workers",
     "logging.",
     "debug.",
     "generate.",
@@ -270,9 +272,76 @@ def is_lead_process() -> bool:
     return jax.process_index() == 0
 
 
+def wait_for_all_processes(name: str) -> None:
+    """A barrier: every process of a multi-host run waits here for the others (nothing on one host)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"implicit_fields:{name}")
+
+
+def lead_first(name: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
+    """`fn(*args, **kwargs)` on the lead process, then, once it is done, on the others.
+
+    For work that writes shared files, such as generating a built-in dataset:
+    the other processes of a multi-host run wait, then find it done (or, on a
+    host that does not share the lead's disk, do it for themselves) instead of
+    writing the same files at the same time.
+    """
+    if jax.process_count() == 1:
+        return fn(*args, **kwargs)
+    result = fn(*args, **kwargs) if is_lead_process() else None
+    wait_for_all_processes(f"lead_first:{name}")
+    return result if is_lead_process() else fn(*args, **kwargs)
+
+
 # ---------------------------------------------------------------------------
 # Batches.
 # ---------------------------------------------------------------------------
+
+
+def host_batches(
+    batch_fn: Callable[[int], Mapping[str, np.ndarray]],
+    start_step: int,
+    num_steps: int,
+    workers: int = 0,
+    buffer_size: int = 2,
+) -> Iterator[Mapping[str, np.ndarray]]:
+    """The numpy batches `batch_fn(step)` of steps [start_step, num_steps), in order.
+
+    With `workers` > 0 they are built by that many worker processes: grain's
+    `MapDataset.range(...).map(batch_fn)` with `mp_prefetch` (spawned
+    processes, each sent `batch_fn` by cloudpickle, results through shared
+    memory, read back in step order), `buffer_size` batches ahead per worker.
+    A batch is a function of its step alone, so the batches are the same
+    whatever the worker count, and a resumed run starts the workers at its
+    step. `batch_fn` and what it holds must pickle (datasets drop their caches:
+    each worker fills its own).
+    """
+    if workers <= 0:
+        for step in range(start_step, num_steps):
+            yield batch_fn(step)
+        return
+    if start_step >= num_steps:
+        return
+    try:
+        import grain
+        from absl import flags
+    except ImportError as e:  # A dependency of the package; say what is missing all the same.
+        raise ImportError(f"config.train.workers={workers} needs grain (pip install grain): {e}") from e
+    # grain reads its absl flags (worker profiling and others) even where the program
+    # parses none (a notebook, a test): their defaults then apply.
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    options = grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=max(1, buffer_size))
+    dataset = grain.MapDataset.range(start_step, num_steps).map(batch_fn).to_iter_dataset()
+    iterator = iter(dataset.mp_prefetch(options))
+    try:
+        for batch in iterator:
+            # Copies out of the workers' shared memory, which is freed with grain's array.
+            yield {k: np.array(v) for k, v in batch.items()}
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 def prefetch(
@@ -281,26 +350,31 @@ def prefetch(
     num_steps: int,
     sharding: Optional[jax.sharding.Sharding] = None,
     buffer_size: int = 2,
+    workers: int = 0,
 ) -> Iterator[Dict[str, jax.Array]]:
     """Yields `batch_fn(step)` for steps [start_step, num_steps), prepared ahead.
 
-    A background thread builds the numpy batches and transfers them to the
-    devices (`jax.make_array_from_process_local_data` with `sharding`: each
-    process contributes its share of the global batch), keeping up to
-    `buffer_size` ready so that the accelerator is not starved by the host
-    (0: built in the consumer's thread, one at a time). An exception in the
-    thread is re-raised in the consumer.
+    The numpy batches come from `host_batches` (built here, or by `workers`
+    worker processes). A background thread transfers them to the devices
+    (`jax.make_array_from_process_local_data` with `sharding`: each process
+    contributes its share of the global batch), keeping up to `buffer_size`
+    ready so that the accelerator is not starved by the host (0: built in the
+    consumer's thread, one at a time). An exception in the thread or a worker
+    is re-raised in the consumer.
     """
+    source = host_batches(batch_fn, start_step, num_steps, workers, buffer_size)
 
-    def make(step):
-        batch = batch_fn(step)
+    def make(batch):
         if sharding is not None:
             batch = jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
         return batch
 
     if buffer_size <= 0:
-        for step in range(start_step, num_steps):
-            yield make(step)
+        try:
+            for batch in source:
+                yield make(batch)
+        finally:
+            source.close()
         return
     q: "queue.Queue" = queue.Queue(maxsize=buffer_size)
     stop = threading.Event()
@@ -308,10 +382,10 @@ def prefetch(
 
     def worker():
         try:
-            for step in range(start_step, num_steps):
+            for batch in source:
                 if stop.is_set():
                     return
-                batch = make(step)
+                batch = make(batch)
                 while not stop.is_set():
                     try:
                         q.put(batch, timeout=0.1)
@@ -321,6 +395,8 @@ def prefetch(
         except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
             q.put(e)
             return
+        finally:
+            source.close()  # Stops the worker processes, if any, in this thread.
         q.put(done)
 
     thread = threading.Thread(target=worker, daemon=True)
@@ -444,7 +520,7 @@ def train_and_evaluate(config, workdir: str, on_step: Optional[Callable[[int], N
             "the run has %d steps (train.num_steps=%d): nothing to train", start_step, train.num_steps
         )
 
-    step_fn = train_utils.create_train_step(task.loss_fn, mesh, loop_key)
+    step_fn = train_utils.create_train_step(task.loss_fn, mesh, loop_key, config.train.compute_dtype)
     writer = summary.SummaryWriter(workdir, tensorboard=config.logging.tensorboard) if lead else None
     num_steps = train.num_steps
     bar = tqdm.tqdm(
@@ -458,7 +534,7 @@ def train_and_evaluate(config, workdir: str, on_step: Optional[Callable[[int], N
     t_last, step_last = time.perf_counter(), start_step
     pending: List[Mapping[str, Any]] = []
     try:
-        batches = prefetch(task.batch_fn, start_step, num_steps, data_sharding, train.prefetch)
+        batches = prefetch(task.batch_fn, start_step, num_steps, data_sharding, train.prefetch, train.workers)
         for step, batch in zip(range(start_step + 1, num_steps + 1), batches):
             static = dict(task.static_fn(step - 1)) if task.static_fn is not None else {}
             state, metrics = step_fn(state, batch, tuple(sorted(static.items())))
@@ -528,10 +604,12 @@ def abstract_state(config):
 
     A restore target: `Checkpointer.restore` fills in every array, so
     inference skips the parameter initialisation (7 s for the image model on
-    a CPU, against 0.5 s to trace it).
+    a CPU, against 0.5 s to trace it). The state is replicated on this
+    process's devices: inference runs on one process (the lead of a
+    multi-host run).
     """
     method = load_method(config.method)
-    repl, _ = train_utils.shardings(train_utils.create_mesh())
+    repl, _ = train_utils.shardings(train_utils.create_mesh(jax.local_devices()))
     model = method.create_model(config)
     init_key, _ = train_utils.rng_keys(config.seed)
     shapes = jax.eval_shape(functools.partial(method.init_state, config, model), init_key)
@@ -562,7 +640,7 @@ def restore(config, workdir: str, which: str = "best"):
         directory = os.path.join(workdir, sub)
         if not os.path.isdir(directory):
             continue
-        ckpt = checkpointing.Checkpointer(directory)
+        ckpt = checkpointing.Checkpointer(directory, all_processes=False)
         try:
             if ckpt.latest_step() is None:
                 continue
@@ -695,7 +773,8 @@ def run(config, workdir: str, mode: str = "all") -> Dict[str, Any]:
 
     Returns:
       The metrics dict of the evaluation (empty without one, and on every
-      process but the first, which alone writes meshes, pictures and metrics).
+      process but the first, which alone writes meshes, pictures and metrics;
+      the others wait for it, so that no process leaves a multi-host run early).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
@@ -709,12 +788,13 @@ def run(config, workdir: str, mode: str = "all") -> Dict[str, Any]:
     with debug_switches(config.debug):
         if mode in ("train", "all"):
             train_and_evaluate(config, workdir)
-        if not is_lead_process():
-            return result
-        if mode in ("generate", "all"):
+        if is_lead_process() and mode in ("generate", "all"):
             method.generate(config, workdir)
-        if mode in ("eval", "all"):
+        if is_lead_process() and mode in ("eval", "all"):
             result = method.evaluate(config, workdir)
+    # A process that exits first waits in JAX's shutdown barrier, which gives up after 5 minutes
+    # and then stops every process: the others wait here for the lead's generation and evaluation.
+    wait_for_all_processes(f"run:{mode}")
     return result
 
 

@@ -43,6 +43,16 @@ def test_bad_command_lines_are_one_line_errors(tmp_path):
         "missing config": (["--config", str(tmp_path / "none.py")], "none.py: no such config file"),
         "config syntax": (["--config", str(tmp_path / "syntax.py")], "syntax.py:1: "),
         "bad mode": ([*tiny, "--mode", "fly"], "--mode"),
+        "process id out of range": (
+            [
+                *tiny,
+                "--distributed",
+                "--coordinator_address=127.0.0.1:1234",
+                "--num_processes=2",
+                "--process_id=2",
+            ],
+            "error: --process_id=2: must be in 0 ... 1 (--num_processes=2)",
+        ),
     }
     procs = {}
     for name, (args, _) in cases.items():

@@ -301,6 +301,18 @@ class ShapesDataset:
         self._cache: Dict[int, Dict[str, np.ndarray]] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self):
+        # Worker processes (`train.workers`) receive the dataset pickled: without the lock,
+        # and without the cache, which each worker fills for itself.
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def required_files(self) -> List[str]:
         """The files (and, ending in '/', folders) every object needs with these options."""
         if self.layout == onet_format.LAYOUT_MULTI:

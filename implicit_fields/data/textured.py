@@ -1214,6 +1214,18 @@ class TexturedDataset:
         self._cache = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self):
+        # Worker processes (`train.workers`) receive the dataset pickled: without the lock,
+        # and without the cache, which each worker fills for itself.
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def required_files(self):
         """The files (and, ending in '/', folders) an object needs."""
         base = "" if self.which == "image" else VISUALIZE_DIR + "/"

@@ -138,20 +138,21 @@ def create_task(config, workdir: str, model, mesh: Mesh) -> trainer.Task:
     def evaluate(state):
         return pipeline.mean_over_batches(eval_step_fn, state, batches, ("iou", "loss"))
 
-    def batch_fn(step):
-        return pipeline.make_train_batch(
-            train_ds,
-            step,
-            batch_size=config.train.batch_size,
-            seed=config.seed,
-            num_points=config.data.points_subsample,
-            num_inputs=config.data.pointcloud_n,
-            input_noise=config.data.pointcloud_noise,
-            points_jitter=config.data.points_jitter,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-            input_type="pointcloud",
-        )
+    # A partial of module-level code, so that worker processes (train.workers) can be sent it;
+    # the process's place in the job is read here, not in a worker.
+    batch_fn = functools.partial(
+        pipeline.make_train_batch,
+        train_ds,
+        batch_size=config.train.batch_size,
+        seed=config.seed,
+        num_points=config.data.points_subsample,
+        num_inputs=config.data.pointcloud_n,
+        input_noise=config.data.pointcloud_noise,
+        points_jitter=config.data.points_jitter,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        input_type="pointcloud",
+    )
 
     return trainer.Task(
         loss_fn=functools.partial(loss_fn, model),

@@ -10,7 +10,7 @@ depth). The original's DTU values are in the comments; the experiment config
 
 import ml_collections
 
-from implicit_fields import config_utils
+from implicit_fields import config_utils, train_utils
 from implicit_fields.config_utils import Bool, Choice, Float, Int, Steps, Str
 
 
@@ -106,6 +106,13 @@ def get_config() -> ml_collections.ConfigDict:
 # What each of DVR's own keys must be (the shared ones: `config_utils.COMMON_CHECKS`); the
 # trainer checks every value before any work (`task.check_config`).
 CHECKS = {
+    "train.compute_dtype": train_utils.Float32Only(
+        method="DVR",
+        reason=(
+            "its surface search refines logit sign changes with secant steps and its depth gradient "
+            "divides by the field's slope along the ray, which bfloat16 logits make noise"
+        ),
+    ),
     "data.path": Str(),
     "data.builtin": Bool(),
     "data.builtin_category": Str(),

@@ -11,7 +11,7 @@ the built-in scene that DVR uses; `experiments/configs/nerf.py` holds the sizes
 
 import ml_collections
 
-from implicit_fields import config_utils
+from implicit_fields import config_utils, train_utils
 from implicit_fields.config_utils import Bool, Choice, Float, Int, Str
 
 
@@ -95,6 +95,13 @@ def get_config() -> ml_collections.ConfigDict:
 
 # What each of NeRF's own keys must be (the shared ones: `config_utils.COMMON_CHECKS`).
 CHECKS = {
+    "train.compute_dtype": train_utils.Float32Only(
+        method="NeRF",
+        reason=(
+            "its high-frequency positional encoding and the transmittance products of volume rendering "
+            "need float32, and its flax Dense layers would compute in float32 anyway"
+        ),
+    ),
     "data.path": Str(),
     "data.layout": Choice(("multiview", "blender")),
     "data.builtin": Bool(),

@@ -16,7 +16,7 @@ D-FAUST layout, which the same loader reads. The correspondence loss
 
 import ml_collections
 
-from implicit_fields import config_utils, flow
+from implicit_fields import config_utils, flow, train_utils
 from implicit_fields.config_utils import Bool, Choice, Float, Int, Str, Strings
 
 
@@ -111,6 +111,13 @@ def get_config() -> ml_collections.ConfigDict:
 
 # What each of Occupancy Flow's own keys must be (the shared ones: `config_utils.COMMON_CHECKS`).
 CHECKS = {
+    "train.compute_dtype": train_utils.Float32Only(
+        method="Occupancy Flow",
+        reason=(
+            "its adaptive Dopri5 solver controls the step size at rtol 1e-3, below bfloat16's "
+            "resolution of the velocity field"
+        ),
+    ),
     "data.path": Str(),
     "data.builtin": Bool(),
     "data.builtin_categories": Strings(),

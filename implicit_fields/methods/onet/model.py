@@ -167,7 +167,8 @@ class OccupancyNetwork(nn.Module):
         c = self.encode(inputs, train=train, cameras=cameras)
         mean, logstd = self.infer_z(points, occupancies, c, train=train)
         if self.z_dim > 0:
-            eps = jax.random.normal(rng, mean.shape, mean.dtype)
+            # Drawn in float32 whatever the compute dtype (bfloat16 normals take 128 values, |eps| < 2.9).
+            eps = jax.random.normal(rng, mean.shape, jnp.float32)
             z = mean + jnp.exp(logstd) * eps
             kl = losses.kl_normal_std(mean, logstd)
         else:

@@ -238,7 +238,7 @@ def create_task(config, workdir: str, model: onet_model.OccupancyNetwork, mesh: 
             f"config.train.batch_size={config.train.batch_size} must be a multiple of the "
             f"{num_devices} devices the batch is split over"
         )
-    builtin.ensure_dataset(config.data, progress=config.logging.progress)
+    trainer.lead_first("dataset", builtin.ensure_dataset, config.data, progress=config.logging.progress)
     train_ds = datasets.from_config(config.data, config.data.train_split)
     val_ds = datasets.from_config(config.data, config.data.val_split)
     if len(train_ds) == 0:
@@ -263,21 +263,22 @@ def create_task(config, workdir: str, model: onet_model.OccupancyNetwork, mesh: 
 
     input_type = datasets.input_type_of(config.data)
 
-    def batch_fn(step):
-        return pipeline.make_train_batch(
-            train_ds,
-            step,
-            batch_size=config.train.batch_size,
-            seed=config.seed,
-            num_points=config.data.points_subsample,
-            num_inputs=config.data.pointcloud_n,
-            input_noise=config.data.pointcloud_noise,
-            points_jitter=config.data.points_jitter,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-            input_type=input_type,
-            with_camera=config.data.img_with_camera,
-        )
+    # A partial of module-level code, so that worker processes (train.workers) can be sent it;
+    # the process's place in the job is read here, not in a worker.
+    batch_fn = functools.partial(
+        pipeline.make_train_batch,
+        train_ds,
+        batch_size=config.train.batch_size,
+        seed=config.seed,
+        num_points=config.data.points_subsample,
+        num_inputs=config.data.pointcloud_n,
+        input_noise=config.data.pointcloud_noise,
+        points_jitter=config.data.points_jitter,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        input_type=input_type,
+        with_camera=config.data.img_with_camera,
+    )
 
     return trainer.Task(
         loss_fn=functools.partial(loss_fn, model),

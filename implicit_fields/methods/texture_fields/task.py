@@ -174,7 +174,8 @@ def loss_fn(model: tf_model.TextureFieldsModel, config, params, batch_stats, bat
     if kind == "vae":
         c = geometry()
         mean, logstd = g.apply(variables, real, c, method=g.infer_z)
-        z = mean + jnp.exp(logstd) * jax.random.normal(rng, mean.shape, mean.dtype)
+        # The noise in float32 whatever the compute dtype (bfloat16 normals take 128 values).
+        z = mean + jnp.exp(logstd) * jax.random.normal(rng, mean.shape, jnp.float32)
         elbo, terms = tf_model.elbo(render(c, z), real, mean, logstd)
         return lo.w_vae * elbo, ({"elbo": elbo, **terms}, None)
     # GAN.
