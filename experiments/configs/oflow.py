@@ -97,12 +97,13 @@ def get_config(arg=None):
         model.encoder_hidden = model.encoder_temporal_hidden = 16
         model.c_dim = 0 if kind == "generative" else 16
         model.decoder_hidden = 16
-        model.decoder_blocks = 2
+        model.decoder_blocks = 1  # One block each: compiling networks, solves and adjoints is most of a run.
         model.velocity_hidden = 16
-        model.velocity_blocks = 2
+        model.velocity_blocks = 1
         if kind == "generative":
             model.z_dim = 8
             model.encoder_latent_hidden = 16
+            model.encoder_latent_blocks = 1
         train.batch_size = 4
         train.num_steps = 4
         train.eval_every = 4

@@ -1,13 +1,20 @@
 """`python -m experiments.prepare_data` on bad flags, inputs and outputs: one line on stderr,
 `error: <flag or path>: <problem>`, exit code 2, no traceback, nothing written.
 
-The cases run as subprocesses, a few at a time, from one module fixture; each is then
-checked by its own (parametrized) test.
+The cases run from one module fixture; each is then checked by its own (parametrized) test.
+Starting Python and importing the library is most of a case's second, so the error cases
+run in one Python process started for them, each as `python -m` runs a module (`runpy`, as
+`__main__`, with its own `sys.argv`, file descriptors 1 and 2 read back, SystemExit turned
+into the exit code the interpreter would give, warnings shown afresh). A few cases run as
+processes of their own as well, and must give the same results; the one-mesh dataset is
+made by a process of its own.
 """
 
+import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import trimesh
@@ -83,6 +90,50 @@ CASES = {
 }
 
 
+# The cases that also run as processes of their own: an argparse error, a flag checked by the
+# script and a bad input folder.
+OWN_PROCESS = ("num_points_text", "splits_sum", "input_missing")
+
+# `python -m experiments.prepare_data ARGS` for each case of a JSON {case: ARGS}, in one process.
+IN_ONE_PROCESS = textwrap.dedent(
+    """
+    import json, os, runpy, sys, tempfile, traceback, warnings
+    results = {}
+    for case, args in json.loads(sys.argv[1]).items():
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            saved = os.dup(1), os.dup(2)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            sys.argv = ["-m", *args]
+            try:
+                with warnings.catch_warnings():  # Each case shows its warnings, as a new process.
+                    runpy.run_module("experiments.prepare_data", run_name="__main__", alter_sys=True)
+                code = 0
+            except SystemExit as e:  # As the interpreter ends: None is 0, an int itself, else printed and 1.
+                if e.code is None or isinstance(e.code, int):
+                    code = e.code or 0
+                else:
+                    print(e.code, file=sys.stderr)
+                    code = 1
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            out.seek(0)
+            err.seek(0)
+            results[case] = (code, out.read(), err.read())
+    print("RESULT" + json.dumps(results))
+    """
+)
+
+
 def _command(case, paths):
     flags, _, _ = CASES[case]
     given = flags(paths)
@@ -118,19 +169,25 @@ def runs(tmp_path_factory):
         progress=False,
     )
     env = {k: v for k, v in os.environ.items() if k != "IMPLICIT_FIELDS_DEBUG"}
-    results, pending = {}, list(CASES) + ["one_mesh"]
-    while pending:  # Three at a time: each process mostly imports.
-        batch, pending = pending[:3], pending[3:]
-        procs = {}
-        for case in batch:
-            command = _command(case, paths) if case in CASES else _one_mesh_command(paths)
-            procs[case] = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        for case, proc in procs.items():
-            out, err = proc.communicate(timeout=240)
-            results[case] = (proc.returncode, out, err)
-    return paths, results
+
+    def start(command):
+        return subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    # Every error case in one process; a few of them, and the one-mesh run, in processes of their own.
+    commands = {case: _command(case, paths) for case in CASES}
+    arguments = json.dumps({case: command[3:] for case, command in commands.items()})
+    in_one = start([sys.executable, "-c", IN_ONE_PROCESS, arguments])
+    own = {case: start(commands[case]) for case in OWN_PROCESS}
+    own["one_mesh"] = start(_one_mesh_command(paths))
+    for case, proc in own.items():
+        out, err = proc.communicate(timeout=240)
+        own[case] = (proc.returncode, out, err)
+    out, err = in_one.communicate(timeout=240)
+    assert in_one.returncode == 0 and "RESULT" in out, err[-3000:]
+    results = {case: tuple(r) for case, r in json.loads(out.split("RESULT", 1)[1]).items()}
+    return paths, results, own
 
 
 def _one_mesh_command(paths):
@@ -140,7 +197,7 @@ def _one_mesh_command(paths):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_bad_flag_is_one_error_line(runs, case):
-    paths, results = runs
+    paths, results, _ = runs
     code, _, err = results[case]
     _, fragment, may_exist = CASES[case]
     fragment = fragment.format(**paths)
@@ -152,8 +209,14 @@ def test_a_bad_flag_is_one_error_line(runs, case):
         assert not os.path.exists(paths["out"] + "_" + case)  # Checked before any work.
 
 
+@pytest.mark.parametrize("case", OWN_PROCESS)
+def test_a_process_of_its_own_gives_the_same_result(runs, case):
+    _, results, own = runs
+    assert own[case] == results[case]
+
+
 def test_the_rerun_errors_changed_nothing(runs):
-    paths, _ = runs
+    paths, _, _ = runs
     for split in onet_format.SPLITS:
         assert onet_format.read_split(os.path.join(paths["prepared"], "real"), split) == ["box"]
     points = onet_format.load_points_npz(os.path.join(paths["prepared"], "real", "box", "points.npz"))
@@ -161,8 +224,8 @@ def test_the_rerun_errors_changed_nothing(runs):
 
 
 def test_one_mesh_makes_a_dataset_with_every_split(runs):
-    paths, results = runs
-    code, out, err = results["one_mesh"]
+    paths, _, own = runs
+    code, out, err = own["one_mesh"]
     assert code == 0, err[-2000:]
     assert "note: too few objects for a separate val split" in out
     assert "note: too few objects for a separate test split" in out
