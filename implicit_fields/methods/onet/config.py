@@ -87,7 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
     gen.max_objects = 0  # Objects to mesh; 0 means the whole split.
     # MISE: objects meshed together, one jitted call per level for all (`mise.extract_meshes_batched`,
     # the same meshes); 1: one at a time (`mise.extract_mesh`).
-    gen.batch_objects = 8
+    gen.batch_objects = 1  # Measured slower batched on the CPU; try 8 on a GPU (benchmarks/generation.py).
     gen.num_pictures = 8  # Objects (one per category) shown in the comparison picture.
 
     config.eval = ev = ml_collections.ConfigDict()
