@@ -210,7 +210,22 @@ class ModelRef:
     model: str
 
 
-class ShapesDataset:
+class CachedDataset:
+    """Pickling of a dataset with a `_cache` and a `_lock`: worker processes (`train.workers`)
+    receive it without the lock, and without the cache, which each worker fills for itself."""
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class ShapesDataset(CachedDataset):
     """The objects of one split, with lazily loaded (and optionally cached) arrays.
 
     Args:
@@ -299,18 +314,6 @@ class ShapesDataset:
             self._check_objects(category_dir, split, models)
             self.items.extend(ModelRef(category, model) for model in models)
         self._cache: Dict[int, Dict[str, np.ndarray]] = {}
-        self._lock = threading.Lock()
-
-    def __getstate__(self):
-        # Worker processes (`train.workers`) receive the dataset pickled: without the lock,
-        # and without the cache, which each worker fills for itself.
-        state = dict(self.__dict__)
-        state["_cache"] = {}
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def required_files(self) -> List[str]:

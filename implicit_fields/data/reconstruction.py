@@ -204,23 +204,28 @@ def mesh_split(
         seconds = (time.perf_counter() - t0) / len(objects)
         for (i, data, inputs, field), (vertices, faces, stats) in zip(objects, meshes):
             extra = field[1]
-            _write_object(
-                config,
-                workdir,
-                ds,
-                i,
-                data,
-                inputs,
-                extra,
-                vertices,
-                faces,
-                stats,
-                seconds,
-                comments,
-                records,
-                pictures,
-                picture_input,
+            item = ds.items[i]
+            out_dir = os.path.join(workdir, "meshes", item.category)
+            path = os.path.join(out_dir, f"{item.model}.ply")
+            meshing.write_mesh(path, vertices, faces, comments=comments)
+            np.savez_compressed(os.path.join(out_dir, f"{item.model}_inputs.npz"), inputs=inputs, **extra)
+            records.append(
+                {
+                    "category": item.category,
+                    "category_name": ds.category_name(item.category),
+                    "model": item.model,
+                    "mesh": os.path.relpath(path, workdir),
+                    "seconds": seconds,
+                    "num_queries": stats["num_queries"],
+                    "num_vertices": int(vertices.shape[0]),
+                    "num_faces": int(faces.shape[0]),
+                }
             )
+            # The picture shows the first object of each category.
+            shown = {p[0] for p in pictures}
+            if len(pictures) < gen.num_pictures and ds.category_name(item.category) not in shown:
+                shown_input = picture_input(inputs, extra) if picture_input else inputs
+                pictures.append((ds.category_name(item.category), shown_input, vertices, faces, data))
             bar.update(1)
     bar.close()
     if pictures:
@@ -231,48 +236,6 @@ def mesh_split(
             input_type=input_type,
         )
     return records
-
-
-def _write_object(
-    config,
-    workdir,
-    ds,
-    i,
-    data,
-    inputs,
-    extra,
-    vertices,
-    faces,
-    stats,
-    seconds,
-    comments,
-    records,
-    pictures,
-    picture_input,
-):
-    """Writes one object's mesh and input, appends its record, and keeps it for the picture if it is shown."""
-    item = ds.items[i]
-    out_dir = os.path.join(workdir, "meshes", item.category)
-    path = os.path.join(out_dir, f"{item.model}.ply")
-    meshing.write_mesh(path, vertices, faces, comments=comments)
-    np.savez_compressed(os.path.join(out_dir, f"{item.model}_inputs.npz"), inputs=inputs, **extra)
-    records.append(
-        {
-            "category": item.category,
-            "category_name": ds.category_name(item.category),
-            "model": item.model,
-            "mesh": os.path.relpath(path, workdir),
-            "seconds": seconds,
-            "num_queries": stats["num_queries"],
-            "num_vertices": int(vertices.shape[0]),
-            "num_faces": int(faces.shape[0]),
-        }
-    )
-    # The picture shows the first object of each category.
-    shown = {p[0] for p in pictures}
-    if len(pictures) < config.generate.num_pictures and ds.category_name(item.category) not in shown:
-        shown_input = picture_input(inputs, extra) if picture_input else inputs
-        pictures.append((ds.category_name(item.category), shown_input, vertices, faces, data))
 
 
 INPUT_LABELS = {"pointcloud": "input", "voxels": "voxels", "img": "image", None: "encoded pts"}

@@ -1135,7 +1135,7 @@ def _known_synset(category):
         return category
 
 
-class TexturedDataset:
+class TexturedDataset(datasets.CachedDataset):
     """The objects of one split of a dataset in Texture Fields' layout.
 
     Objects are listed from ``<category>/<split>.lst`` (categories from
@@ -1212,18 +1212,6 @@ class TexturedDataset:
             datasets.check_object_files(cat_dir, split, models, self.required_files())
             self.items.extend((category, m) for m in models)
         self._cache = {}
-        self._lock = threading.Lock()
-
-    def __getstate__(self):
-        # Worker processes (`train.workers`) receive the dataset pickled: without the lock,
-        # and without the cache, which each worker fills for itself.
-        state = dict(self.__dict__)
-        state["_cache"] = {}
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def required_files(self):
