@@ -65,8 +65,8 @@ class DecoderCBatchNorm(nn.Module):
             net = net + layers.Dense(self.hidden_size, name="fc_z")(z)[:, None, :]
         for i in range(self.n_blocks):
             net = layers.CResnetBlock(use_running_average=not train, name=f"block{i}")(net, c)
-        net = layers.CBatchNorm(use_running_average=not train, name="bn")(net, c)
-        out = layers.Dense(1, name="fc_out")(nn.relu(net))
+        net = layers.CBatchNorm(use_running_average=not train, relu=True, name="bn")(net, c)
+        out = layers.Dense(1, name="fc_out")(net)
         return out[..., 0]
 
 

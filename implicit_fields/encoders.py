@@ -80,9 +80,10 @@ class ResnetPointnet(nn.Module):
         net = layers.Dense(2 * h, name="fc_pos")(points)
         net = layers.ResnetBlockFC(size_out=h, name="block_0")(net)
         for i in range(1, 5):
+            # The block sees [net, pooled] concatenated; passed as a pair, pooled's share of fc_0 and
+            # the shortcut is computed once per object instead of once per point (the same function).
             pooled = jnp.max(net, axis=1, keepdims=True)
-            net = jnp.concatenate([net, jnp.broadcast_to(pooled, net.shape)], axis=-1)
-            net = layers.ResnetBlockFC(size_out=h, name=f"block_{i}")(net)
+            net = layers.ResnetBlockFC(size_out=h, name=f"block_{i}")((net, pooled))
         net = jnp.max(net, axis=1)
         return layers.Dense(self.c_dim, name="fc_c")(nn.relu(net))
 

@@ -86,8 +86,14 @@ def _linear_bwd(res, g):
     x, g = jax.lax.optimization_barrier((x, g))
     x2 = x.reshape(-1, x.shape[-1])
     g2 = g.reshape(-1, g.shape[-1])
+    if kernel.shape[-1] == 1:
+        # One output (a logit head): the weight gradient as a column sum, not a matrix-vector product
+        # for which XLA's CPU backend first writes a transposed copy of x.
+        g_kernel = jnp.sum(x2 * g2, axis=0)[:, None]
+    else:
+        g_kernel = x2.T @ g2
     # Each cotangent in its primal's dtype (no-ops when the three share one).
-    return (g @ kernel.T).astype(x.dtype), (x2.T @ g2).astype(kernel.dtype), g2.sum(0).astype(bias.dtype)
+    return (g @ kernel.T).astype(x.dtype), g_kernel.astype(kernel.dtype), g2.sum(0).astype(bias.dtype)
 
 
 linear.defvjp(_linear_fwd, _linear_bwd)
@@ -112,9 +118,19 @@ class Dense(nn.Module):
     bias_value: Optional[float] = None
 
     @nn.compact
-    def __call__(self, x):
-        """Applies the layer to `x` of shape [..., in] and returns [..., features], in the kernel's dtype."""
-        fan_in = x.shape[-1]
+    def __call__(self, x, add_bias: bool = True):
+        """Applies the layer to `x` of shape [..., in] and returns [..., features], in the kernel's dtype.
+
+        With `add_bias=False` the bias parameter exists as usual but is not added (for a caller that
+        accounts for it itself, as `CResnetBlock` does before batch norm).
+
+        `x` may also be a pair (per_point [batch, n, a], shared [batch, 1, b]) that stands for their
+        concatenation [batch, n, a + b] with the shared part repeated over the n points (PointNet's
+        pooled-feature skip). The kernel is the one of the concatenation ([a + b, features]); the
+        shared part's product is computed once per object instead of n times.
+        """
+        parts = x if isinstance(x, tuple) else (x,)
+        fan_in = sum(p.shape[-1] for p in parts)
         kernel_init = nn.initializers.zeros if self.zero_init else torch_uniform_init(fan_in)
         if self.bias_value is None:
             bias_init = torch_uniform_init(fan_in)
@@ -125,7 +141,22 @@ class Dense(nn.Module):
             bias = self.param("bias", bias_init, (self.features,))
         else:
             bias = jnp.zeros((self.features,), kernel.dtype)
-        return linear(x.astype(kernel.dtype), kernel, bias.astype(kernel.dtype))
+        bias = bias.astype(kernel.dtype) if add_bias else jnp.zeros((self.features,), kernel.dtype)
+        if len(parts) == 1:
+            return linear(x.astype(kernel.dtype), kernel, bias)
+        if (
+            len(parts) != 2
+            or parts[0].ndim != 3
+            or parts[1].shape != (parts[0].shape[0], 1, parts[1].shape[-1])
+        ):
+            raise ValueError(
+                f"Dense takes x or a pair (per_point [batch, n, a], shared [batch, 1, b]); got shapes "
+                f"{[p.shape for p in parts]}"
+            )
+        a = parts[0].shape[-1]
+        per_point = linear(parts[0].astype(kernel.dtype), kernel[:a], bias)
+        shared = linear(parts[1].astype(kernel.dtype), kernel[a:], jnp.zeros_like(bias))
+        return per_point + shared
 
 
 class ResnetBlockFC(nn.Module):
@@ -144,11 +175,19 @@ class ResnetBlockFC(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        """Maps x of shape [..., in] to [..., size_out]."""
-        size_in = x.shape[-1]
+        """Maps x of shape [..., in] to [..., size_out].
+
+        `x` may be a pair (per_point [batch, n, a], shared [batch, 1, b]) standing for their
+        concatenation (see `Dense`); the block then needs a shortcut (a + b != size_out).
+        """
+        parts = x if isinstance(x, tuple) else (x,)
+        size_in = sum(p.shape[-1] for p in parts)
         size_out = self.size_out or size_in
         size_h = self.size_h or min(size_in, size_out)
-        net = Dense(size_h, name="fc_0")(nn.relu(x))
+        if isinstance(x, tuple) and size_in == size_out:
+            raise ValueError(f"ResnetBlockFC on a pair needs size_out != {size_in} (a shortcut layer)")
+        relu_x = tuple(nn.relu(p) for p in parts) if isinstance(x, tuple) else nn.relu(x)
+        net = Dense(size_h, name="fc_0")(relu_x)
         dx = Dense(size_out, zero_init=True, name="fc_1")(nn.relu(net))
         if size_in != size_out:
             x = Dense(size_out, use_bias=False, name="shortcut")(x)
@@ -215,20 +254,114 @@ class BatchNorm(nn.Module):
         return ((x - mean.reshape(shape)) * mul + bias.reshape(shape)).astype(dtype)
 
 
+def _cbn_scale_shift(x, gamma, beta, epsilon):
+    # Per-object scale and shift of the normalised x (out = x * scale + shift), [B, 1, F] each, and
+    # the statistics mean and 1 / std, [F].
+    mean = jnp.mean(x, axis=(0, 1))
+    var = jnp.mean(jnp.square(x - mean[None, None, :]), axis=(0, 1))
+    rstd = jax.lax.rsqrt(var + epsilon)
+    scale = gamma * rstd[None, :]
+    return scale[:, None, :], (beta - mean[None, :] * scale)[:, None, :], mean, rstd
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def cond_batch_norm(x, gamma, beta, epsilon: float = 1e-5, relu: bool = False):
+    """Training-mode conditional batch norm `gamma * (x - mean) / std + beta`, optionally then ReLU.
+
+    The statistics are the biased mean and variance of x over its batch and
+    point axes; gamma and beta are per object. Computed in float32 (or wider)
+    for any input dtype; the output has x's dtype.
+
+    The gradient is the exact one, written out so that the backward pass reads
+    the incoming cotangent and x twice (one pass of per-object sums, one pass
+    that writes the input's cotangent) and saves nothing but x and the
+    statistics; with `relu` the mask is recomputed from x. Left to autodiff,
+    XLA's CPU backend materialises about seven full-size intermediates per
+    layer, which made the point-cloud ONet decoder's backward twice as slow.
+    Differentiable again (the backward rule is plain jnp); no forward mode.
+
+    Args:
+      x: [batch, points, features].
+      gamma: [batch, features] scales.
+      beta: [batch, features] shifts.
+      epsilon: added to the variance.
+      relu: apply a ReLU to the result.
+
+    Returns:
+      [batch, points, features], x's dtype.
+    """
+    if x.ndim != 3 or gamma.shape != (x.shape[0], x.shape[2]) or beta.shape != gamma.shape:
+        raise ValueError(
+            f"cond_batch_norm takes x [batch, points, f] and gamma, beta [batch, f]; got {x.shape}, "
+            f"{gamma.shape}, {beta.shape}"
+        )
+    return _cond_batch_norm_fwd(x, gamma, beta, epsilon, relu)[0]
+
+
+def _cond_batch_norm_fwd(x, gamma, beta, epsilon, relu):
+    dtype = x.dtype
+    ftype = jnp.promote_types(dtype, jnp.float32)
+    xf = x.astype(ftype)
+    scale, shift, mean, rstd = _cbn_scale_shift(xf, gamma.astype(ftype), beta.astype(ftype), epsilon)
+    out = xf * scale + shift
+    if relu:
+        out = jnp.maximum(out, 0.0)
+    return out.astype(dtype), (x, gamma, beta, mean, rstd)
+
+
+def _cond_batch_norm_bwd(epsilon, relu, res, g):
+    x, gamma, beta, mean, rstd = res
+    ftype = jnp.promote_types(x.dtype, jnp.float32)
+    xf, gf = x.astype(ftype), g.astype(ftype)
+    gam = gamma.astype(ftype)
+    scale = (gam * rstd[None, :])[:, None, :]
+    g_y = gf * scale
+    if relu:
+        keep = xf * scale + (beta.astype(ftype) - mean[None, :] * scale[:, 0, :])[:, None, :] > 0.0
+        # The masked cotangent is formed in each pass that reads it (where(keep, g, 0) for the sums,
+        # where(keep, g * scale, 0) for g_x): as one shared value XLA would write it out in full.
+        gf, g_y = jnp.where(keep, gf, 0.0), jnp.where(keep, g_y, 0.0)
+    # Written as x * rstd - mean * rstd, not (x - mean) * rstd: XLA would otherwise share x - mean with
+    # the forward's variance and materialise it, a full-size write per layer.
+    xhat = xf * rstd[None, None, :] - (mean * rstd)[None, None, :]
+    # Per-object sums over the points: the cotangents of beta and gamma.
+    g_beta = jnp.sum(gf, axis=1)
+    g_gamma = jnp.sum(gf * xhat, axis=1)
+    n = x.shape[0] * x.shape[1]
+    # mean(g_y) and mean(g_y * xhat) over batch and points.
+    m1 = jnp.sum(gam * g_beta, axis=0) / n
+    m2 = jnp.sum(gam * g_gamma, axis=0) / n
+    # g_x = rstd * (g_y - m1 - xhat * m2) = g_y + x * u + v.
+    u = -(rstd * rstd) * m2
+    v = rstd * (mean * rstd * m2 - m1)
+    g_x = g_y + (xf * u[None, None, :] + v[None, None, :])
+    return g_x.astype(x.dtype), g_gamma.astype(gamma.dtype), g_beta.astype(beta.dtype)
+
+
+cond_batch_norm.defvjp(_cond_batch_norm_fwd, _cond_batch_norm_bwd)
+
+
 class CBatchNorm(nn.Module):
-    """Conditional batch norm: `gamma(c) * BN(x) + beta(c)`.
+    """Conditional batch norm: `gamma(c) * BN(x) + beta(c)`, optionally then ReLU.
+
+    Training uses `cond_batch_norm` (one fused op with a hand-written
+    gradient); evaluation the running statistics, as `BatchNorm`.
 
     Attributes:
       use_running_average: evaluate with the running statistics.
+      relu: apply a ReLU to the result (the decoder always does next).
     """
 
     use_running_average: bool = False
+    relu: bool = False
 
     @nn.compact
-    def __call__(self, x, c):
+    def __call__(self, x, c, offset=None):
         """Args:
           x: features, [batch, points, f].
           c: condition, [batch, c_dim].
+          offset: optional [f]: normalise x + offset (a per-feature constant, such as the bias of the
+            layer before, which the normalisation cancels). In training only the running mean sees it.
 
         Returns:
           [batch, points, f].
@@ -236,8 +369,18 @@ class CBatchNorm(nn.Module):
         features = x.shape[-1]
         gamma = Dense(features, zero_init=True, bias_value=1.0, name="conv_gamma")(c)
         beta = Dense(features, zero_init=True, bias_value=0.0, name="conv_beta")(c)
-        net = BatchNorm(use_running_average=self.use_running_average, name="bn")(x)
-        return gamma[:, None, :] * net + beta[:, None, :]
+        if self.use_running_average or self.is_initializing():
+            if offset is not None:
+                x = x + offset.astype(x.dtype)[None, None, :]
+            net = BatchNorm(use_running_average=self.use_running_average, name="bn")(x)
+            net = gamma[:, None, :] * net + beta[:, None, :]
+            return nn.relu(net) if self.relu else net
+        # The running statistics, updated as BatchNorm does (x + offset only feeds its reductions);
+        # the output from the fused op, where the offset cancels exactly.
+        BatchNorm(name="bn")(
+            jax.lax.stop_gradient(x if offset is None else x + offset.astype(x.dtype)[None, None, :])
+        )
+        return cond_batch_norm(x, gamma, beta, 1e-5, self.relu)
 
 
 class CResnetBlock(nn.Module):
@@ -260,10 +403,17 @@ class CResnetBlock(nn.Module):
         size_out = self.size_out or size_in
         size_h = min(size_in, size_out)
         ura = self.use_running_average
-        net = CBatchNorm(ura, name="bn_0")(x, c)
-        net = Dense(size_h, name="fc_0")(nn.relu(net))
-        net = CBatchNorm(ura, name="bn_1")(net, c)
-        dx = Dense(size_out, zero_init=True, name="fc_1")(nn.relu(net))
+        net = CBatchNorm(ura, relu=True, name="bn_0")(x, c)
+        fc_0 = Dense(size_h, name="fc_0")
+        if ura or self.is_initializing():
+            net = CBatchNorm(ura, relu=True, name="bn_1")(fc_0(net), c)
+        else:
+            # Training: bn_1 subtracts the batch mean, which cancels fc_0's bias exactly, so the bias
+            # goes to bn_1's running mean instead of being added to every point (a full-size pass).
+            # Its gradient is then exactly zero rather than rounding noise.
+            net = fc_0(net, add_bias=False)
+            net = CBatchNorm(ura, relu=True, name="bn_1")(net, c, offset=fc_0.variables["params"]["bias"])
+        dx = Dense(size_out, zero_init=True, name="fc_1")(net)
         if size_in != size_out:
             x = Dense(size_out, use_bias=False, name="shortcut")(x)
         return x + dx
