@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 logger = logging.getLogger(__name__)
 
@@ -213,21 +214,30 @@ class Checkpointer:
     def quarantine(self, step: int) -> str:
         """Moves the checkpoint at `step` aside, into `<directory>.corrupt/` (nothing is deleted).
 
+        In a multi-host run with `all_processes`, every process calls it (each found the same
+        checkpoint unreadable): the lead process moves the folder while the others wait, then all
+        reopen the folder together (opening it is a barrier of its own).
+
         Returns:
-          Where it now is.
+          Where it now is (on the other processes: the folder it went into).
         """
         self.manager.wait_until_finished()
         target_dir = self.directory + ".corrupt"
-        os.makedirs(target_dir, exist_ok=True)
-        target = os.path.join(target_dir, f"{step}_{time.strftime('%Y%m%d-%H%M%S')}")
-        suffix = 0
-        while os.path.exists(target + (f"_{suffix}" if suffix else "")):
-            suffix += 1
-        target += f"_{suffix}" if suffix else ""
-        shutil.move(self.path(step), target)
+        together = self.all_processes and jax.process_count() > 1
+        target = target_dir
+        if not together or jax.process_index() == 0:
+            os.makedirs(target_dir, exist_ok=True)
+            target = os.path.join(target_dir, f"{step}_{time.strftime('%Y%m%d-%H%M%S')}")
+            suffix = 0
+            while os.path.exists(target + (f"_{suffix}" if suffix else "")):
+                suffix += 1
+            target += f"_{suffix}" if suffix else ""
+            shutil.move(self.path(step), target)
+            logger.warning("moved the unreadable checkpoint %s to %s", self.path(step), target)
+        if together:
+            multihost_utils.sync_global_devices(f"implicit_fields:quarantine:{self.directory}:{step}")
         self.manager.close()
         self.manager = self._manager()
-        logger.warning("moved the unreadable checkpoint %s to %s", self.path(step), target)
         return target
 
     def _newest_that_reads(self, read, step: Optional[int], quarantine: bool):

@@ -449,12 +449,12 @@ def _restore_best(best_ckpt, state, metric: str, lead: bool) -> float:
     if best_ckpt.latest_step() is None:
         return -math.inf
     try:
-        _, meta = best_ckpt.restore(_abstract_like(state), quarantine=lead)
+        _, meta = best_ckpt.restore(_abstract_like(state), quarantine=True)
     except checkpointing.CheckpointError as e:
-        logger.warning("%s; the next validation saves a new best model", e)
         if lead:
-            for step in best_ckpt.all_steps():
-                best_ckpt.quarantine(step)
+            logger.warning("%s; the next validation saves a new best model", e)
+        for step in best_ckpt.all_steps():  # Every process: the lead moves it, all reopen the folder.
+            best_ckpt.quarantine(step)
         return -math.inf
     return float(meta.get(f"val_{metric}", -math.inf))
 
@@ -497,7 +497,7 @@ def train_and_evaluate(config, workdir: str, on_step: Optional[Callable[[int], N
     best_ckpt = checkpointing.Checkpointer(os.path.join(workdir, "best"), max_to_keep=1) if metric else None
     # The newest intact checkpoint; unreadable ones are moved aside (never deleted), so
     # that their steps can be saved again.
-    state, meta = ckpt.restore(state, quarantine=lead)
+    state, meta = ckpt.restore(state, quarantine=True)  # every process: see Checkpointer.quarantine
     start_step = int(jax.device_get(state.step))
     best = _restore_best(best_ckpt, state, metric, lead) if best_ckpt is not None else -math.inf
     if start_step:

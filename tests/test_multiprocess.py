@@ -203,6 +203,23 @@ def test_two_processes_train_to_the_state_of_one(tiny_dataset, tmp_path):
         atol = (1 - 0.9**STEPS) * len(null) * drift if name.endswith("['mean']") else 1e-6
         np.testing.assert_allclose(stats[1][name], stats[0][name], rtol=1e-5, atol=atol, err_msg=name)
 
+    # Resumed with an unreadable best model: both processes find it so; the lead moves it aside while
+    # the other waits, then both reopen the folder and go on (the lead alone used to, and waited
+    # alone for the other at the folder's barrier).
+    best_dir = os.path.join(two_dir, "best")
+    (best_step,) = [d for d in os.listdir(best_dir) if d.isdigit()]
+    state_dir = os.path.join(best_dir, best_step, "state")
+    for root, _, files in os.walk(state_dir):
+        for name in files:
+            with open(os.path.join(root, name), "r+b") as f:
+                f.write(b"\x5a" * 256)
+    logs = [str(tmp_path / f"resume{i}.log") for i in range(2)]
+    texts = _finish(_launch(two_dir, fresh_data, logs), logs, time.monotonic() + TIMEOUT_S)
+    assert "the next validation saves a new best model" in texts[0], texts[0][-4000:]
+    moved = os.listdir(best_dir + ".corrupt")
+    assert len(moved) == 1 and moved[0].startswith(f"{best_step}_"), moved
+    assert not os.path.exists(os.path.join(best_dir, best_step))
+
 
 @pytest.mark.parametrize(
     "args, message",
