@@ -73,7 +73,20 @@ def linear(x, kernel, bias):
     Returns:
       [..., out].
     """
-    return x @ kernel + bias.reshape((1,) * (x.ndim - 1) + bias.shape)
+    lead = (1,) * (x.ndim - 1)
+    if x.shape[-1] <= SMALL_FAN_IN:
+        # A few inputs (3-D points): broadcast multiply-adds, which XLA fuses with the bias into one
+        # pass over the output; a matmul with K = 3 runs at a fraction of its rate and the bias is a
+        # second pass. The same sum, in another rounding order.
+        out = bias.reshape(lead + bias.shape)
+        for i in range(x.shape[-1]):
+            out = out + x[..., i : i + 1] * kernel[i].reshape(lead + bias.shape)
+        return out
+    return x @ kernel + bias.reshape(lead + bias.shape)
+
+
+SMALL_FAN_IN = 4
+"""`linear` with at most this many inputs computes with broadcast multiply-adds, not a matmul."""
 
 
 def _linear_fwd(x, kernel, bias):
@@ -223,9 +236,16 @@ class BatchNorm(nn.Module):
     affine: bool = False
 
     @nn.compact
-    def __call__(self, x):
-        """Normalises x of shape [..., features]."""
+    def __call__(self, x, offset=None):
+        """Normalises x of shape [..., features].
+
+        `offset` ([features], optional) stands for normalising x + offset without forming it: the
+        batch statistics are those of x with the offset added to the mean (the normalised values are
+        the same), and the running statistics are the running ones of x + offset.
+        """
         features = x.shape[-1]
+        if offset is None:
+            offset = jnp.zeros((features,), jnp.float32)
         if self.affine:
             scale = self.param("scale", nn.initializers.ones, (features,))
             bias = self.param("bias", nn.initializers.zeros, (features,))
@@ -234,8 +254,9 @@ class BatchNorm(nn.Module):
         # Statistics and normalisation in float32 (or wider) whatever the input; out in its dtype.
         dtype = x.dtype
         x = x.astype(jnp.promote_types(dtype, jnp.float32))
+        offset = offset.astype(x.dtype)
         if self.use_running_average:
-            mean, var = ra_mean.value, ra_var.value
+            mean, var = ra_mean.value - offset, ra_var.value
         else:
             axes = tuple(range(x.ndim - 1))
             mean = jnp.mean(x, axis=axes)
@@ -243,7 +264,7 @@ class BatchNorm(nn.Module):
             if not self.is_initializing():
                 n = x.size // features
                 unbiased = var * (n / max(n - 1, 1))
-                ra_mean.value = (1.0 - self.momentum) * ra_mean.value + self.momentum * mean
+                ra_mean.value = (1.0 - self.momentum) * ra_mean.value + self.momentum * (mean + offset)
                 ra_var.value = (1.0 - self.momentum) * ra_var.value + self.momentum * unbiased
         shape = (1,) * (x.ndim - 1) + (features,)
         if not self.affine:
@@ -370,16 +391,12 @@ class CBatchNorm(nn.Module):
         gamma = Dense(features, zero_init=True, bias_value=1.0, name="conv_gamma")(c)
         beta = Dense(features, zero_init=True, bias_value=0.0, name="conv_beta")(c)
         if self.use_running_average or self.is_initializing():
-            if offset is not None:
-                x = x + offset.astype(x.dtype)[None, None, :]
-            net = BatchNorm(use_running_average=self.use_running_average, name="bn")(x)
+            net = BatchNorm(use_running_average=self.use_running_average, name="bn")(x, offset)
             net = gamma[:, None, :] * net + beta[:, None, :]
             return nn.relu(net) if self.relu else net
-        # The running statistics, updated as BatchNorm does (x + offset only feeds its reductions);
-        # the output from the fused op, where the offset cancels exactly.
-        BatchNorm(name="bn")(
-            jax.lax.stop_gradient(x if offset is None else x + offset.astype(x.dtype)[None, None, :])
-        )
+        # The running statistics, updated by BatchNorm (its output is not used: x + offset is never
+        # formed); the output from the fused op, where the offset cancels exactly.
+        BatchNorm(name="bn")(jax.lax.stop_gradient(x), offset)
         return cond_batch_norm(x, gamma, beta, 1e-5, self.relu)
 
 

@@ -195,3 +195,34 @@ def test_cresnet_block_training_cancels_the_fc_0_bias_into_the_running_mean():
     stats2 = jax.tree.map(lambda a: a, stats)
     stats2["bn_1"] = {"bn": dict(stats["bn_1"]["bn"], mean=stats["bn_1"]["bn"]["mean"] + 1.0)}
     np.testing.assert_allclose(ev.apply({"params": shifted, "batch_stats": stats2}, x, c), e1, atol=1e-5)
+
+
+def test_linear_with_few_inputs_matches_the_matmul_and_its_gradients():
+    # 3-D points take the broadcast multiply-add path: the same values and gradients as x @ k + b.
+    x = jax.random.normal(jax.random.key(0), (2, 64, 3))
+    k = jax.random.normal(jax.random.key(1), (3, 16))
+    b = jax.random.normal(jax.random.key(2), (16,))
+    assert x.shape[-1] <= layers.SMALL_FAN_IN
+    np.testing.assert_allclose(layers.linear(x, k, b), x @ k + b[None, None, :], rtol=1e-5, atol=1e-6)
+    grads = jax.grad(lambda *a: jnp.sum(jnp.tanh(layers.linear(*a))), argnums=(0, 1, 2))(x, k, b)
+    ref = jax.grad(lambda x, k, b: jnp.sum(jnp.tanh(x @ k + b[None, None, :])), argnums=(0, 1, 2))(x, k, b)
+    for a, r in zip(grads, ref):
+        np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_offset_normalises_x_plus_offset_without_forming_it():
+    x = 2.0 + jax.random.normal(jax.random.key(0), (4, 30, 6))
+    offset = jnp.linspace(-3.0, 3.0, 6)
+    bn = layers.BatchNorm()
+    variables = bn.init(jax.random.key(1), x)
+    out, upd = bn.apply(variables, x, offset, mutable=["batch_stats"])
+    ref, ref_upd = bn.apply(variables, x + offset[None, None, :], mutable=["batch_stats"])
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    for name in ("mean", "var"):
+        np.testing.assert_allclose(
+            upd["batch_stats"][name], ref_upd["batch_stats"][name], rtol=1e-5, atol=1e-6
+        )
+    ev = layers.BatchNorm(use_running_average=True)
+    np.testing.assert_allclose(
+        ev.apply(upd, x, offset), ev.apply(ref_upd, x + offset[None, None, :]), rtol=1e-5, atol=1e-5
+    )
