@@ -156,11 +156,10 @@ class Dense(nn.Module):
         else:
             bias_init = nn.initializers.constant(self.bias_value)
         kernel = self.param("kernel", kernel_init, (fan_in, self.features))
-        if self.use_bias:
-            bias = self.param("bias", bias_init, (self.features,))
-        else:
+        bias = self.param("bias", bias_init, (self.features,)) if self.use_bias else None
+        if bias is None or not add_bias:
             bias = jnp.zeros((self.features,), kernel.dtype)
-        bias = bias.astype(kernel.dtype) if add_bias else jnp.zeros((self.features,), kernel.dtype)
+        bias = bias.astype(kernel.dtype)
         if len(parts) == 1:
             return linear(x.astype(kernel.dtype), kernel, bias)
         if (
