@@ -162,12 +162,15 @@ def main():
         return losses.occupancy_bce(logits, b["occupancies"])
 
     grad_fn = jax.value_and_grad(loss_fn)
+    options = train_utils.default_compiler_options(mesh)
+    print(f"XLA options of the step (train_utils.default_compiler_options): {options or 'none'}")
     t0 = time.perf_counter()
     lowered = jax.jit(grad_fn).lower(state.params, state.batch_stats, dbatch)
     t1 = time.perf_counter()
-    fwd_bwd = lowered.compile()
+    fwd_bwd = lowered.compile(options or None)
     t2 = time.perf_counter()
     print(f"fwd+bwd  jit trace+lower {t1 - t0:.2f} s, XLA compile {t2 - t1:.2f} s")
+    fwd_bwd_xla = lowered.compile() if options else None
 
     step = train_utils.create_train_step(functools.partial(task.loss_fn, model), mesh)
     t0 = time.perf_counter()
@@ -183,6 +186,13 @@ def main():
 
     run_fwd_bwd()
     t_fb, t_fb_min = median_time(run_fwd_bwd, args.repeats)
+    if fwd_bwd_xla is not None:
+
+        def run_fwd_bwd_xla():
+            jax.block_until_ready(fwd_bwd_xla(state.params, state.batch_stats, dbatch))
+
+        run_fwd_bwd_xla()
+        t_xla, _ = median_time(run_fwd_bwd_xla, args.repeats)
 
     holder = [state]
 
@@ -197,6 +207,11 @@ def main():
     pts = B * T
     print(f"jit fwd+bwd        : {t_fb:.3f} s/step (min {t_fb_min:.3f})  -> {pts / t_fb:,.0f} points/s")
     print(f"jit fwd+bwd+Adam   : {t_st:.3f} s/step (min {t_st_min:.3f})  -> {pts / t_st:,.0f} points/s")
+    if fwd_bwd_xla is not None:
+        print(
+            f"jit fwd+bwd, XLA's default options: {t_xla:.3f} s/step -> {pts / t_xla:,.0f} points/s  "
+            f"(the options make it {t_xla / t_fb:.2f}x faster)"
+        )
     huge = "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "")
     pages = "2 MiB pages" if huge else "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 makes them 2 MiB pages"
     print(

@@ -1,5 +1,6 @@
 """The shared train step, optimiser, schedules and keys; data parallelism over 8 simulated devices."""
 
+import functools
 import json
 import os
 import subprocess
@@ -211,3 +212,51 @@ def test_sharded_step_on_8_devices_matches_one_device():
                     atol=1e-6,
                     err_msg=name,
                 )
+
+
+def test_cpu_compiler_options_give_xla_defaults_step(monkeypatch):
+    """The step compiled with Eigen dots (the CPU default here) matches XLA's own defaults."""
+    from implicit_fields.methods import onet
+    from implicit_fields.methods.onet import task
+
+    sys.path.insert(0, TESTS)
+    import experiment_configs
+
+    options = train_utils.default_compiler_options()
+    assert options in ({}, train_utils.CPU_COMPILER_OPTIONS)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=-dot")
+    assert train_utils.default_compiler_options() == {}  # the user's XLA_FLAGS choose
+    if not options:
+        pytest.skip("this jaxlib does not know the YNN fusion option")
+
+    # With the options a matmul is XLA's own dot, not a YNNPACK fusion.
+    x = jax.ShapeDtypeStruct((512, 256), jnp.float32)
+    text = jax.jit(jnp.matmul, compiler_options=options).lower(x, x.update(shape=(256, 256))).compile()
+    assert "ynn" not in text.as_text()
+
+    config = experiment_configs.load("onet.py:tiny")
+    model = onet.create_model(config)
+    rng = np.random.default_rng(0)
+    batch = {
+        "points": rng.uniform(-0.55, 0.55, (4, 96, 3)).astype(np.float32),
+        "occupancies": (rng.uniform(size=(4, 96)) > 0.5).astype(np.float32),
+        "inputs": rng.normal(size=(4, 40, 3)).astype(np.float32) * 0.3,
+    }
+    state0 = jax.device_get(onet.init_state(config, model, jax.random.key(0)))
+    results = []
+    for opts in (options, {}):
+        step = train_utils.create_train_step(functools.partial(task.loss_fn, model), compiler_options=opts)
+        state = jax.device_put(state0)
+        losses = []
+        for _ in range(3):
+            state, m = step(state, batch, ())
+            losses.append(float(m["loss"]))
+        flat = jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]
+        results.append((losses, {jax.tree_util.keystr(k): np.asarray(x) for k, x in flat}))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+    for name, a in results[0][1].items():
+        b = results[1][1][name]
+        if _cancelled_by_batch_norm(name):  # Adam steps on rounding noise: see the sharded test
+            assert np.abs(a - b).max() <= 2 * 3.2 * 1e-3 * 3, name
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5, err_msg=name)
