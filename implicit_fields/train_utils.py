@@ -237,7 +237,7 @@ def train_step(
 # REDUCE). For the [points, 256] x [256, 256] matmuls of the decoders its Eigen dot is
 # faster on x86 (about 215 against 185 GFLOPS in float32), so the train step keeps
 # YNNPACK for its reductions only. Measured on the 2-core CPU: the default ONet step
-# at 64 x 2048 is 1.11x faster (bfloat16: 1.07x), the ConvONet cpu step 1.21x, DVR
+# at 64 x 2048 is 1.11-1.15x faster (bfloat16: 1.07x), the ConvONet cpu step 1.21x, DVR
 # 1.06x; NeRF, Occupancy Flow and Texture Fields are unchanged.
 # `benchmarks/train_throughput.py` measures the step both ways.
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
