@@ -2,11 +2,11 @@
 
 Runs the real generation (`generation.generate_meshes`: encode, MISE, marching
 cubes, the optional simplification and refinement, writing the PLYs) over the
-first N and then the first 2N objects of a split, with `generate.batch_objects`
+first N (twice) and then the first 2N objects of a split, with `generate.batch_objects`
 1 (`mise.extract_mesh` per object) and B (`mise.extract_meshes_batched`: one
 jitted call per MISE level for B objects). The first run's rate includes the
-compilations (what one generation run pays); the difference of the two runs
-gives the steady rate. Prints meshes/s, the ratios, and whether the two
+compilations (what one generation run pays); the difference of the later two
+runs gives the steady rate. Prints meshes/s, the ratios, and whether the two
 settings gave the same meshes.
 
   python benchmarks/generation.py --workdir runs/onet_cpu            # a trained run (its config)
@@ -32,22 +32,29 @@ from implicit_fields.methods.onet import generation  # noqa: E402
 
 
 def timed_generation(config, model, variables, batch_objects: int, count: int, folder: str):
-    """(seconds for `count` objects, seconds for 2 `count`, records of the first) with `batch_objects`.
+    """(seconds of a first run of `count` objects, steady seconds of `count` objects, records).
 
-    Each call of `generate_meshes` compiles its programs anew (its jitted field
-    functions are new closures), so the difference of the two is the steady
-    cost of `count` more objects, compilation excluded.
+    The first run pays every compilation (what one generation run pays). Each
+    later call of `generate_meshes` compiles its own field functions again (new
+    closures) but finds the library's jitted functions compiled, so the steady
+    cost of `count` objects is the time of 2 `count` minus that of `count`,
+    both timed after the first run.
     """
     config.generate.batch_objects = batch_objects
     times, records = [], None
-    for n in (count, 2 * count):
+    for i, n in enumerate((count, count, 2 * count)):
         config.generate.max_objects = n
         t0 = time.perf_counter()
-        workdir = os.path.join(folder, f"b{batch_objects}_{n}")
+        workdir = os.path.join(folder, f"b{batch_objects}_{n}_{i}")
         out = generation.generate_meshes(config, workdir, model, variables)
         times.append(time.perf_counter() - t0)
         records = records or out
-    return times[0], times[1], records
+    return times[0], times[2] - times[1], records
+
+
+def rate(n: int, seconds: float) -> str:
+    """`n / seconds` as meshes/s, or n/a when timing noise leaves no positive difference."""
+    return f"{n / seconds:6.2f}" if seconds > 0 else "   n/a"
 
 
 def same_meshes(folder, a, b, records_a, records_b) -> bool:
@@ -96,16 +103,15 @@ def main():
     )
     with tempfile.TemporaryDirectory() as folder:
         n = args.objects
-        first, double, single = timed_generation(config, model, variables, 1, n, folder)
-        steady = double - first
-        print(f"one at a time      : {n / steady:6.2f} meshes/s steady, {n / first:6.2f} with compiling")
+        first, steady, single = timed_generation(config, model, variables, 1, n, folder)
+        print(f"one at a time      : {rate(n, steady)} meshes/s steady, {n / first:6.2f} with compiling")
         for b in args.batch:
-            first_b, double_b, records = timed_generation(config, model, variables, b, n, folder)
-            steady_b = double_b - first_b
-            same = same_meshes(folder, f"b1_{n}", f"b{b}_{n}", single, records)
+            first_b, steady_b, records = timed_generation(config, model, variables, b, n, folder)
+            same = same_meshes(folder, f"b1_{n}_0", f"b{b}_{n}_0", single, records)
+            ratio = f"{steady / steady_b:.2f}x" if steady > 0 and steady_b > 0 else "n/a"
             print(
-                f"{b:2d} objects at once: {n / steady_b:6.2f} meshes/s steady, {n / first_b:6.2f} with "
-                f"compiling; {steady / steady_b:.2f}x one at a time ({first / first_b:.2f}x with "
+                f"{b:2d} objects at once: {rate(n, steady_b)} meshes/s steady, {n / first_b:6.2f} with "
+                f"compiling; {ratio} one at a time ({first / first_b:.2f}x with "
                 f"compiling); same meshes: {same}"
             )
 
