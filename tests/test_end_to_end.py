@@ -12,6 +12,7 @@ import pytest
 import trimesh
 
 import experiment_configs
+import run_probes
 from implicit_fields import checkpointing, meshing, trainer, vis
 
 # The files each method's run leaves: (meshes, picture, metrics keys that must be finite).
@@ -55,7 +56,10 @@ def test_every_methods_tiny_config_trains_meshes_and_evaluates(spec, tiny_datase
     else:
         config.data.path = str(tmp_path / "scene")
     workdir = str(tmp_path / "run")
-    result = trainer.run(config, workdir, "all")
+    with run_probes.recording_lead_first() as prepared:
+        result = trainer.run(config, workdir, "all")
+    # The data is prepared by one process first (multi-host runs), before anything else waits.
+    assert prepared[:1] == (["scene"] if config.method == "dvr" else ["dataset"])
 
     mesh_file, picture, keys = OUTPUTS[config.method]
     with open(os.path.join(workdir, "metrics.json")) as f:

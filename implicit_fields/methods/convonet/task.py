@@ -124,7 +124,7 @@ def create_task(config, workdir: str, model, mesh: Mesh) -> trainer.Task:
             f"config.train.batch_size={config.train.batch_size} must be a multiple of the "
             f"{num_devices} devices the batch is split over"
         )
-    ensure_data(config)
+    trainer.lead_first("dataset", ensure_data, config)  # one process writes it (multi-host runs)
     train_ds = datasets.from_config(config.data, config.data.train_split)
     val_ds = datasets.from_config(config.data, config.data.val_split)
     if len(train_ds) == 0:

@@ -237,7 +237,8 @@ def create_task(config, workdir: str, model, mesh: Mesh) -> trainer.Task:
             f"config.rays.per_step={config.rays.per_step} must be a multiple of the "
             f"{num_devices} devices the rays are split over"
         )
-    folder = ensure_scene(config.data, progress=config.logging.progress)
+    # One process renders a missing built-in scene; the others wait, then find it.
+    folder = trainer.lead_first("scene", ensure_scene, config.data, progress=config.logging.progress)
     data = multiview.load_multiview(folder)
     train_views, val_views = split_views(data.num_views, config.data.val_views)
     occ_depths = hull_depths(config, data, train_views, workdir)

@@ -163,6 +163,8 @@ def create_task(config, workdir: str, model: nerf_model.NeRF, mesh: Mesh) -> tra
             f"config.rays.per_step={config.rays.per_step} must be a multiple of the "
             f"{num_devices} devices the rays are split over"
         )
+    # One process renders a missing built-in scene; the others wait, then find it.
+    trainer.lead_first("scene", scenes.ensure_scene, config.data, progress=config.logging.progress)
     train_data = load_scene(config, "train", progress=config.logging.progress)
     val_data = load_scene(config, "val")
     val_images = range(min(config.train.val_images or val_data.num_views, val_data.num_views))

@@ -454,6 +454,7 @@ def create_task(config, workdir: str, model: oflow_model.OccupancyFlow, mesh: Me
             f"{num_devices} devices the batch is split over"
         )
     progress = config.logging.progress
+    trainer.lead_first("dataset", ensure_data, config)  # one process writes it (multi-host runs)
     store = SequenceStore(load_split(config, "train"), cache=config.data.cache, progress=progress)
     logger.info("loaded %d training windows of %d sequences", len(store), len(store.sequences))
     val: Optional[SequenceStore] = None

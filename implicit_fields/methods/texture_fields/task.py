@@ -402,6 +402,7 @@ def create_task(config, workdir: str, model: tf_model.TextureFieldsModel, mesh: 
             f"config.train.batch_size={config.train.batch_size} must be a multiple of the "
             f"{num_devices} devices the batch is split over"
         )
+    trainer.lead_first("dataset", ensure_data, config)  # one process writes it (multi-host runs)
     train_set, n_train = load_split(config, "train", config.data.img_size)
     cache = ObjectCache(train_set, n_train, progress=config.logging.progress)
     logger.info("cached %d training objects", len(cache))

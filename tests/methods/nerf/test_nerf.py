@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import experiment_configs
+import run_probes
 from implicit_fields import trainer
 from implicit_fields.methods.nerf import generation, task
 from implicit_fields.methods.nerf import model as nerf_model
@@ -190,7 +191,9 @@ def test_the_automatic_threshold_matches_the_masks():
 def test_tiny_run_end_to_end(scene_folders, tmp_path):
     config = scene_folders["blender"]
     workdir = str(tmp_path / "run")
-    result = trainer.run(config, workdir, "all")
+    with run_probes.recording_lead_first() as prepared:
+        result = trainer.run(config, workdir, "all")
+    assert prepared[:1] == ["scene"]  # rendered by one process first in a multi-host run
     metrics = json.load(open(os.path.join(workdir, "metrics.json")))
     for key in ("held_out_psnr", "held_out_ssim", "held_out_mask_iou"):
         assert metrics[key] is not None and np.isfinite(metrics[key])

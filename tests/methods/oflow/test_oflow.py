@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import experiment_configs
+import run_probes
 from implicit_fields import train_utils, trainer, vis
 from implicit_fields.data import motion
 from implicit_fields.methods.oflow import generation, task
@@ -185,7 +186,9 @@ def test_mesh_samples_follow_the_vertices():
 def tiny_run(tiny_data, tmp_path_factory):
     config = tiny_data.copy_and_resolve_references()
     workdir = str(tmp_path_factory.mktemp("oflow_run") / "run")
-    result = trainer.run(config, workdir, "all")
+    with run_probes.recording_lead_first() as prepared:
+        result = trainer.run(config, workdir, "all")
+    assert prepared[:1] == ["dataset"]  # written by one process first in a multi-host run
     return config, workdir, result
 
 

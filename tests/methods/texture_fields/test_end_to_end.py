@@ -13,6 +13,7 @@ import pytest
 import trimesh
 
 import experiment_configs
+import run_probes
 from implicit_fields import meshing, trainer, vis
 from implicit_fields.methods.texture_fields import evaluation, generation
 
@@ -23,7 +24,9 @@ def tiny_run(tmp_path_factory):
     config = experiment_configs.load("texture_fields.py:vae,tiny")
     config.data.path = str(root / "data")
     workdir = str(root / "run")
-    result = trainer.run(config, workdir, "all")
+    with run_probes.recording_lead_first() as prepared:
+        result = trainer.run(config, workdir, "all")
+    assert prepared[:1] == ["dataset"]  # written by one process first in a multi-host run
     return config, workdir, result
 
 
