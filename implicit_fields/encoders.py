@@ -539,10 +539,10 @@ class LatentEncoder(nn.Module):
         if c is not None and c.shape[-1] > 0:
             net = net + layers.Dense(h, name="fc_c")(c)[:, None, :]
         net = layers.Dense(h, name="fc_1")(act(net))
-        net = _concat_pooled(net, pool)
-        net = layers.Dense(h, name="fc_2")(act(net))
-        net = _concat_pooled(net, pool)
-        net = layers.Dense(h, name="fc_3")(act(net))
+        # fc_2 and fc_3 see [net, pooled] concatenated; as a pair, pooled's share is computed
+        # once per object instead of once per point (the same function).
+        net = layers.Dense(h, name="fc_2")((act(net), act(pool(net, axis=1, keepdims=True))))
+        net = layers.Dense(h, name="fc_3")((act(net), act(pool(net, axis=1, keepdims=True))))
         net = pool(net, axis=1)
         mean = layers.Dense(self.z_dim, name="fc_mean")(net)
         logstd = layers.Dense(self.z_dim, name="fc_logstd")(net)

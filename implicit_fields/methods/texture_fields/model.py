@@ -148,12 +148,13 @@ class SimplePointnet(nn.Module):
         act = _act(self.leaky)
         pool = jnp.mean if self.leaky else jnp.max
         h = self.hidden_dim
-        net = layers.Dense(2 * h, name="conv_p")(pn)
-        for i in range(3):
-            net = layers.Dense(h, name=f"conv_{i}")(act(net))
-            pooled = pool(net, axis=1, keepdims=True)
-            net = jnp.concatenate([net, jnp.broadcast_to(pooled, net.shape)], axis=-1)
-        net = layers.Dense(h, name="conv_3")(act(net))
+        net = act(layers.Dense(2 * h, name="conv_p")(pn))
+        for i in range(4):
+            # conv_1..3 see [net, pooled] concatenated; as a pair, pooled's share of the
+            # layer is computed once per object instead of once per point (the same function).
+            net = layers.Dense(h, name=f"conv_{i}")(net)
+            if i < 3:
+                net = (act(net), act(pool(net, axis=1, keepdims=True)))
         net = pool(net, axis=1)
         return layers.Dense(self.c_dim, name="fc_c")(act(net))
 

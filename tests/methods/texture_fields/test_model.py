@@ -222,3 +222,35 @@ def test_config_checks_contradictions():
     with pytest.raises(ValueError, match="config.model.encoder=''"):
         task.check_config(config)
     assert isinstance(config, ml_collections.ConfigDict)
+
+
+@pytest.mark.parametrize("leaky", [True, False])
+def test_simple_pointnet_is_the_original_concatenation(leaky):
+    """The pooled half of conv_1..3 computed once per object equals the original's [net, pooled] layers."""
+    enc = tf_model.SimplePointnet(c_dim=5, hidden_dim=8, leaky=leaky)
+    pn = jax.random.normal(jax.random.key(1), (3, 50, 6))
+    params = enc.init(jax.random.key(0), pn)["params"]
+
+    def reference(params, pn):
+        act = (lambda x: jax.nn.leaky_relu(x, 0.2)) if leaky else jax.nn.relu
+        pool = jnp.mean if leaky else jnp.max
+
+        def dense(name, x):
+            bias = params[name]["bias"]
+            return x @ params[name]["kernel"] + bias.reshape((1,) * (x.ndim - 1) + bias.shape)
+
+        net = dense("conv_p", pn)
+        for i in range(3):
+            net = dense(f"conv_{i}", act(net))
+            pooled = pool(net, axis=1, keepdims=True)
+            net = jnp.concatenate([net, jnp.broadcast_to(pooled, net.shape)], axis=-1)
+        net = pool(dense("conv_3", act(net)), axis=1)
+        return dense("fc_c", act(net))
+
+    assert params["conv_1"]["kernel"].shape == (16, 8)  # the original's parameters
+    ours = jax.jit(lambda p, x: enc.apply({"params": p}, x))
+    np.testing.assert_allclose(ours(params, pn), reference(params, pn), rtol=1e-5, atol=1e-6)
+    g_ours = jax.grad(lambda p: jnp.sum(ours(p, pn) ** 2))(params)
+    g_ref = jax.grad(lambda p: jnp.sum(reference(p, pn) ** 2))(params)
+    for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
