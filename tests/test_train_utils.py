@@ -14,7 +14,10 @@ import numpy as np
 import optax
 import pytest
 
+import experiment_configs
 from implicit_fields import train_utils
+from implicit_fields.methods import onet
+from implicit_fields.methods.onet import task
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -216,12 +219,6 @@ def test_sharded_step_on_8_devices_matches_one_device():
 
 def test_cpu_compiler_options_give_xla_defaults_step(monkeypatch):
     """The step compiled with Eigen dots (the CPU default here) matches XLA's own defaults."""
-    from implicit_fields.methods import onet
-    from implicit_fields.methods.onet import task
-
-    sys.path.insert(0, TESTS)
-    import experiment_configs
-
     options = train_utils.default_compiler_options()
     assert options in ({}, train_utils.CPU_COMPILER_OPTIONS)
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=-dot")
